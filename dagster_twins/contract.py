@@ -1,0 +1,166 @@
+"""The data contract: the raw interaction sources, their columns and types.
+
+One place describes what a landing file may contain. Ingestion validates against it, the demo
+generator writes it, and the dbt sources (``dbt/models/staging/_sources.yml``) read the raw tables
+it produces. Only ``events`` with ``user_id, occurred_at, event_type`` is required of a user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnType = Literal["string", "timestamp", "double"]
+
+# Bookkeeping columns every raw table carries after the contract columns.
+RAW_ROW_ID = "_row_id"  # the source's id column, or a hash of the row where the source has none
+RAW_SOURCE_FILE = "_source_file"
+RAW_SOURCE_LINE = "_source_line"  # 1-based line in the file (the header is line 1); row number for Parquet
+RAW_LANDING_DATE = "_landing_date"  # the daily partition the file belongs to
+RAW_LOADED_AT = "_loaded_at"
+RAW_BOOKKEEPING = (RAW_ROW_ID, RAW_SOURCE_FILE, RAW_SOURCE_LINE, RAW_LANDING_DATE, RAW_LOADED_AT)
+
+RAW_SCHEMA = "raw"
+QUARANTINE_TABLE = "quarantine"
+LOAD_LOG_TABLE = "load_log"
+FILE_INDEX_TABLE = "file_index"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType = "string"
+    required: bool = False
+    accepted_values: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SourceContract:
+    name: str
+    columns: tuple[Column, ...]
+    time_column: str
+    id_column: str | None = None  # None: rows are keyed by a hash of their contract columns
+    required_source: bool = False
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"source {self.name!r} has no column {name!r}")
+
+
+def _req(name: str, type_: ColumnType = "string") -> Column:
+    return Column(name, type_, required=True)
+
+
+SOURCES: dict[str, SourceContract] = {
+    s.name: s
+    for s in (
+        SourceContract(
+            "users",
+            (
+                _req("user_id"),
+                _req("signed_up_at", "timestamp"),
+                Column("plan"),
+                Column("country"),
+                Column("acquisition_channel"),
+            ),
+            time_column="signed_up_at",
+            id_column="user_id",
+        ),
+        SourceContract(
+            "events",
+            (
+                Column("event_id"),
+                _req("user_id"),
+                _req("occurred_at", "timestamp"),
+                _req("event_type"),
+                Column("topic"),
+                Column("item_id"),
+                Column("channel"),
+                Column("value", "double"),
+                Column("text"),
+            ),
+            time_column="occurred_at",
+            id_column="event_id",
+            required_source=True,
+        ),
+        SourceContract(
+            "conversations",
+            (
+                Column("message_id"),
+                _req("user_id"),
+                _req("sent_at", "timestamp"),
+                Column("role", accepted_values=("user", "agent", "bot")),
+                Column("text"),
+            ),
+            time_column="sent_at",
+            id_column="message_id",
+        ),
+        SourceContract(
+            "recommendations",
+            (
+                Column("rec_id"),
+                _req("user_id"),
+                _req("shown_at", "timestamp"),
+                Column("item_id"),
+                Column("topic"),
+                Column("response", accepted_values=("clicked", "dismissed", "ignored")),
+                Column("responded_at", "timestamp"),
+            ),
+            time_column="shown_at",
+            id_column="rec_id",
+        ),
+        SourceContract(
+            "support_tickets",
+            (
+                Column("ticket_id"),
+                _req("user_id"),
+                _req("opened_at", "timestamp"),
+                Column("category"),
+                Column("closed_at", "timestamp"),
+                Column("satisfaction", "double"),
+            ),
+            time_column="opened_at",
+            id_column="ticket_id",
+        ),
+        SourceContract(
+            "subscriptions",
+            (
+                _req("user_id"),
+                _req("occurred_at", "timestamp"),
+                Column(
+                    "action",
+                    required=True,
+                    accepted_values=("started", "renewed", "upgraded", "downgraded", "cancelled"),
+                ),
+                Column("plan"),
+                Column("mrr", "double"),
+            ),
+            time_column="occurred_at",
+        ),
+        SourceContract(
+            "campaigns",
+            (
+                Column("send_id"),
+                _req("user_id"),
+                _req("sent_at", "timestamp"),
+                Column("campaign_id"),
+                Column("group", accepted_values=("treatment", "control")),
+                Column("topic"),
+            ),
+            time_column="sent_at",
+            id_column="send_id",
+        ),
+    )
+}
+
+SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
