@@ -86,6 +86,7 @@ SOURCES: dict[str, SourceContract] = {
                 Column("topic"),
                 Column("item_id"),
                 Column("channel"),
+                Column("content_format"),
                 Column("value", "double"),
                 Column("text"),
             ),
