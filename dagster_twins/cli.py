@@ -1,0 +1,123 @@
+"""Command line: `dagster-twins generate | run | demo | bench`.
+
+    dagster-twins generate --users 2000 --days 180     # demo landing files into data/landing
+    dagster-twins run                                   # the whole pipeline over every landing day found
+    dagster-twins demo                                  # both, then where to look
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from dagster_twins.settings import DEFAULT_DATA_DIR, Settings, apply_offline_env
+
+
+def _yesterday() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
+def _add_generate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--users", type=int, default=2000, help="number of users (default 2000)")
+    parser.add_argument("--days", type=int, default=180, help="days of history (default 180)")
+    parser.add_argument("--end-date", type=date.fromisoformat, default=None, help="last day (default yesterday, UTC)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--dirty-rate", type=float, default=0.002, help="share of malformed rows to inject")
+    parser.add_argument("--late-rate", type=float, default=0.02, help="share of rows that land 1-3 days late")
+    parser.add_argument("--out", type=Path, default=DEFAULT_DATA_DIR, help="output folder (landing/ and truth/)")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from dagster_twins.demo import generate_demo
+
+    summary = generate_demo(
+        args.out,
+        n_users=args.users,
+        n_days=args.days,
+        end_date=args.end_date or _yesterday(),
+        seed=args.seed,
+        dirty_rate=args.dirty_rate,
+        late_rate=args.late_rate,
+    )
+    print(f"Demo data for {args.users:,} users, {summary.start_date} .. {summary.end_date}:")
+    for source, rows in summary.rows_written.items():
+        print(f"  {source:<16} {rows:>12,} rows")
+    print(f"Landing files: {summary.landing_dir}\nPlanted truth (tests and reports only): {summary.truth_dir}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from dagster_twins.pipeline import ensure_dagster_home, landing_span, run_pipeline
+    from dagster_twins.reporting import print_warehouse_summary
+
+    settings = Settings.from_env()
+    span = landing_span(settings)
+    if span is None and not (args.start and args.end):
+        print(f"No landing files under {settings.landing_dir}. Generate demo data with "
+              "`dagster-twins generate` or put your files there (see README).", file=sys.stderr)
+        return 2
+    start = args.start or span[0]
+    end = args.end or span[1]
+    ensure_dagster_home()
+    print(f"Running the pipeline for landing days {start} .. {end} into {settings.warehouse_path}")
+    result = run_pipeline(settings, start, end, instance=DagsterInstance.get(), raise_on_error=False)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.step_key:
+                print(f"FAILED step {event.step_key}: {event.message}", file=sys.stderr)
+        return 1
+    print_warehouse_summary(settings.warehouse_path)
+    print("\nOpen the UI with `make dev` (or `dagster dev` in the activated environment) at http://127.0.0.1:3000")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.out = args.out or DEFAULT_DATA_DIR
+    code = cmd_generate(args)
+    return code or cmd_run(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dagster_twins.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dagster-twins", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="write demo landing files and the planted truth")
+    _add_generate_args(gen)
+    gen.set_defaults(func=cmd_generate)
+    run = sub.add_parser("run", help="run ingestion and dbt over the landing files")
+    run.add_argument("--start", type=date.fromisoformat, default=None, help="first landing day (default: earliest)")
+    run.add_argument("--end", type=date.fromisoformat, default=None, help="last landing day (default: latest)")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="generate demo data, then run the pipeline on it")
+    _add_generate_args(demo)
+    demo.set_defaults(func=cmd_demo, start=None, end=None)
+    bench = sub.add_parser("bench", help="time and measure memory of each stage at a given scale")
+    bench.add_argument("--users", type=int, nargs="+", default=[10_000])
+    bench.add_argument("--days", type=int, default=180)
+    bench.add_argument("--repeat", type=int, default=3)
+    bench.add_argument("--workdir", type=Path, default=None)
+    bench.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    apply_offline_env()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""The code location: assembles every layer's assets, checks, jobs and resources. Nothing else."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_twins.ingestion.assets import raw_sources
+from dagster_twins.jobs import twins_pipeline_job
+from dagster_twins.resources import build_resources
+from dagster_twins.settings import Settings
+from dagster_twins.transform.assets import dbt_models
+
+defs = dg.Definitions(
+    assets=[raw_sources, dbt_models],
+    jobs=[twins_pipeline_job],
+    resources=build_resources(Settings.from_env()),
+    # DuckDB allows one writer at a time, so the steps of a run execute one after another.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,1 @@
+"""Ingestion: landing files -> validated, deduplicated rows in the warehouse's ``raw`` schema."""

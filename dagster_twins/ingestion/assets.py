@@ -1,0 +1,127 @@
+"""Ingestion assets: one asset per contract source in the ``raw`` schema, loaded by landing day."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from dagster_twins.contract import QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
+from dagster_twins.ingestion.loader import LoadResult, load_source
+from dagster_twins.partitions import daily_partitions, single_run, window_dates
+from dagster_twins.resources import LandingResource, WarehouseResource
+
+GROUP = "ingestion"
+RECONCILE_CHECK = "rows_reconcile"
+
+
+def raw_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey([RAW_SCHEMA, source])
+
+
+QUARANTINE_KEY = raw_key(QUARANTINE_TABLE)
+
+_SPECS = [
+    dg.AssetSpec(
+        raw_key(name),
+        group_name=GROUP,
+        description=f"Raw `{name}` rows from the landing files: typed to the contract, deduplicated on "
+        f"`_row_id`, one landing day per partition. Malformed rows go to `raw.quarantine`.",
+        kinds={"duckdb"},
+        skippable=True,
+    )
+    for name in SOURCES
+] + [
+    dg.AssetSpec(
+        QUARANTINE_KEY,
+        group_name=GROUP,
+        description="Rows that could not be loaded, with source, file, line, reason and the original record.",
+        kinds={"duckdb"},
+        skippable=True,
+    )
+]
+
+
+def _markdown_table(rows: dict[str, int], header: tuple[str, str]) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---:|"]
+    lines += [f"| {k} | {v:,} |" for k, v in rows.items()] or ["| (none) | 0 |"]
+    return "\n".join(lines)
+
+
+def _metadata(result: LoadResult, seconds: float) -> dict[str, dg.MetadataValue | int | float | str | bool]:
+    totals = result.summary()
+    return {
+        **totals,
+        "reconciles": result.reconciles,
+        "files": len(result.files),
+        "landing_dates": f"{result.landing_dates[0]} .. {result.landing_dates[-1]}" if result.landing_dates else "",
+        "quarantine_reasons": dg.MetadataValue.md(_markdown_table(result.quarantine_reasons, ("reason", "rows"))),
+        "dagster/row_count": result.rows_in_table,
+        "seconds": round(seconds, 2),
+    }
+
+
+@dg.multi_asset(
+    specs=_SPECS,
+    check_specs=[
+        dg.AssetCheckSpec(
+            RECONCILE_CHECK,
+            asset=raw_key(name),
+            description="For every file loaded: rows read = rows loaded + duplicate + quarantined.",
+        )
+        for name in SOURCES
+    ],
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    can_subset=True,
+    name="raw_sources",
+)
+def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource):
+    """Load each selected source's landing files for the partition window into ``raw``."""
+    window = context.partition_time_window
+    dates = window_dates(window.start.date(), window.end.date())
+    mappings = landing.mappings()
+    selected = [name for name in SOURCES if raw_key(name) in context.selected_asset_keys]
+    con = warehouse.connect()
+    try:
+        for name in selected:
+            started = time.perf_counter()
+            result = load_source(con, name, mappings[name], landing.root, dates, load_id=context.run_id)
+            totals = result.summary()
+            context.log.info(
+                f"raw.{name}: {totals['rows_read']:,} read, {totals['rows_loaded']:,} loaded, "
+                f"{totals['rows_duplicate']:,} duplicate, {totals['rows_quarantined']:,} quarantined "
+                f"from {len(result.files)} file(s)"
+            )
+            yield dg.MaterializeResult(asset_key=raw_key(name), metadata=_metadata(result, time.perf_counter() - started))
+            bad_files = [f.source_file for f in result.files if not f.reconciles]
+            yield dg.AssetCheckResult(
+                asset_key=raw_key(name),
+                check_name=RECONCILE_CHECK,
+                passed=not bad_files,
+                metadata={**totals, "files_not_reconciling": ", ".join(bad_files) or "none"},
+            )
+        if QUARANTINE_KEY in context.selected_asset_keys:
+            yield _quarantine_result(con)
+    finally:
+        con.close()
+
+
+def _quarantine_result(con) -> dg.MaterializeResult:
+    by_source = dict(
+        con.execute(
+            f"select source, count(*) from {RAW_SCHEMA}.{QUARANTINE_TABLE} group by 1 order by 2 desc"
+        ).fetchall()
+    )
+    preview = con.execute(
+        f"select source, source_file, source_line, reason from {RAW_SCHEMA}.{QUARANTINE_TABLE} "
+        "order by loaded_at desc, source, source_line limit 10"
+    ).df()
+    return dg.MaterializeResult(
+        asset_key=QUARANTINE_KEY,
+        metadata={
+            "dagster/row_count": int(sum(by_source.values())),
+            "rows_by_source": dg.MetadataValue.md(_markdown_table(by_source, ("source", "rows"))),
+            "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "(empty)"),
+        },
+    )

@@ -1,0 +1,233 @@
+"""Load the landing files of one source for a set of landing dates into ``raw.<source>``.
+
+Idempotent by construction: the rows of those landing dates are replaced in one transaction, and a
+row whose key (``_row_id``) is already loaded from another date, or repeats within the batch, is
+counted as a duplicate instead of loaded. Malformed rows go to ``raw.quarantine`` with file, line
+and reason. For every file, rows read = loaded + duplicate + quarantined.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+
+from dagster_twins.contract import FILE_INDEX_TABLE, LOAD_LOG_TABLE, QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
+from dagster_twins.ingestion.files import LandingFile, discover
+from dagster_twins.ingestion.mapping import SourceMapping
+from dagster_twins.ingestion.readers import read_file
+from dagster_twins.ingestion.sql import quote_ident, sql_literal
+from dagster_twins.ingestion.validate import check_required_columns, row_id_expr, validation_query
+from dagster_twins.ingestion.warehouse import ensure_raw_schema, raw_table
+
+log = logging.getLogger(__name__)
+
+_BATCH = "_landing_batch"
+
+
+@dataclass(frozen=True)
+class FileStats:
+    source_file: str
+    landing_date: date
+    rows_read: int
+    rows_loaded: int
+    rows_duplicate: int
+    rows_quarantined: int
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.rows_loaded + self.rows_duplicate + self.rows_quarantined
+
+
+@dataclass
+class LoadResult:
+    source: str
+    landing_dates: list[date]
+    files: list[FileStats] = field(default_factory=list)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    rows_in_table: int = 0
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(f, attr) for f in self.files)
+
+    @property
+    def reconciles(self) -> bool:
+        return all(f.reconciles for f in self.files)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            name: self.total(name)
+            for name in ("rows_read", "rows_loaded", "rows_duplicate", "rows_quarantined")
+        }
+
+
+def _file_index_date(con: duckdb.DuckDBPyConnection, source: str, file: LandingFile) -> date | None:
+    stat = file.path.stat()
+    row = con.execute(
+        f"select landing_date from {RAW_SCHEMA}.{FILE_INDEX_TABLE} where source = ? and source_file = ? "
+        "and size_bytes = ? and modified_ns = ?",
+        [source, str(file.path), stat.st_size, stat.st_mtime_ns],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _stage_file(
+    con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, file: LandingFile, landing: date | None
+) -> int:
+    """Read, validate and append one file's rows to the batch table; returns rows read."""
+    contract = SOURCES[source]
+    read = read_file(con, file)
+    if read.rows_parsed == 0 and not read.rejects:
+        return 0
+    check_required_columns(contract, mapping, read.columns, str(file.path))
+    query = validation_query(contract, mapping, read.columns, has_raw_line=file.format == "jsonl")
+    row_id = row_id_expr(contract, mapping, read.columns)
+    con.execute(
+        f"insert into {_BATCH} by name select *, {row_id} as _row_id, ? as _source_file, "
+        f"?::date as _landing_date from ({query})",
+        [str(file.path), landing],
+    )
+    for line, error, raw in read.rejects:
+        con.execute(
+            f"insert into {_BATCH} (_source_line, _reason, _record, _row_id, _source_file, _landing_date) "
+            "values (?, ?, ?, '', ?, ?)",
+            [line, f"malformed CSV row: {error}", raw, str(file.path), landing],
+        )
+    return read.rows_parsed + len(read.rejects)
+
+
+def _create_batch(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    con.execute(f"drop table if exists {_BATCH}")
+    con.execute(
+        f"create temp table {_BATCH} as select * exclude (_landing_date, _loaded_at), "
+        f"null::varchar as _reason, null::varchar as _record, null::date as _landing_date "
+        f"from {raw_table(source)} limit 0"
+    )
+
+
+def landing_date_of(
+    con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, file: LandingFile
+) -> date:
+    """The date in the file's path, else (cached) the date of its latest valid timestamp."""
+    if file.path_date is not None:
+        return file.path_date
+    cached = _file_index_date(con, source, file)
+    if cached is not None:
+        return cached
+    contract = SOURCES[source]
+    _create_batch(con, source)
+    _stage_file(con, source, mapping, file, None)
+    latest = con.execute(
+        f"select max({quote_ident(contract.time_column)}) from {_BATCH} where _reason is null"
+    ).fetchone()[0]
+    landing = (latest or datetime.fromtimestamp(file.path.stat().st_mtime)).date()
+    stat = file.path.stat()
+    con.execute(
+        f"insert into {RAW_SCHEMA}.{FILE_INDEX_TABLE} values (?, ?, ?, ?, ?)",
+        [source, str(file.path), stat.st_size, stat.st_mtime_ns, landing],
+    )
+    return landing
+
+
+def files_by_landing_date(
+    con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, landing_root: Path
+) -> dict[LandingFile, date]:
+    return {f: landing_date_of(con, source, mapping, f) for f in discover(landing_root / mapping.folder)}
+
+
+def load_source(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    mapping: SourceMapping,
+    landing_root: Path,
+    landing_dates: Iterable[date],
+    load_id: str | None = None,
+) -> LoadResult:
+    """Replace ``raw.<source>`` rows of ``landing_dates`` with the landing files of those dates."""
+    ensure_raw_schema(con)
+    dates = sorted(set(landing_dates))
+    load_id = load_id or uuid.uuid4().hex
+    result = LoadResult(source, dates)
+    wanted = {f: d for f, d in files_by_landing_date(con, source, mapping, landing_root).items() if d in dates}
+
+    _create_batch(con, source)
+    rows_read: dict[str, int] = {}
+    for file, landing in sorted(wanted.items(), key=lambda item: (item[1], str(item[0].path))):
+        rows_read[str(file.path)] = _stage_file(con, source, mapping, file, landing)
+        log.info("%s: staged %s (%d rows, landing %s)", source, file.path.name, rows_read[str(file.path)], landing)
+
+    table = raw_table(source)
+    date_list = ", ".join(f"date '{d.isoformat()}'" for d in dates) or "null"
+    loaded_at = datetime.now().replace(microsecond=0)
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from {table} where _landing_date in ({date_list})")
+        con.execute(
+            f"delete from {RAW_SCHEMA}.{QUARANTINE_TABLE} where source = ? and landing_date in ({date_list})",
+            [source],
+        )
+        # A good row is a duplicate when its key is already in the table (from another landing date)
+        # or appears earlier in this batch.
+        con.execute(
+            f"create or replace temp table _landing_ranked as select b.*, "
+            f"row_number() over (partition by _row_id order by _landing_date, _source_file, _source_line) > 1 "
+            f"or _row_id in (select _row_id from {table}) as _is_duplicate "
+            f"from {_BATCH} b where _reason is null"
+        )
+        con.execute(
+            f"insert into {table} by name select * exclude (_reason, _record, _is_duplicate), "
+            f"timestamp '{loaded_at}' as _loaded_at from _landing_ranked where not _is_duplicate"
+        )
+        con.execute(
+            f"insert into {RAW_SCHEMA}.{QUARANTINE_TABLE} select {sql_literal(source)}, _source_file, "
+            f"_source_line, _reason, _record, _landing_date, timestamp '{loaded_at}' "
+            f"from {_BATCH} where _reason is not null"
+        )
+        counts = con.execute(
+            "select _source_file, "
+            "coalesce(sum(case when not _is_duplicate then 1 else 0 end), 0), "
+            "coalesce(sum(case when _is_duplicate then 1 else 0 end), 0) "
+            "from _landing_ranked group by _source_file"
+        ).fetchall()
+        good = {f: (int(loaded), int(dup)) for f, loaded, dup in counts}
+        bad = dict(
+            con.execute(f"select _source_file, count(*) from {_BATCH} where _reason is not null group by 1").fetchall()
+        )
+        for file, landing in sorted(wanted.items(), key=lambda item: (item[1], str(item[0].path))):
+            key = str(file.path)
+            loaded, dup = good.get(key, (0, 0))
+            stats = FileStats(key, landing, rows_read[key], loaded, dup, int(bad.get(key, 0)))
+            result.files.append(stats)
+            con.execute(
+                f"insert into {RAW_SCHEMA}.{LOAD_LOG_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [load_id, source, key, landing, stats.rows_read, stats.rows_loaded, stats.rows_duplicate,
+                 stats.rows_quarantined, loaded_at],
+            )
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.execute(f"drop table if exists {_BATCH}; drop table if exists _landing_ranked")
+
+    result.quarantine_reasons = _reason_counts(con, source, dates)
+    result.rows_in_table = int(con.execute(f"select count(*) from {table}").fetchone()[0])
+    return result
+
+
+def _reason_counts(con: duckdb.DuckDBPyConnection, source: str, dates: list[date]) -> dict[str, int]:
+    if not dates:
+        return {}
+    date_list = ", ".join(f"date '{d.isoformat()}'" for d in dates)
+    # Group by the kind of problem (the text before the offending value) so the counts stay readable.
+    rows = con.execute(
+        f"select split_part(reason, ':', 1) as kind, count(*) from {RAW_SCHEMA}.{QUARANTINE_TABLE} "
+        f"where source = ? and landing_date in ({date_list}) group by 1 order by 2 desc",
+        [source],
+    ).fetchall()
+    return {kind: int(n) for kind, n in rows}

@@ -1,0 +1,25 @@
+"""The daily partitioning every asset shares: a partition is a landing day (UTC).
+
+Landing files of a day are loaded by that day's partition; dbt's incremental models process the rows
+that landed in the partition window, so late events are folded in when they arrive. All assets use
+a single-run backfill policy, so a range of days (a backfill, or the demo's whole history) runs as
+one Dagster run with one dbt invocation instead of one per day.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import dagster as dg
+
+from dagster_twins.settings import Settings
+
+# Partitions must be known when the code location loads, so the start date is read here.
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=Settings.from_env().partition_start.isoformat(), timezone="UTC", end_offset=1
+)
+single_run = dg.BackfillPolicy.single_run()
+
+
+def window_dates(start: date, end_exclusive: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end_exclusive - start).days)]

@@ -1,0 +1,48 @@
+"""Dagster resources: the warehouse, the landing area and dbt, configured in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_dbt import DbtCliResource
+
+from dagster_twins.ingestion.mapping import SourceMapping, load_mappings
+from dagster_twins.ingestion.warehouse import connect
+from dagster_twins.settings import DBT_PROJECT_DIR, Settings
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file. DuckDB allows one writer: open, use and close per step."""
+
+    path: str
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        return connect(Path(self.path), read_only=read_only)
+
+
+class LandingResource(dg.ConfigurableResource):
+    """Where landing files are and how their columns map onto the data contract."""
+
+    landing_dir: str
+    sources_config: str = ""
+
+    @property
+    def root(self) -> Path:
+        return Path(self.landing_dir)
+
+    def mappings(self) -> dict[str, SourceMapping]:
+        return load_mappings(Path(self.sources_config) if self.sources_config else None)
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "landing": LandingResource(
+            landing_dir=str(settings.landing_dir), sources_config=str(settings.sources_config)
+        ),
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), target=settings.dbt_target
+        ),
+    }

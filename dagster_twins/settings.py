@@ -1,0 +1,57 @@
+"""Where things live: one place for every path and switch, read from the environment with defaults
+that work out of the box from a fresh clone.
+
+| variable | default | what |
+|---|---|---|
+| TWINS_WAREHOUSE | data/warehouse.duckdb | the DuckDB file the pipeline writes (dbt's profile reads it too) |
+| TWINS_LANDING_DIR | data/landing | landing files, one folder per source |
+| TWINS_SOURCES_CONFIG | config/sources.yml | column mapping from your files to the data contract |
+| TWINS_PARTITION_START | 2025-01-01 | first daily partition |
+| TWINS_DBT_TARGET | duckdb | dbt target in dbt/profiles.yml |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+
+# dbt and Dagster must never phone home: the project runs offline.
+OFFLINE_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DAGSTER_DISABLE_TELEMETRY": "1"}
+
+
+def _path(environ: Mapping[str, str], key: str, default: Path) -> Path:
+    value = environ.get(key)
+    return Path(value).expanduser().resolve() if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    warehouse_path: Path
+    landing_dir: Path
+    sources_config: Path
+    partition_start: date
+    dbt_target: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            warehouse_path=_path(env, "TWINS_WAREHOUSE", DEFAULT_DATA_DIR / "warehouse.duckdb"),
+            landing_dir=_path(env, "TWINS_LANDING_DIR", DEFAULT_DATA_DIR / "landing"),
+            sources_config=_path(env, "TWINS_SOURCES_CONFIG", PROJECT_ROOT / "config" / "sources.yml"),
+            partition_start=date.fromisoformat(env.get("TWINS_PARTITION_START", "2025-01-01")),
+            dbt_target=env.get("TWINS_DBT_TARGET", "duckdb"),
+        )
+
+
+def apply_offline_env() -> None:
+    """Switch off telemetry and version checks for this process and the dbt subprocesses it starts."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
