@@ -93,7 +93,8 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 f"{totals['rows_duplicate']:,} duplicate, {totals['rows_quarantined']:,} quarantined "
                 f"from {len(result.files)} file(s)"
             )
-            yield dg.MaterializeResult(asset_key=raw_key(name), metadata=_metadata(result, time.perf_counter() - started))
+            metadata = _metadata(result, time.perf_counter() - started)
+            yield dg.MaterializeResult(asset_key=raw_key(name), metadata=metadata)
             bad_files = [f.source_file for f in result.files if not f.reconciles]
             yield dg.AssetCheckResult(
                 asset_key=raw_key(name),

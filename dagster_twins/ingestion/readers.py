@@ -90,12 +90,13 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, file: LandingFile) -> FileRead:
     # Read whole lines, then parse them as JSON ourselves: DuckDB's JSON reader would skip bad lines
     # silently, and a malformed line must be quarantined with its line number.
     con.execute(
-        "create temp table _landing_lines as select rowid + 1 as _line, line from read_csv("
+        "create temp table _landing_lines as select line from read_csv("
         f"{path}, columns = {{'line': 'VARCHAR'}}, header = false, delim = chr(30), quote = '', "
         "escape = '', auto_detect = false)"
     )
+    # Insertion order is file order, so rowid + 1 is the line number (blank lines included).
     con.execute(
-        "create temp table _landing_json as select _line, line, "
+        "create temp table _landing_json as select rowid + 1 as _line, line, "
         "case when json_valid(line) and json_type(line) = 'OBJECT' then null "
         "else 'malformed JSON line' end as _error "
         "from _landing_lines where line is not null and trim(line) <> ''"
