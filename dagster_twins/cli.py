@@ -65,7 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     end = args.end or span[1]
     ensure_dagster_home()
     print(f"Running the pipeline for landing days {start} .. {end} into {settings.warehouse_path}")
-    result = run_pipeline(settings, start, end, instance=DagsterInstance.get(), raise_on_error=False)
+    result = run_pipeline(settings, start, end, instance=DagsterInstance.get(), raise_on_error=False,
+                          layer=args.only)
     if not result.success:
         for event in result.all_events:
             if event.is_failure and event.step_key:
@@ -98,10 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run ingestion and dbt over the landing files")
     run.add_argument("--start", type=date.fromisoformat, default=None, help="first landing day (default: earliest)")
     run.add_argument("--end", type=date.fromisoformat, default=None, help="last landing day (default: latest)")
+    run.add_argument("--only", choices=["ingestion", "transform"], default=None,
+                     help="run one layer only (the benchmark times them apart)")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="generate demo data, then run the pipeline on it")
     _add_generate_args(demo)
-    demo.set_defaults(func=cmd_demo, start=None, end=None)
+    demo.set_defaults(func=cmd_demo, start=None, end=None, only=None)
     bench = sub.add_parser("bench", help="time and measure memory of each stage at a given scale")
     bench.add_argument("--users", type=int, nargs="+", default=[10_000])
     bench.add_argument("--days", type=int, default=180)

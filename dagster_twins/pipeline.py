@@ -57,14 +57,21 @@ def run_pipeline(
     *,
     instance: dg.DagsterInstance | None = None,
     selection: Sequence[dg.AssetKey] | None = None,
+    layer: str | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the pipeline for landing days ``start`` .. ``end`` (inclusive) as one run."""
+    """Materialize the pipeline for landing days ``start`` .. ``end`` (inclusive) as one run.
+
+    ``layer`` limits the run to one layer's assets ("ingestion" or "transform", i.e. dbt).
+    """
     apply_offline_env()
     from dagster_twins.definitions import defs
     from dagster_twins.resources import build_resources
 
     job = defs.resolve_job_def("twins_pipeline")
+    if layer is not None:
+        ingestion = {key for key in job.asset_layer.executable_asset_keys if key.path[0] == "raw"}
+        selection = sorted(ingestion if layer == "ingestion" else job.asset_layer.executable_asset_keys - ingestion)
     return job.execute_in_process(
         instance=instance,
         tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},

@@ -1,0 +1,118 @@
+"""Benchmark: wall time and peak memory of each stage (generate, ingest, dbt) at a given scale.
+
+Each stage runs in its own process, so its peak resident memory (including dbt's subprocess) is
+measured by the kernel (``wait4``'s ``ru_maxrss``), not estimated. Results are medians over repeats.
+
+    dagster-twins bench --users 10000 100000 --days 180 --repeat 3 --output docs/benchmarks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+STAGES = ("generate", "ingest", "dbt")
+BENCH_END_DATE = date(2026, 6, 30)  # fixed, so every run sees the same data
+
+
+@dataclass(frozen=True)
+class StageRun:
+    stage: str
+    seconds: float
+    peak_rss_mb: float
+
+
+def run_stage(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run one stage as a child process; return (wall seconds, peak RSS in MB of it and its children)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"stage failed ({' '.join(cmd)}):\n{output.decode(errors='replace')[-4000:]}")
+    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def stage_commands(workdir: Path, users: int, days: int) -> dict[str, list[str]]:
+    cli = [sys.executable, "-m", "dagster_twins.cli"]
+    return {
+        "generate": cli + ["generate", "--users", str(users), "--days", str(days), "--end-date",
+                           BENCH_END_DATE.isoformat(), "--out", str(workdir)],
+        "ingest": cli + ["run", "--only", "ingestion"],
+        "dbt": cli + ["run", "--only", "transform"],
+    }
+
+
+def bench_once(users: int, days: int, root: Path) -> list[StageRun]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench_{users}_", dir=root))
+    env = {
+        **os.environ,
+        "TWINS_WAREHOUSE": str(workdir / "warehouse.duckdb"),
+        "TWINS_LANDING_DIR": str(workdir / "landing"),
+        "DAGSTER_HOME": str(workdir / "dagster_home"),
+    }
+    (workdir / "dagster_home").mkdir(parents=True)
+    try:
+        runs = []
+        for stage, cmd in stage_commands(workdir, users, days).items():
+            seconds, peak = run_stage(cmd, env)
+            runs.append(StageRun(stage, seconds, peak))
+            print(f"  {users:>9,} users  {stage:<9} {seconds:8.1f} s  {peak:8.0f} MB", flush=True)
+        return runs
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def summarize(users: int, days: int, repeats: list[list[StageRun]]) -> dict:
+    stages = {}
+    for stage in STAGES:
+        runs = [r for rep in repeats for r in rep if r.stage == stage]
+        stages[stage] = {
+            "median_seconds": round(statistics.median(r.seconds for r in runs), 2),
+            "median_peak_rss_mb": round(statistics.median(r.peak_rss_mb for r in runs), 0),
+            "seconds_all": [round(r.seconds, 2) for r in runs],
+        }
+    ingest_dbt = [sum(r.seconds for r in rep if r.stage in ("ingest", "dbt")) for rep in repeats]
+    totals = [sum(r.seconds for r in rep) for rep in repeats]
+    return {
+        "users": users,
+        "days": days,
+        "repeats": len(repeats),
+        "stages": stages,
+        "median_ingest_plus_dbt_seconds": round(statistics.median(ingest_dbt), 2),
+        "median_total_seconds": round(statistics.median(totals), 2),
+        "peak_rss_mb": max(r.peak_rss_mb for rep in repeats for r in rep),
+        "peak_rss_ingest_dbt_mb": max(r.peak_rss_mb for rep in repeats for r in rep if r.stage != "generate"),
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    root = args.workdir or Path(tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    for users in args.users:
+        repeats = [bench_once(users, args.days, root) for _ in range(args.repeat)]
+        results.append(summarize(users, args.days, repeats))
+        print(json.dumps(results[-1], indent=2))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+        args.output.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+    return 0
+
+
+

@@ -1,0 +1,44 @@
+"""Shared fixtures: the dbt manifest prepared once, demo data generated once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from dagster_twins.settings import DBT_PROJECT_DIR, OFFLINE_ENV, Settings
+
+os.environ.update(OFFLINE_ENV)
+
+DEMO_END = date(2026, 3, 31)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Dagster's dbt assets read the manifest at import time: parse the project before any test imports them.
+    if not (DBT_PROJECT_DIR / "target" / "manifest.json").exists():
+        dbt = Path(sys.executable).parent / "dbt"
+        subprocess.run([str(dbt), "parse", "--quiet", "--profiles-dir", "."], cwd=DBT_PROJECT_DIR, check=True)
+
+
+def make_settings(root: Path) -> Settings:
+    return Settings(
+        warehouse_path=root / "warehouse.duckdb",
+        landing_dir=root / "landing",
+        sources_config=root / "sources.yml",  # absent: the contract's own column names
+        partition_start=date(2025, 1, 1),
+        dbt_target="duckdb",
+    )
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory):
+    """Demo landing files for 300 users over 45 days (generated once, never modified by tests)."""
+    from dagster_twins.demo import generate_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    summary = generate_demo(root, n_users=300, n_days=45, end_date=DEMO_END, seed=7)
+    return summary

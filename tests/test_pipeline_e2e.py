@@ -1,0 +1,133 @@
+"""End to end: demo landing files -> Dagster ingestion -> dbt marts, in a temporary warehouse."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_twins.contract import SOURCES
+from dagster_twins.pipeline import run_pipeline
+from tests.conftest import make_settings
+
+MARTS = ("fct_events", "dim_users", "user_daily_features", "user_daily_dimension_counts", "churn_survival_frame")
+
+
+def count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def built(small_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    shutil.copytree(small_demo.landing_dir, root / "landing")
+    settings = make_settings(root)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_pipeline(settings, small_demo.start_date, small_demo.end_date, instance=instance)
+    return settings, result, small_demo
+
+
+def test_run_succeeds_with_all_checks_passing(built):
+    _, result, _ = built
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) > 20
+    failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed]
+    assert failed == []
+
+
+def test_ingestion_reconciles_with_what_the_generator_wrote(built):
+    settings, result, demo = built
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        for source in SOURCES:
+            read, loaded, dup, quarantined = con.execute(
+                "select sum(rows_read), sum(rows_loaded), sum(rows_duplicate), sum(rows_quarantined) "
+                "from raw.load_log where source = ?", [source]
+            ).fetchone()
+            assert read == demo.rows_written[source], source
+            assert read == loaded + dup + quarantined, source
+            assert count(con, f"raw.{source}") == loaded
+            injected = demo.injected.get(source, {})
+            assert dup == injected.get("duplicate", 0), source
+            assert quarantined == sum(n for kind, n in injected.items() if kind != "duplicate"), source
+    finally:
+        con.close()
+
+
+def test_marts_are_filled_and_consistent(built):
+    settings, _, _ = built
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        for mart in MARTS:
+            assert count(con, f"marts.{mart}") > 0, mart
+        # Every loaded event is in fct_events exactly once.
+        assert count(con, "marts.fct_events where source = 'events'") == count(con, "raw.events")
+        # Daily features add up to the event stream.
+        feature_events = con.execute("select sum(events) from marts.user_daily_features").fetchone()[0]
+        assert feature_events == count(con, "raw.events")
+        # One survival row per user; churn is observed for some and censored for others.
+        users, churned = con.execute("select count(*), sum(churned) from marts.churn_survival_frame").fetchone()
+        assert users == count(con, "marts.dim_users")
+        assert 0 < churned < users
+    finally:
+        con.close()
+
+
+def test_rerunning_a_day_does_not_double_count(built, tmp_path):
+    settings, _, demo = built
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(settings.warehouse_path, copy)
+    rerun_settings = replace(settings, warehouse_path=copy)
+
+    def snapshot() -> dict[str, int]:
+        con = duckdb.connect(str(copy), read_only=True)
+        try:
+            return {m: count(con, f"marts.{m}") for m in MARTS} | {
+                "spend": con.execute("select round(sum(spend), 6) from marts.user_daily_features").fetchone()[0]
+            }
+        finally:
+            con.close()
+
+    before = snapshot()
+    last = demo.end_date
+    for day in (last, last - timedelta(days=3)):
+        result = run_pipeline(rerun_settings, day, day, instance=dg.DagsterInstance.ephemeral())
+        assert result.success
+    after = snapshot()
+    for mart in ("fct_events", "user_daily_features", "user_daily_dimension_counts", "dim_users"):
+        assert after[mart] == before[mart], mart
+    assert after["spend"] == before["spend"]
+
+
+def test_own_minimal_events_file_runs_through(tmp_path: Path):
+    """A user's own transaction log with only user_id, occurred_at, event_type, in one undated file."""
+    landing = tmp_path / "landing" / "events"
+    landing.mkdir(parents=True)
+    start = date(2026, 1, 1)
+    lines = ["user_id,occurred_at,event_type"]
+    for user in range(40):
+        active_days = 5 + 2 * user  # users stay for longer and longer: some go quiet, some stay active
+        for day in range(0, min(active_days, 80), 2):
+            kind = "purchase" if day % 6 else "view"
+            lines.append(f"user_{user},{start + timedelta(days=day)}T12:{user:02d}:00Z,{kind}")
+    (landing / "transactions.csv").write_text("\n".join(lines) + "\n")
+    settings = make_settings(tmp_path)
+    last_day = start + timedelta(days=78)  # the file has no date in its name: it lands on its latest event's day
+    result = run_pipeline(settings, last_day, last_day, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        assert count(con, "raw.events") == len(lines) - 1
+        assert count(con, "marts.dim_users") == 40
+        definitions = dict(con.execute(
+            "select churn_definition, count(*) from marts.churn_survival_frame group by 1").fetchall())
+        assert definitions == {"inactivity": 40}
+        assert 0 < con.execute("select sum(churned) from marts.churn_survival_frame").fetchone()[0] < 40
+    finally:
+        con.close()
