@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dagster_twins.automation import daily_schedule, new_landing_files
 from dagster_twins.ingestion.assets import raw_sources
 from dagster_twins.jobs import twins_pipeline_job
 from dagster_twins.resources import build_resources
@@ -13,6 +14,8 @@ from dagster_twins.transform.assets import dbt_models
 defs = dg.Definitions(
     assets=[raw_sources, dbt_models],
     jobs=[twins_pipeline_job],
+    schedules=[daily_schedule],
+    sensors=[new_landing_files],
     resources=build_resources(Settings.from_env()),
     # DuckDB allows one writer at a time, so the steps of a run execute one after another.
     executor=dg.in_process_executor,

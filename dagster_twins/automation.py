@@ -1,0 +1,67 @@
+"""Schedules and sensors: the daily run, and a run whenever new landing files arrive."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from dagster_twins.ingestion.files import discover
+from dagster_twins.ingestion.loader import landing_date_of
+from dagster_twins.ingestion.warehouse import ensure_raw_schema
+from dagster_twins.jobs import twins_pipeline_job
+from dagster_twins.pipeline import RANGE_END_TAG, RANGE_START_TAG
+from dagster_twins.resources import LandingResource
+
+daily_schedule = dg.build_schedule_from_partitioned_job(
+    twins_pipeline_job,
+    name="twins_daily",
+    description="Every day at 02:00 UTC: yesterday's landing day through the whole graph.",
+    hour_of_day=2,
+)
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def changed_landing_days(landing: LandingResource, seen: dict[str, str]) -> tuple[set[date], dict[str, str]]:
+    """Landing days of files that are new or changed since ``seen`` (path -> size:mtime)."""
+    now: dict[str, str] = {}
+    days: set[date] = set()
+    con = duckdb.connect()  # scratch: undated files are read to find their landing day
+    con.execute("set TimeZone = 'UTC'")
+    ensure_raw_schema(con)
+    try:
+        for source, mapping in landing.mappings().items():
+            for file in discover(landing.root / mapping.folder):
+                key = str(file.path)
+                now[key] = _fingerprint(file.path)
+                if seen.get(key) != now[key]:
+                    days.add(landing_date_of(con, source, mapping, file))
+    finally:
+        con.close()
+    return days, now
+
+
+@dg.sensor(
+    job=twins_pipeline_job,
+    minimum_interval_seconds=60,
+    description="Starts a run over the landing days of files that are new or changed since the last tick.",
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def new_landing_files(context: dg.SensorEvaluationContext, landing: LandingResource):
+    seen = json.loads(context.cursor) if context.cursor else {}
+    days, now = changed_landing_days(landing, seen)
+    if not days:
+        return dg.SkipReason(f"no new or changed files under {landing.root}")
+    start, end = min(days), max(days)
+    run_key = hashlib.sha1(json.dumps(sorted(now.items())).encode()).hexdigest()
+    context.update_cursor(json.dumps(now))
+    context.log.info(f"new files for landing days {start} .. {end}")
+    return dg.RunRequest(run_key=run_key, tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()})
