@@ -1,0 +1,75 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='interaction_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns'
+    )
+}}
+{#-
+    Every interaction, one row each, with topic and goal resolved. Processes the rows that landed in the
+    Dagster partition window, so late events are folded in whenever they land.
+-#}
+with landed as (
+    select *
+    from {{ ref('int_interactions') }}
+    where {{ landing_window_filter('landing_date') }}
+),
+
+texts as (
+    select interaction_id, lower(text) as text
+    from landed
+    where text is not null
+),
+
+topic_matches as (
+    select
+        t.interaction_id,
+        k.topic,
+        row_number() over (
+            partition by t.interaction_id order by {{ dbt.length('k.keyword') }} desc, k.topic
+        ) as preference
+    from texts as t
+    inner join {{ ref('topic_taxonomy') }} as k
+        on {{ dbt.position('k.keyword', 't.text') }} > 0
+),
+
+goal_matches as (
+    select
+        t.interaction_id,
+        g.goal,
+        row_number() over (
+            partition by t.interaction_id order by {{ dbt.length('g.intent_phrase') }} desc, g.goal
+        ) as preference
+    from texts as t
+    inner join {{ ref('goal_intents') }} as g
+        on {{ dbt.position('g.intent_phrase', 't.text') }} > 0
+)
+
+select
+    l.interaction_id,
+    l.user_id,
+    l.occurred_at,
+    cast(l.occurred_at as date) as activity_date,
+    l.source,
+    l.interaction_type,
+    l.is_user_initiated,
+    coalesce(l.topic, tm.topic) as topic,
+    case when l.topic is null and tm.topic is not null then 'text' when l.topic is not null then 'source' end
+        as topic_origin,
+    gm.goal,
+    l.channel,
+    l.content_format,
+    l.item_id,
+    l.value,
+    case
+        when l.source = 'events' and l.interaction_type in (
+            {%- for t in var('purchase_event_types') %}'{{ t }}'{% if not loop.last %}, {% endif %}{% endfor -%}
+        ) then coalesce(l.value, 0)
+        else 0
+    end as spend,
+    l.text,
+    l.landing_date
+from landed as l
+left join topic_matches as tm on l.interaction_id = tm.interaction_id and tm.preference = 1
+left join goal_matches as gm on l.interaction_id = gm.interaction_id and gm.preference = 1

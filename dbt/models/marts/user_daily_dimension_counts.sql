@@ -1,0 +1,51 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['user_id', 'activity_date', 'dimension', 'dimension_value'],
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns'
+    )
+}}
+{#-
+    Per user and day, interaction counts by event type, topic, channel, content format and goal, in long
+    form so the columns never depend on the data. Incremental exactly like user_daily_features.
+-#}
+with
+{% if is_incremental() %}
+touched as (
+    select distinct user_id, activity_date
+    from {{ ref('fct_events') }}
+    where {{ landing_window_filter('landing_date') }}
+),
+
+interactions as (
+    select e.*
+    from {{ ref('fct_events') }} as e
+    inner join touched as t on e.user_id = t.user_id and e.activity_date = t.activity_date
+),
+{% else %}
+interactions as (
+    select * from {{ ref('fct_events') }}
+),
+{% endif %}
+
+{% set dimensions = {'event_type': 'interaction_type', 'topic': 'topic', 'channel': 'channel',
+                     'content_format': 'content_format', 'goal': 'goal'} %}
+{% for dimension, column in dimensions.items() %}
+{{ dimension }}_counts as (
+    select
+        user_id,
+        activity_date,
+        '{{ dimension }}' as dimension,
+        {{ column }} as dimension_value,
+        count(*) as interactions
+    from interactions
+    where {{ column }} is not null
+    group by user_id, activity_date, {{ column }}
+){% if not loop.last %},{% endif %}
+{% endfor %}
+
+{% for dimension in dimensions %}
+select * from {{ dimension }}_counts
+{% if not loop.last %}union all{% endif %}
+{% endfor %}
