@@ -1,6 +1,5 @@
 """Schedules and sensors: the daily run, and a run whenever new landing files arrive."""
 
-from __future__ import annotations
 
 import hashlib
 import json

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -36,6 +38,12 @@ class LandingResource(dg.ConfigurableResource):
         return load_mappings(Path(self.sources_config) if self.sources_config else None)
 
 
+def dbt_executable() -> str:
+    """The dbt installed beside this Python (the project's virtualenv), whether or not it is activated."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
@@ -43,6 +51,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             landing_dir=str(settings.landing_dir), sources_config=str(settings.sources_config)
         ),
         "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), target=settings.dbt_target
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            target=settings.dbt_target,
+            dbt_executable=dbt_executable(),
         ),
     }

@@ -1,6 +1,5 @@
 """Ingestion assets: one asset per contract source in the ``raw`` schema, loaded by landing day."""
 
-from __future__ import annotations
 
 import time
 
