@@ -13,6 +13,7 @@ that work out of the box from a fresh clone.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -52,6 +53,10 @@ class Settings:
 
 
 def apply_offline_env() -> None:
-    """Switch off telemetry and version checks for this process and the dbt subprocesses it starts."""
+    """Switch off telemetry for this process and the dbt subprocesses it starts, and make sure the dbt
+    installed beside this Python is found even when the virtualenv is not activated (`.venv/bin/dagster dev`)."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
