@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-
 twins_pipeline_job = dg.define_asset_job(
     "twins_pipeline",
     selection=dg.AssetSelection.all(),
