@@ -11,12 +11,17 @@ from dagster_twins.resources import build_resources
 from dagster_twins.settings import Settings
 from dagster_twins.transform.assets import dbt_models
 
-defs = dg.Definitions(
-    assets=[raw_sources, dbt_models],
-    jobs=[twins_pipeline_job],
-    schedules=[daily_schedule],
-    sensors=[new_landing_files],
-    resources=build_resources(Settings.from_env()),
-    # DuckDB allows one writer at a time, so the steps of a run execute one after another.
-    executor=dg.in_process_executor,
-)
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[raw_sources, dbt_models],
+        jobs=[twins_pipeline_job],
+        schedules=[daily_schedule],
+        sensors=[new_landing_files],
+        resources=build_resources(settings),
+        # DuckDB allows one writer at a time, so the steps of a run execute one after another.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())

@@ -68,17 +68,15 @@ def run_pipeline(
     ``layer`` limits the run to one layer's assets ("ingestion" or "transform", i.e. dbt).
     """
     apply_offline_env()
-    from dagster_twins.definitions import defs
-    from dagster_twins.resources import build_resources
+    from dagster_twins.definitions import build_definitions
 
-    job = defs.resolve_job_def("twins_pipeline")
+    job = build_definitions(settings).resolve_job_def("twins_pipeline")
     if layer is not None:
         ingestion = {key for key in job.asset_layer.executable_asset_keys if key.path[0] == "raw"}
         selection = sorted(ingestion if layer == "ingestion" else job.asset_layer.executable_asset_keys - ingestion)
     return job.execute_in_process(
         instance=instance,
         tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
-        resources=build_resources(settings),
         asset_selection=list(selection) if selection else None,
         raise_on_error=raise_on_error,
     )

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from dagster_twins.contract import FILE_INDEX_TABLE, LOAD_LOG_TABLE, QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
 from dagster_twins.ingestion.files import LandingFile, discover
 from dagster_twins.ingestion.mapping import SourceMapping
-from dagster_twins.ingestion.readers import read_file
+from dagster_twins.ingestion.readers import file_header, json_keys_per_file, read_files
 from dagster_twins.ingestion.sql import quote_ident, sql_literal
 from dagster_twins.ingestion.validate import check_required_columns, row_id_expr, validation_query
 from dagster_twins.ingestion.warehouse import ensure_raw_schema, raw_table
@@ -76,29 +78,49 @@ def _file_index_date(con: duckdb.DuckDBPyConnection, source: str, file: LandingF
     return row[0] if row else None
 
 
-def _stage_file(
-    con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, file: LandingFile, landing: date | None
-) -> int:
-    """Read, validate and append one file's rows to the batch table; returns rows read."""
+def _stage(con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, files: dict[LandingFile, date]) -> dict[str, int]:
+    """Read, validate and append the files' rows to the batch table, one query per file format.
+
+    Every file's required columns are checked before any row is read. Returns rows read per file.
+    """
     contract = SOURCES[source]
-    read = read_file(con, file)
-    if read.rows_parsed == 0 and not read.rejects:
-        return 0
-    check_required_columns(contract, mapping, read.columns, str(file.path))
-    query = validation_query(contract, mapping, read.columns, has_raw_line=file.format == "jsonl")
-    row_id = row_id_expr(contract, mapping, read.columns)
-    con.execute(
-        f"insert into {_BATCH} by name select *, {row_id} as _row_id, ? as _source_file, "
-        f"?::date as _landing_date from ({query})",
-        [str(file.path), landing],
-    )
-    for line, error, raw in read.rejects:
+    rows_read: dict[str, int] = {}
+    by_format: dict[str, list[LandingFile]] = defaultdict(list)
+    for file in sorted(files, key=lambda f: str(f.path)):
+        by_format[file.format].append(file)
+    for fmt, group in by_format.items():
+        if fmt != "jsonl":
+            for file in group:
+                if file.size > 0:
+                    header = {name: "VARCHAR" for name in file_header(file)}
+                    check_required_columns(contract, mapping, header, str(file.path))
+        read = read_files(con, fmt, group)
+        if fmt == "jsonl":
+            wanted = [mapping.file_column(c) for c in contract.required_columns]
+            for path, keys in json_keys_per_file(con, wanted).items():
+                check_required_columns(contract, mapping, {k: "VARCHAR" for k in keys}, path)
+        rows_read.update(read.rows_per_file)
+        if not read.columns and not read.rejects:
+            continue
+        dates = pd.DataFrame({"_source_file": [str(f.path) for f in group], "_landing_date": [files[f] for f in group]})
+        con.register("_landing_dates_df", dates)
+        con.execute("create or replace temp table _landing_dates as select _source_file, "
+                    "cast(_landing_date as date) as _landing_date from _landing_dates_df")
+        con.unregister("_landing_dates_df")
+        query = validation_query(contract, mapping, read.columns, has_raw_line=fmt == "jsonl")
+        row_id = row_id_expr(contract, mapping, read.columns)
         con.execute(
-            f"insert into {_BATCH} (_source_line, _reason, _record, _row_id, _source_file, _landing_date) "
-            "values (?, ?, ?, '', ?, ?)",
-            [line, f"malformed CSV row: {error}", raw, str(file.path), landing],
+            f"insert into {_BATCH} by name select v.*, {row_id} as _row_id, d._landing_date "
+            f"from ({query}) v join _landing_dates d using (_source_file)"
         )
-    return read.rows_parsed + len(read.rejects)
+        for path, line, error, raw in read.rejects:
+            con.execute(
+                f"insert into {_BATCH} (_source_line, _reason, _record, _row_id, _source_file, _landing_date) "
+                "select ?, ?, ?, '', ?, _landing_date from _landing_dates where _source_file = ?",
+                [line, f"malformed CSV row: {error}", raw, path, path],
+            )
+            rows_read[path] += 1
+    return rows_read
 
 
 def _create_batch(con: duckdb.DuckDBPyConnection, source: str) -> None:
@@ -121,7 +143,7 @@ def landing_date_of(
         return cached
     contract = SOURCES[source]
     _create_batch(con, source)
-    _stage_file(con, source, mapping, file, None)
+    _stage(con, source, mapping, {file: date.min})
     latest = con.execute(
         f"select max({quote_ident(contract.time_column)}) from {_BATCH} where _reason is null"
     ).fetchone()[0]
@@ -156,10 +178,8 @@ def load_source(
     wanted = {f: d for f, d in files_by_landing_date(con, source, mapping, landing_root).items() if d in dates}
 
     _create_batch(con, source)
-    rows_read: dict[str, int] = {}
-    for file, landing in sorted(wanted.items(), key=lambda item: (item[1], str(item[0].path))):
-        rows_read[str(file.path)] = _stage_file(con, source, mapping, file, landing)
-        log.info("%s: staged %s (%d rows, landing %s)", source, file.path.name, rows_read[str(file.path)], landing)
+    rows_read = _stage(con, source, mapping, wanted)
+    log.info("%s: staged %d file(s), %d rows", source, len(wanted), sum(rows_read.values()))
 
     table = raw_table(source)
     date_list = ", ".join(f"date '{d.isoformat()}'" for d in dates) or "null"
@@ -201,13 +221,16 @@ def load_source(
         for file, landing in sorted(wanted.items(), key=lambda item: (item[1], str(item[0].path))):
             key = str(file.path)
             loaded, dup = good.get(key, (0, 0))
-            stats = FileStats(key, landing, rows_read[key], loaded, dup, int(bad.get(key, 0)))
-            result.files.append(stats)
-            con.execute(
-                f"insert into {RAW_SCHEMA}.{LOAD_LOG_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [load_id, source, key, landing, stats.rows_read, stats.rows_loaded, stats.rows_duplicate,
-                 stats.rows_quarantined, loaded_at],
-            )
+            result.files.append(FileStats(key, landing, rows_read.get(key, 0), loaded, dup, int(bad.get(key, 0))))
+        log_rows = pd.DataFrame(
+            [(load_id, source, f.source_file, f.landing_date, f.rows_read, f.rows_loaded, f.rows_duplicate,
+              f.rows_quarantined, loaded_at) for f in result.files],
+            columns=["load_id", "source", "source_file", "landing_date", "rows_read", "rows_loaded",
+                     "rows_duplicate", "rows_quarantined", "loaded_at"],
+        )
+        con.register("_landing_log_rows", log_rows)
+        con.execute(f"insert into {RAW_SCHEMA}.{LOAD_LOG_TABLE} by name select * from _landing_log_rows")
+        con.unregister("_landing_log_rows")
         con.execute("commit")
     except Exception:
         con.execute("rollback")

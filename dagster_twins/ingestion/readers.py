@@ -1,106 +1,154 @@
-"""Reading one landing file into a temporary relation whose columns keep the file's own names.
+"""Reading landing files of one format, many at a time, into a temporary relation.
 
-Every reader yields the file's columns plus ``_line`` (1-based line in the file, the header being
-line 1; the row number for Parquet) and ``_error`` (why the row could not be parsed at all, else NULL).
-Rows DuckDB's CSV reader rejects outright (wrong number of fields, bad quoting, invalid UTF-8) are
-returned separately so they can be quarantined, not dropped.
+The relation keeps the files' own column names (the union over the files) plus ``_source_file``,
+``_line`` (1-based line in the file, the header being line 1; the row number for Parquet) and
+``_error`` (why the row could not be parsed at all, else NULL). Rows DuckDB's CSV reader rejects
+outright (wrong number of fields, bad quoting, invalid UTF-8) are returned separately, so they can be
+quarantined, not dropped. One query per format keeps the cost per file small: a daily backfill over
+months reads hundreds of files.
 """
 
 from __future__ import annotations
 
+import csv
+from collections import defaultdict
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow.parquet as pq
 
-from dagster_twins.ingestion.files import LandingFile
+from dagster_twins.ingestion.files import FileFormat, LandingFile
 from dagster_twins.ingestion.sql import quote_ident, sql_literal
 
 FILE_TABLE = "_landing_file"
 _REJECTS = "_landing_rejects"
 _REJECT_SCANS = "_landing_reject_scans"
+_BOOKKEEPING = ("_source_file", "_line", "_error", "_raw_line")
 
 
 @dataclass(frozen=True)
-class FileRead:
-    """A landing file read into the temp table ``FILE_TABLE``."""
+class FilesRead:
+    """Landing files read into the temp table ``FILE_TABLE``."""
 
-    columns: dict[str, str]  # file column name -> DuckDB type
-    rows_parsed: int
-    rejects: list[tuple[int, str, str]]  # (line, error, raw line) of rows that could not be parsed
+    columns: dict[str, str]  # file column name -> DuckDB type, over all files read
+    rows_per_file: dict[str, int]  # rows parsed, per file
+    rejects: list[tuple[str, int, str, str]]  # (file, line, error, raw line) of rows that could not be parsed
 
 
-def read_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> FileRead:
+def file_header(file: LandingFile) -> list[str]:
+    """The columns a file declares, read cheaply (header line, Parquet schema, or JSON keys later)."""
+    if file.size == 0:
+        return []
+    if file.format == "parquet":
+        return list(pq.read_schema(file.path).names)
+    if file.format == "csv":
+        with file.path.open(newline="", encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+        try:
+            dialect = csv.Sniffer().sniff(first, delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel
+        return [c.strip() for c in next(csv.reader([first.lstrip("\ufeff")], dialect), [])]
+    raise ValueError(f"{file.path}: JSON Lines files have no header; their keys are read with the rows")
+
+
+def read_files(con: duckdb.DuckDBPyConnection, fmt: FileFormat, files: list[LandingFile]) -> FilesRead:
     con.execute(f"drop table if exists {FILE_TABLE}")
-    if file.size == 0:  # an empty file has no header to read: zero rows, not an error
-        con.execute(f"create temp table {FILE_TABLE} (_line bigint, _error varchar)")
-        return FileRead({}, 0, [])
-    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[file.format]
-    return reader(con, file)
+    files = [f for f in files if f.size > 0]  # an empty file has no header to read: zero rows, not an error
+    if not files:
+        con.execute(f"create temp table {FILE_TABLE} (_source_file varchar, _line bigint, _error varchar)")
+        return FilesRead({}, {}, [])
+    rejects = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[fmt](con, files)
+    columns = {
+        name: type_
+        for name, type_, *_ in con.execute(f"describe {FILE_TABLE}").fetchall()
+        if name not in _BOOKKEEPING
+    }
+    per_file = dict(con.execute(f"select _source_file, count(*) from {FILE_TABLE} group by 1").fetchall())
+    return FilesRead(columns, {str(f.path): int(per_file.get(str(f.path), 0)) for f in files}, rejects)
 
 
-def _file_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    rows = con.execute(f"describe {FILE_TABLE}").fetchall()
-    return {name: type_ for name, type_, *_ in rows if name not in ("_line", "_error")}
+def _path_list(files: list[LandingFile]) -> str:
+    return "[" + ", ".join(sql_literal(str(f.path)) for f in files) + "]"
 
 
-def _count(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute(f"select count(*) from {FILE_TABLE}").fetchone()[0])
-
-
-def _read_csv(con: duckdb.DuckDBPyConnection, file: LandingFile) -> FileRead:
-    path = sql_literal(str(file.path))
-    con.execute(f"drop table if exists {_REJECTS}; drop table if exists {_REJECT_SCANS}")
-    # DuckDB keeps insertion order, so rowid is the order of the rows in the file.
+def _read_csv(con: duckdb.DuckDBPyConnection, files: list[LandingFile]) -> list[tuple[str, int, str, str]]:
+    # DuckDB cannot record rejected rows while unioning files by column name, so files are read in groups
+    # that share a header, and the groups are unioned by name afterwards.
+    groups: dict[tuple[str, ...], list[LandingFile]] = defaultdict(list)
+    for file in files:
+        groups[tuple(file_header(file))].append(file)
+    rejects: list[tuple[str, int, str, str]] = []
+    for i, group in enumerate(groups.values()):
+        con.execute(f"drop table if exists {_REJECTS}; drop table if exists {_REJECT_SCANS}")
+        # DuckDB keeps insertion order, so rowid follows the files in order and the rows within each file.
+        con.execute(
+            f"create temp table _landing_csv_{i} as select * from read_csv({_path_list(group)}, all_varchar = true, "
+            f"header = true, filename = '_source_file', store_rejects = true, "
+            f"rejects_table = '{_REJECTS}', rejects_scan = '{_REJECT_SCANS}')"
+        )
+        rejects += [
+            (str(path), int(line), str(error), str(raw))
+            for path, line, error, raw in con.execute(
+                f"select s.file_path, e.line, string_agg(e.error_type || ': ' || e.error_message, '; '), "
+                f"any_value(e.csv_line) from {_REJECTS} e join {_REJECT_SCANS} s "
+                "on e.scan_id = s.scan_id and e.file_id = s.file_id group by 1, 2 order by 1, 2"
+            ).fetchall()
+        ]
+    union = " union all by name ".join(f"select * from _landing_csv_{i}" for i in range(len(groups)))
+    con.execute(f"create temp table _landing_csv as {union}")
+    for i in range(len(groups)):
+        con.execute(f"drop table _landing_csv_{i}")
+    # Rows are numbered within their file in read order; where a file had rejected rows, good rows take
+    # the line numbers the rejected rows leave free, in order.
     con.execute(
-        f"create temp table _landing_csv as select * from read_csv({path}, all_varchar = true, "
-        f"header = true, store_rejects = true, rejects_table = '{_REJECTS}', "
-        f"rejects_scan = '{_REJECT_SCANS}')"
+        "create temp table _landing_ranked as select *, "
+        "row_number() over (partition by _source_file order by rowid) - 1 as _k from _landing_csv"
     )
-    rejects = [
-        (int(line), str(error), str(raw))
-        for line, error, raw in con.execute(
-            f"select line, string_agg(error_type || ': ' || error_message, '; '), any_value(csv_line) "
-            f"from {_REJECTS} group by line order by line"
-        ).fetchall()
-    ]
+    line = "_k + 2"
     if rejects:
-        # Good rows fill the line numbers the rejected rows leave free, in order.
-        total = int(con.execute("select count(*) from _landing_csv").fetchone()[0]) + len(rejects)
-        reject_lines = ", ".join(str(line) for line, _, _ in rejects)
+        con.execute("create temp table _landing_reject_lines (_source_file varchar, line bigint)")
+        con.executemany("insert into _landing_reject_lines values (?, ?)", [(p, n) for p, n, _, _ in rejects])
         con.execute(
-            "create temp table _landing_line_map as select line, row_number() over (order by line) - 1 as k "
-            f"from range(2, {total + 2}) t(line) where line not in ({reject_lines})"
+            "create temp table _landing_free as "
+            "with sizes as (select r._source_file, count(*) + (select count(*) from _landing_reject_lines x "
+            "  where x._source_file = r._source_file) as n from _landing_ranked r "
+            "  where r._source_file in (select _source_file from _landing_reject_lines) group by 1), "
+            "lines as (select _source_file, unnest(range(2, n + 2)) as line from sizes) "
+            "select l._source_file, l.line, row_number() over (partition by l._source_file order by l.line) - 1 as k "
+            "from lines l anti join _landing_reject_lines x on x._source_file = l._source_file and x.line = l.line"
         )
         con.execute(
-            f"create temp table {FILE_TABLE} as select c.*, m.line as _line, null::varchar as _error "
-            "from _landing_csv c join _landing_line_map m on m.k = c.rowid order by m.line"
+            "create or replace temp table _landing_ranked as select r.*, f.line as _free_line from _landing_ranked r "
+            "left join _landing_free f on f._source_file = r._source_file and f.k = r._k"
         )
-        con.execute("drop table _landing_line_map")
-    else:
-        con.execute(
-            f"create temp table {FILE_TABLE} as select *, rowid + 2 as _line, null::varchar as _error "
-            "from _landing_csv"
-        )
-    con.execute("drop table _landing_csv")
-    return FileRead(_file_columns(con), _count(con), rejects)
+        con.execute("drop table _landing_reject_lines; drop table _landing_free")
+        line = "coalesce(_free_line, _k + 2)"
+    extra = ", _free_line" if rejects else ""
+    con.execute(
+        f"create temp table {FILE_TABLE} as select * exclude (_k{extra}), {line} as _line, "
+        "null::varchar as _error from _landing_ranked"
+    )
+    con.execute("drop table _landing_csv; drop table _landing_ranked")
+    return rejects
 
 
-def _read_jsonl(con: duckdb.DuckDBPyConnection, file: LandingFile) -> FileRead:
-    path = sql_literal(str(file.path))
+def _read_jsonl(con: duckdb.DuckDBPyConnection, files: list[LandingFile]) -> list[tuple[str, int, str, str]]:
     # Read whole lines, then parse them as JSON ourselves: DuckDB's JSON reader would skip bad lines
     # silently, and a malformed line must be quarantined with its line number.
     con.execute(
-        "create temp table _landing_lines as select line from read_csv("
-        f"{path}, columns = {{'line': 'VARCHAR'}}, header = false, delim = chr(30), quote = '', "
-        "escape = '', auto_detect = false)"
+        f"create temp table _landing_lines as select filename as _source_file, line from read_csv("
+        f"{_path_list(files)}, columns = {{'line': 'VARCHAR'}}, header = false, delim = chr(30), quote = '', "
+        "escape = '', auto_detect = false, filename = true)"
     )
-    # Insertion order is file order, so rowid + 1 is the line number (blank lines included).
+    # Insertion order is file order, so the row number within a file is its line (blank lines included).
     con.execute(
-        "create temp table _landing_json as select rowid + 1 as _line, line, "
+        "create temp table _landing_json as select _source_file, line, "
+        "row_number() over (partition by _source_file order by rowid) as _line, "
         "case when json_valid(line) and json_type(line) = 'OBJECT' then null "
-        "else 'malformed JSON line' end as _error "
-        "from _landing_lines where line is not null and trim(line) <> ''"
+        "else 'malformed JSON line' end as _error from _landing_lines"
     )
+    con.execute("delete from _landing_json where line is null or trim(line) = ''")
     keys = [
         row[0]
         for row in con.execute(
@@ -113,23 +161,30 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, file: LandingFile) -> FileRead:
         for k in keys
     )
     con.execute(
-        f"create temp table {FILE_TABLE} as select _line, _error, "
+        f"create temp table {FILE_TABLE} as select _source_file, _line, _error, "
         f"case when _error is not null then line end as _raw_line{extracts} from _landing_json"
     )
     con.execute("drop table _landing_lines; drop table _landing_json")
-    columns = {k: "VARCHAR" for k in keys}
-    return FileRead(columns, _count(con), [])
+    return []
+
+
+def json_keys_per_file(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, set[str]]:
+    """Which of ``keys`` appear at least once in each JSON Lines file read into FILE_TABLE."""
+    if not keys:
+        return {}
+    present = ", ".join(f"bool_or({quote_ident(k)} is not null)" for k in keys)
+    rows = con.execute(f"select _source_file, {present} from {FILE_TABLE} group by 1").fetchall()
+    return {row[0]: {k for k, seen in zip(keys, row[1:], strict=True) if seen} for row in rows}
 
 
 def _json_key(key: str) -> str:
     return '"' + key.replace('"', '\\"') + '"'
 
 
-def _read_parquet(con: duckdb.DuckDBPyConnection, file: LandingFile) -> FileRead:
-    path = sql_literal(str(file.path))
+def _read_parquet(con: duckdb.DuckDBPyConnection, files: list[LandingFile]) -> list[tuple[str, int, str, str]]:
     con.execute(
-        f"create temp table {FILE_TABLE} as select * exclude (file_row_number), "
-        f"file_row_number + 1 as _line, null::varchar as _error "
-        f"from read_parquet({path}, file_row_number = true)"
+        f"create temp table {FILE_TABLE} as select * exclude (file_row_number, filename), "
+        "filename as _source_file, file_row_number + 1 as _line, null::varchar as _error "
+        f"from read_parquet({_path_list(files)}, file_row_number = true, filename = true, union_by_name = true)"
     )
-    return FileRead(_file_columns(con), _count(con), [])
+    return []

@@ -120,13 +120,13 @@ def validation_query(
     if has_raw_line:
         record = f"coalesce(_raw_line, {record})"
     inner = (
-        f"select {', '.join(typed_cols)}, _line as _source_line, "
+        f"select {', '.join(typed_cols)}, _source_file, _line as _source_line, "
         f"nullif(concat_ws('; ', {', '.join(problems)}), '') as _reason{originals}"
         f"{', _raw_line' if has_raw_line else ''} from {FILE_TABLE}"
     )
     # The original values are only rendered for bad rows: building text for every good row is waste.
     return (
-        f"select {', '.join(quote_ident(c) for c in contract.column_names)}, _source_line, _reason, "
+        f"select {', '.join(quote_ident(c) for c in contract.column_names)}, _source_file, _source_line, _reason, "
         f"case when _reason is not null then {record} end as _record from ({inner})"
     )
 
