@@ -55,7 +55,9 @@ def generate_demo(out_dir: Path, *, n_users: int = 2000, n_days: int = 180, end_
     injected: dict[str, dict[str, int]] = {}
     late: dict[str, int] = {}
     for source in list(frames):
-        late[source] = assign_landing_days(frames[source], start_s, n_days, late_rate, rng, allow_late=source != "users")
+        late[source] = assign_landing_days(
+            frames[source], start_s, n_days, late_rate, rng, allow_late=source != "users"
+        )
         frames[source], injected[source] = inject_faults(source, frames[source], dirty_rate, n_days, rng)
 
     out_dir = Path(out_dir)

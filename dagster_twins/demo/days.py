@@ -110,7 +110,8 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
         if d % 7 == 3:
             digest = idx[rng.random(len(idx)) < 0.3]
             sent = day_s + 8 * 3600
-            sim.add("campaigns", user=digest, t=np.full(len(digest), sent), campaign=np.ones(len(digest), dtype=np.int8),
+            sim.add("campaigns", user=digest, t=np.full(len(digest), sent),
+                    campaign=np.ones(len(digest), dtype=np.int8),
                     group=np.ones(len(digest), dtype=np.int8), topic=sample_rows(rng, pop.interest[digest]))
             responders = digest[rng.random(len(digest)) < pop.campaign_response[digest]]
             event_seq = _campaign_clicks(sim, rng, responders, sent, event_seq, pop)

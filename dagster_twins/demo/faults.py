@@ -63,7 +63,8 @@ def inject_faults(source: str, frame: pd.DataFrame, dirty_rate: float, n_days: i
             extra.append(rows)
         if source == "conversations":
             rows = copies("malformed_json")
-            rows["_raw_json"] = '{"message_id": "' + rows["message_id"] + '", "user_id": "' + rows["user_id"] + '", "sent'
+            # A line cut short mid-record, as a crashed writer leaves it.
+            rows["_raw_json"] = '{"message_id": "' + rows["message_id"] + '", "user_id": "' + rows["user_id"] + '", "se'
             extra.append(rows)
     rows = copies("duplicate")
     rows["_landing_day"] = np.minimum(rows["_landing_day"].to_numpy() + rng.integers(0, 3, len(rows)), n_days - 1)

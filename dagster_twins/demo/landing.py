@@ -89,7 +89,8 @@ def build_frames(sim: Simulated, pop: Population, vocab: Vocabulary) -> dict[str
     rec_topic = topics[r["topic"]]
     frames["recommendations"] = pd.DataFrame({
         "rec_id": [f"rec{i:09d}" for i in range(n)], "user_id": uid[r["user"]], "shown_at": iso(r["t"]),
-        "item_id": pd.Series(np.array(FORMATS, dtype=object)[r["fmt"]]).str.cat(pd.Series(rec_topic), sep="-").to_numpy(),
+        "item_id": pd.Series(np.array(FORMATS, dtype=object)[r["fmt"]]).str.cat(pd.Series(rec_topic), sep="-")
+        .to_numpy(),
         "topic": rec_topic, "response": RESPONSES[r["response"]],
         "responded_at": iso(r["responded"], r["responded"] < 0), "_t": r["t"]})
 

@@ -78,7 +78,9 @@ def _file_index_date(con: duckdb.DuckDBPyConnection, source: str, file: LandingF
     return row[0] if row else None
 
 
-def _stage(con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, files: dict[LandingFile, date]) -> dict[str, int]:
+def _stage(
+    con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, files: dict[LandingFile, date]
+) -> dict[str, int]:
     """Read, validate and append the files' rows to the batch table, one query per file format.
 
     Every file's required columns are checked before any row is read. Returns rows read per file.
