@@ -13,7 +13,7 @@ from dagster_twins.ingestion.files import discover
 from dagster_twins.ingestion.loader import landing_date_of
 from dagster_twins.ingestion.warehouse import ensure_raw_schema
 from dagster_twins.jobs import twins_pipeline_job
-from dagster_twins.pipeline import RANGE_END_TAG, RANGE_START_TAG
+from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
 from dagster_twins.resources import LandingResource
 
 daily_schedule = dg.build_schedule_from_partitioned_job(

@@ -20,6 +20,11 @@ daily_partitions = dg.DailyPartitionsDefinition(
 )
 single_run = dg.BackfillPolicy.single_run()
 
+# Run tags Dagster sets on partitioned runs: one day, or a range run as one (single-run backfills).
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 
 def window_dates(start: date, end_exclusive: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end_exclusive - start).days)]

@@ -17,10 +17,8 @@ import duckdb
 from dagster_twins.ingestion.loader import files_by_landing_date
 from dagster_twins.ingestion.mapping import load_mappings
 from dagster_twins.ingestion.warehouse import ensure_raw_schema
+from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
 from dagster_twins.settings import PROJECT_ROOT, Settings, apply_offline_env
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def default_dagster_home() -> Path:

@@ -4,12 +4,13 @@
 import json
 import os
 from collections.abc import Mapping
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from dagster_twins.partitions import daily_partitions, single_run
+from dagster_twins.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 from dagster_twins.resources import WarehouseResource
 from dagster_twins.transform.project import dbt_project
 
@@ -27,23 +28,33 @@ class TwinsDbtTranslator(DagsterDbtTranslator):
 translator = TwinsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-def dbt_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """The partition window as dbt vars: landing dates in [min_date, max_date)."""
-    window = context.partition_time_window
-    return {"min_date": window.start.date().isoformat(), "max_date": window.end.date().isoformat()}
+def dbt_window_vars(tags: Mapping[str, str]) -> dict[str, str]:
+    """The run's landing-day window as dbt vars: landing dates in [min_date, max_date).
+
+    dbt models are not partitioned themselves (Dagster would record every model once per day of a
+    backfill, which costs more than the models); they take the window of the partitioned run they are part
+    of. Materialized on their own, without a window, the incremental models reprocess everything.
+    """
+    start = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
+    end = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
+    if not (start and end):
+        return {}
+    last = date.fromisoformat(end[:10])
+    return {"min_date": start[:10], "max_date": (last + timedelta(days=1)).isoformat()}
 
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=translator,
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
     name="dbt_models",
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     # dbt runs in a subprocess that inherits this environment; its profile reads TWINS_WAREHOUSE.
     os.environ["TWINS_WAREHOUSE"] = warehouse.path
-    dbt_vars = dbt_window_vars(context)
-    context.log.info(f"dbt build for landing window {dbt_vars['min_date']} .. {dbt_vars['max_date']} (exclusive)")
+    dbt_vars = dbt_window_vars(context.run.tags)
+    if dbt_vars:
+        context.log.info(f"dbt build for landing days {dbt_vars['min_date']} .. {dbt_vars['max_date']} (exclusive)")
+    else:
+        context.log.info("dbt build over all landed data (no landing-day window in this run)")
     yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
