@@ -193,37 +193,36 @@ def load_source(
             f"delete from {RAW_SCHEMA}.{QUARANTINE_TABLE} where source = ? and landing_date in ({date_list})",
             [source],
         )
-        # A good row is a duplicate when its key is already in the table (from another landing date)
-        # or appears earlier in this batch.
+        # A good row is a duplicate when its key is already in the table (from another landing date) or
+        # appears earlier in this batch; only the first of each key is inserted.
         con.execute(
-            f"create or replace temp table _landing_ranked as select b.*, "
-            f"row_number() over (partition by _row_id order by _landing_date, _source_file, _source_line) > 1 "
-            f"or _row_id in (select _row_id from {table}) as _is_duplicate "
-            f"from {_BATCH} b where _reason is null"
-        )
-        con.execute(
-            f"insert into {table} by name select * exclude (_reason, _record, _is_duplicate), "
-            f"timestamp '{loaded_at}' as _loaded_at from _landing_ranked where not _is_duplicate"
+            f"insert into {table} by name select * exclude (_reason, _record, _rank), "
+            f"timestamp '{loaded_at}' as _loaded_at from (select *, row_number() over (partition by _row_id "
+            f"order by _landing_date, _source_file, _source_line) as _rank from {_BATCH} where _reason is null) "
+            f"where _rank = 1 and _row_id not in (select _row_id from {table} where _landing_date not in ({date_list}))"
         )
         con.execute(
             f"insert into {RAW_SCHEMA}.{QUARANTINE_TABLE} select {sql_literal(source)}, _source_file, "
             f"_source_line, _reason, _record, _landing_date, timestamp '{loaded_at}' "
             f"from {_BATCH} where _reason is not null"
         )
-        counts = con.execute(
-            "select _source_file, "
-            "coalesce(sum(case when not _is_duplicate then 1 else 0 end), 0), "
-            "coalesce(sum(case when _is_duplicate then 1 else 0 end), 0) "
-            "from _landing_ranked group by _source_file"
+        per_file = con.execute(
+            f"select _source_file, count(*) filter (where _reason is null), "
+            f"count(*) filter (where _reason is not null) "
+            f"from {_BATCH} group by 1"
         ).fetchall()
-        good = {f: (int(loaded), int(dup)) for f, loaded, dup in counts}
-        bad = dict(
-            con.execute(f"select _source_file, count(*) from {_BATCH} where _reason is not null group by 1").fetchall()
+        good = {f: int(n) for f, n, _ in per_file}
+        bad = {f: int(n) for f, _, n in per_file}
+        loaded_per_file = dict(
+            con.execute(
+                f"select _source_file, count(*) from {table} where _landing_date in ({date_list}) group by 1"
+            ).fetchall()
         )
         for file, landing in sorted(wanted.items(), key=lambda item: (item[1], str(item[0].path))):
             key = str(file.path)
-            loaded, dup = good.get(key, (0, 0))
-            result.files.append(FileStats(key, landing, rows_read.get(key, 0), loaded, dup, int(bad.get(key, 0))))
+            loaded = int(loaded_per_file.get(key, 0))
+            duplicate = good.get(key, 0) - loaded
+            result.files.append(FileStats(key, landing, rows_read.get(key, 0), loaded, duplicate, bad.get(key, 0)))
         log_rows = pd.DataFrame(
             [(load_id, source, f.source_file, f.landing_date, f.rows_read, f.rows_loaded, f.rows_duplicate,
               f.rows_quarantined, loaded_at) for f in result.files],
@@ -238,7 +237,7 @@ def load_source(
         con.execute("rollback")
         raise
     finally:
-        con.execute(f"drop table if exists {_BATCH}; drop table if exists _landing_ranked")
+        con.execute(f"drop table if exists {_BATCH}")
 
     result.quarantine_reasons = _reason_counts(con, source, dates)
     result.rows_in_table = int(con.execute(f"select count(*) from {table}").fetchone()[0])
