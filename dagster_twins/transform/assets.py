@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from dagster_twins.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+from dagster_twins.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG, single_run
 from dagster_twins.resources import WarehouseResource
 from dagster_twins.transform.project import dbt_project
 
@@ -47,6 +47,8 @@ def dbt_window_vars(tags: Mapping[str, str]) -> dict[str, str]:
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=translator,
+    # Lets a range of landing days (a CLI --partition-range, a UI backfill) include the models in one run.
+    backfill_policy=single_run,
     name="dbt_models",
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
