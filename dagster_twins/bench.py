@@ -100,6 +100,24 @@ def summarize(users: int, days: int, repeats: list[list[StageRun]]) -> dict:
     }
 
 
+def markdown_table(results: list[dict]) -> str:
+    """The medians as a Markdown table, as docs/benchmarks.md shows them."""
+    lines = [
+        "| users | days | repeats | generate s | ingest s | dbt s | ingest + dbt s "
+        "| peak MB (ingest, dbt) | peak MB (generate) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        st = r["stages"]
+        lines.append(
+            f"| {r['users']:,} | {r['days']} | {r['repeats']} | {st['generate']['median_seconds']:.1f} | "
+            f"{st['ingest']['median_seconds']:.1f} | {st['dbt']['median_seconds']:.1f} | "
+            f"{r['median_ingest_plus_dbt_seconds']:.1f} | {r['peak_rss_ingest_dbt_mb']:,.0f} | "
+            f"{st['generate']['median_peak_rss_mb']:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(args: argparse.Namespace) -> int:
     root = args.workdir or Path(tempfile.gettempdir())
     root.mkdir(parents=True, exist_ok=True)
@@ -112,6 +130,7 @@ def main(args: argparse.Namespace) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
         args.output.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+    print(markdown_table(results))
     return 0
 
 
