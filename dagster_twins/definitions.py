@@ -10,11 +10,12 @@ from dagster_twins.jobs import twins_pipeline_job
 from dagster_twins.resources import build_resources
 from dagster_twins.settings import Settings
 from dagster_twins.transform.assets import dbt_models
+from dagster_twins.twins.assets import twins_beliefs
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[raw_sources, dbt_models],
+        assets=[raw_sources, dbt_models, twins_beliefs],
         jobs=[twins_pipeline_job],
         schedules=[daily_schedule],
         sensors=[new_landing_files],

@@ -8,6 +8,7 @@ one Dagster run with one dbt invocation instead of one per day.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 
 import dagster as dg
@@ -28,3 +29,13 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 def window_dates(start: date, end_exclusive: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end_exclusive - start).days)]
+
+
+def run_window(tags: Mapping[str, str]) -> tuple[date, date] | None:
+    """The landing days of a run, as [first day, day after the last), from its partition tags; None when the
+    run has no partition (an unpartitioned materialization covers everything that landed)."""
+    start = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
+    end = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
+    if not (start and end):
+        return None
+    return date.fromisoformat(start[:10]), date.fromisoformat(end[:10]) + timedelta(days=1)

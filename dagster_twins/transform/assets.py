@@ -4,13 +4,12 @@
 import json
 import os
 from collections.abc import Mapping
-from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from dagster_twins.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG, single_run
+from dagster_twins.partitions import run_window, single_run
 from dagster_twins.resources import WarehouseResource
 from dagster_twins.transform.project import dbt_project
 
@@ -35,12 +34,8 @@ def dbt_window_vars(tags: Mapping[str, str]) -> dict[str, str]:
     backfill, which costs more than the models); they take the window of the partitioned run they are part
     of. Materialized on their own, without a window, the incremental models reprocess everything.
     """
-    start = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
-    end = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
-    if not (start and end):
-        return {}
-    last = date.fromisoformat(end[:10])
-    return {"min_date": start[:10], "max_date": (last + timedelta(days=1)).isoformat()}
+    window = run_window(tags)
+    return {"min_date": window[0].isoformat(), "max_date": window[1].isoformat()} if window else {}
 
 
 @dbt_assets(

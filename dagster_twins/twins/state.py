@@ -35,7 +35,7 @@ def _age_days(days: pd.Series, as_of: date) -> np.ndarray:
 
 
 def advance(state: pd.DataFrame, state_as_of: date | None, evidence: pd.DataFrame, as_of: date,
-            half_life_days: float) -> pd.DataFrame:
+            half_life_days: float, restrict_days: bool = True) -> pd.DataFrame:
     """The state as of ``as_of``: the old state decayed by the days elapsed, plus evidence of days in
     (state_as_of, as_of], each decayed by its age. Evidence outside that range is ignored (the caller
     chooses what to fold); users without new evidence keep their decayed state."""
@@ -52,7 +52,7 @@ def advance(state: pd.DataFrame, state_as_of: date | None, evidence: pd.DataFram
     if len(evidence):
         days = pd.to_datetime(evidence["day"])
         in_range = days <= pd.Timestamp(as_of)
-        if state_as_of is not None:
+        if state_as_of is not None and restrict_days:
             in_range &= days > pd.Timestamp(state_as_of)
         new = evidence.loc[in_range, EVIDENCE_COLUMNS].copy()
         w = decay_factor(_age_days(new["day"], as_of), half_life_days)
@@ -70,6 +70,19 @@ def advance(state: pd.DataFrame, state_as_of: date | None, evidence: pd.DataFram
         last_evidence_day=("last_evidence_day", "max"),
     )
     return out.reset_index()[STATE_COLUMNS]
+
+
+def fold(state: pd.DataFrame, state_as_of: date | None, evidence: pd.DataFrame, as_of: date,
+         half_life_days: float) -> pd.DataFrame:
+    """Decay ``state`` to ``as_of`` and add every evidence row, each weighted by the age of its own day.
+
+    Unlike ``advance``, which rows to add is the caller's choice (e.g. the rows that *landed* since the
+    state was taken, late ones included): weights depend on the evidence day only, so this stays exact.
+    """
+    late = pd.to_datetime(evidence["day"]) > pd.Timestamp(as_of) if len(evidence) else None
+    if late is not None and late.any():
+        raise ValueError(f"evidence after {as_of} cannot be folded into a state as of {as_of}")
+    return advance(state, state_as_of, evidence, as_of, half_life_days, restrict_days=False)
 
 
 def full_recompute(evidence: pd.DataFrame, as_of: date, half_life_days: float) -> pd.DataFrame:
