@@ -42,3 +42,19 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("demo")
     summary = generate_demo(root, n_users=300, n_days=45, end_date=DEMO_END, seed=7)
     return summary
+
+
+@pytest.fixture(scope="session")
+def built(small_demo, tmp_path_factory):
+    """The whole pipeline run once over the small demo's landing days: (settings, result, demo)."""
+    import shutil
+
+    import dagster as dg
+
+    from dagster_twins.pipeline import run_pipeline
+
+    root = tmp_path_factory.mktemp("e2e")
+    shutil.copytree(small_demo.landing_dir, root / "landing")
+    settings = make_settings(root)
+    result = run_pipeline(settings, small_demo.start_date, small_demo.end_date, instance=dg.DagsterInstance.ephemeral())
+    return settings, result, small_demo

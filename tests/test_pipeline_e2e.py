@@ -9,7 +9,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pytest
 
 from dagster_twins.contract import SOURCES
 from dagster_twins.pipeline import run_pipeline
@@ -20,16 +19,6 @@ MARTS = ("fct_events", "dim_users", "user_daily_features", "user_daily_dimension
 
 def count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(con.execute(f"select count(*) from {table}").fetchone()[0])
-
-
-@pytest.fixture(scope="module")
-def built(small_demo, tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    shutil.copytree(small_demo.landing_dir, root / "landing")
-    settings = make_settings(root)
-    instance = dg.DagsterInstance.ephemeral()
-    result = run_pipeline(settings, small_demo.start_date, small_demo.end_date, instance=instance)
-    return settings, result, small_demo
 
 
 def test_run_succeeds_with_all_checks_passing(built):
