@@ -19,10 +19,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
-STAGES = ("generate", "ingest", "dbt")
+STAGES = ("generate", "ingest", "dbt", "twins_rebuild", "twins_increment")
 BENCH_END_DATE = date(2026, 6, 30)  # fixed, so every run sees the same data
 
 
@@ -54,6 +54,10 @@ def stage_commands(workdir: Path, users: int, days: int) -> dict[str, list[str]]
                            BENCH_END_DATE.isoformat(), "--out", str(workdir)],
         "ingest": cli + ["run", "--only", "ingestion"],
         "dbt": cli + ["run", "--only", "transform"],
+        # Twins over every landing day but the last (a full rebuild: no state yet), then the last day alone
+        # (an incremental update from that state).
+        "twins_rebuild": cli + ["run", "--only", "twins", "--end", (BENCH_END_DATE - timedelta(days=1)).isoformat()],
+        "twins_increment": cli + ["run", "--only", "twins", "--start", BENCH_END_DATE.isoformat()],
     }
 
 
@@ -96,7 +100,7 @@ def summarize(users: int, days: int, repeats: list[list[StageRun]]) -> dict:
         "median_ingest_plus_dbt_seconds": round(statistics.median(ingest_dbt), 2),
         "median_total_seconds": round(statistics.median(totals), 2),
         "peak_rss_mb": max(r.peak_rss_mb for rep in repeats for r in rep),
-        "peak_rss_ingest_dbt_mb": max(r.peak_rss_mb for rep in repeats for r in rep if r.stage != "generate"),
+        "peak_rss_ingest_dbt_mb": max(r.peak_rss_mb for rep in repeats for r in rep if r.stage in ("ingest", "dbt")),
     }
 
 
@@ -104,8 +108,8 @@ def markdown_table(results: list[dict]) -> str:
     """The medians as a Markdown table, as docs/benchmarks.md shows them."""
     lines = [
         "| users | days | repeats | generate s | ingest s | dbt s | ingest + dbt s "
-        "| peak MB (ingest, dbt) | peak MB (generate) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak MB (ingest, dbt) | peak MB (generate) | twins rebuild s | twins daily increment s | peak MB (twins) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         st = r["stages"]
@@ -113,7 +117,9 @@ def markdown_table(results: list[dict]) -> str:
             f"| {r['users']:,} | {r['days']} | {r['repeats']} | {st['generate']['median_seconds']:.1f} | "
             f"{st['ingest']['median_seconds']:.1f} | {st['dbt']['median_seconds']:.1f} | "
             f"{r['median_ingest_plus_dbt_seconds']:.1f} | {r['peak_rss_ingest_dbt_mb']:,.0f} | "
-            f"{st['generate']['median_peak_rss_mb']:,.0f} |"
+            f"{st['generate']['median_peak_rss_mb']:,.0f} | {st['twins_rebuild']['median_seconds']:.1f} | "
+            f"{st['twins_increment']['median_seconds']:.1f} | "
+            f"{max(st['twins_rebuild']['median_peak_rss_mb'], st['twins_increment']['median_peak_rss_mb']):,.0f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run ingestion and dbt over the landing files")
     run.add_argument("--start", type=date.fromisoformat, default=None, help="first landing day (default: earliest)")
     run.add_argument("--end", type=date.fromisoformat, default=None, help="last landing day (default: latest)")
-    run.add_argument("--only", choices=["ingestion", "transform"], default=None,
+    run.add_argument("--only", choices=["ingestion", "transform", "twins"], default=None,
                      help="run one layer only (the benchmark times them apart)")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="generate demo data, then run the pipeline on it")

@@ -51,6 +51,11 @@ def landing_span(settings: Settings) -> tuple[date, date] | None:
     return (min(days), max(days)) if days else None
 
 
+def layer_of(key: dg.AssetKey) -> str:
+    """The layer an asset belongs to, from the first part of its key (raw/..., twins/..., else dbt)."""
+    return {"raw": "ingestion", "twins": "twins"}.get(key.path[0], "transform")
+
+
 def run_pipeline(
     settings: Settings,
     start: date,
@@ -63,15 +68,14 @@ def run_pipeline(
 ) -> dg.ExecuteInProcessResult:
     """Materialize the pipeline for landing days ``start`` .. ``end`` (inclusive) as one run.
 
-    ``layer`` limits the run to one layer's assets ("ingestion" or "transform", i.e. dbt).
+    ``layer`` limits the run to one layer's assets: "ingestion" (raw), "transform" (dbt) or "twins".
     """
     apply_offline_env()
     from dagster_twins.definitions import build_definitions
 
     job = build_definitions(settings).resolve_job_def("twins_pipeline")
     if layer is not None:
-        ingestion = {key for key in job.asset_layer.executable_asset_keys if key.path[0] == "raw"}
-        selection = sorted(ingestion if layer == "ingestion" else job.asset_layer.executable_asset_keys - ingestion)
+        selection = sorted(key for key in job.asset_layer.executable_asset_keys if layer_of(key) == layer)
     return job.execute_in_process(
         instance=instance,
         tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
