@@ -89,6 +89,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def cmd_model_quality(args: argparse.Namespace) -> int:
+    from dagster_twins.quality_docs import main as quality_main
+
+    return quality_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dagster-twins", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workdir", type=Path, default=None)
     bench.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
     bench.set_defaults(func=cmd_bench)
+    quality = sub.add_parser("model-quality", help="score the models against the demo's planted truth")
+    quality.add_argument("--users", type=int, default=10_000)
+    quality.add_argument("--days", type=int, default=180)
+    quality.add_argument("--seed", type=int, default=42)
+    quality.add_argument("--workdir", type=Path, default=None)
+    quality.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
+    quality.set_defaults(func=cmd_model_quality)
     return parser
 
 
