@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup demo run dev test lint bench clean
+.PHONY: setup demo run dev test lint bench model-quality clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -43,6 +43,9 @@ lint: setup
 
 bench: setup  ## stage timings and peak memory at 10k and 100k users (see docs/benchmarks.md)
 	$(BIN)/dagster-twins bench --users 10000 100000 --days 180 --repeat 3 --output docs/benchmarks.json
+
+model-quality: setup  ## score the twins against the demo's planted truth (docs/model-quality.md)
+	$(BIN)/dagster-twins model-quality --users 10000 --days 180 --output docs/model-quality.md
 
 clean:
 	rm -rf data dbt/target dbt/logs
