@@ -23,3 +23,28 @@
 {% macro days_between(start_ts, end_ts) -%}
     ({{ dbt.datediff(start_ts, end_ts, 'second') }} / 86400.0)
 {%- endmacro %}
+
+{#-
+    The interactions a daily model must re-aggregate: on incremental runs every interaction of each
+    (user, activity day) that a row landed in the window touches, so a late event updates its whole day;
+    on a first build, all of them. Renders the CTE `interactions`.
+-#}
+{% macro touched_interactions_cte(events_relation) -%}
+{% if is_incremental() %}
+touched as (
+    select distinct user_id, activity_date
+    from {{ events_relation }}
+    where {{ landing_window_filter('landing_date') }}
+),
+
+interactions as (
+    select e.*
+    from {{ events_relation }} as e
+    inner join touched as t on e.user_id = t.user_id and e.activity_date = t.activity_date
+)
+{% else %}
+interactions as (
+    select * from {{ events_relation }}
+)
+{% endif %}
+{%- endmacro %}

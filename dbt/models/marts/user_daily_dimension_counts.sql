@@ -11,23 +11,7 @@
     form so the columns never depend on the data. Incremental exactly like user_daily_features.
 -#}
 with
-{% if is_incremental() %}
-touched as (
-    select distinct user_id, activity_date
-    from {{ ref('fct_events') }}
-    where {{ landing_window_filter('landing_date') }}
-),
-
-interactions as (
-    select e.*
-    from {{ ref('fct_events') }} as e
-    inner join touched as t on e.user_id = t.user_id and e.activity_date = t.activity_date
-),
-{% else %}
-interactions as (
-    select * from {{ ref('fct_events') }}
-),
-{% endif %}
+{{ touched_interactions_cte(ref('fct_events')) }},
 
 {% set dimensions = {'event_type': 'interaction_type', 'topic': 'topic', 'channel': 'channel',
                      'content_format': 'content_format', 'goal': 'goal'} %}

@@ -11,23 +11,7 @@
     that landed in the window are re-aggregated from all of fct_events, so a late event updates its day.
 -#}
 with
-{% if is_incremental() %}
-touched as (
-    select distinct user_id, activity_date
-    from {{ ref('fct_events') }}
-    where {{ landing_window_filter('landing_date') }}
-),
-
-interactions as (
-    select e.*
-    from {{ ref('fct_events') }} as e
-    inner join touched as t on e.user_id = t.user_id and e.activity_date = t.activity_date
-),
-{% else %}
-interactions as (
-    select * from {{ ref('fct_events') }}
-),
-{% endif %}
+{{ touched_interactions_cte(ref('fct_events')) }},
 
 daily as (
     select
