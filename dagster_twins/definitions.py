@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from dagster_twins.automation import daily_schedule, new_landing_files
+from dagster_twins.churn.assets import churn_model
 from dagster_twins.ingestion.assets import raw_sources
 from dagster_twins.jobs import twins_pipeline_job
 from dagster_twins.resources import build_resources
@@ -15,7 +16,7 @@ from dagster_twins.twins.assets import twins_beliefs
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[raw_sources, dbt_models, twins_beliefs],
+        assets=[raw_sources, dbt_models, twins_beliefs, churn_model],
         jobs=[twins_pipeline_job],
         schedules=[daily_schedule],
         sensors=[new_landing_files],

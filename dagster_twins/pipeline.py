@@ -53,7 +53,7 @@ def landing_span(settings: Settings) -> tuple[date, date] | None:
 
 def layer_of(key: dg.AssetKey) -> str:
     """The layer an asset belongs to, from the first part of its key (raw/..., twins/..., else dbt)."""
-    return {"raw": "ingestion", "twins": "twins"}.get(key.path[0], "transform")
+    return {"raw": "ingestion", "twins": "twins", "churn": "churn"}.get(key.path[0], "transform")
 
 
 def run_pipeline(

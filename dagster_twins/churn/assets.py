@@ -1,0 +1,142 @@
+"""Churn assets: weekly refit with a time-split backtest, daily scoring of every active user, checks."""
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from dagster_twins.churn.pipeline import run_churn, with_derived
+from dagster_twins.churn.plots import calibration_plot
+from dagster_twins.churn.score import score_users
+from dagster_twins.churn.serialize import dumps, loads
+from dagster_twins.partitions import run_window
+from dagster_twins.resources import WarehouseResource
+
+GROUP = "churn"
+SCHEMA = "churn"
+PREDICTIONS_KEY = dg.AssetKey(["churn", "churn_predictions"])
+METRICS_KEY = dg.AssetKey(["churn", "churn_model_metrics"])
+
+
+class ChurnConfig(dg.Config):
+    model: str = "auto"  # "auto" (best held-out concordance), "cox" or "weibull"
+    refit_every_days: int = 7  # refit weekly; score daily with the latest fit in between
+    max_fit_rows: int = 50_000  # stratified sample above this many users
+    concordance_floor: float = 0.65
+    calibration_ceiling: float = 0.10
+
+
+def _save(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of, replace_all: bool = False) -> None:
+    con.register("_churn_frame", frame.assign(as_of=pd.Timestamp(as_of)))
+    exists = con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                         [SCHEMA, table]).fetchone()[0]
+    if replace_all or not exists:
+        con.execute(f"create or replace table {SCHEMA}.{table} as select * from _churn_frame")
+    else:
+        con.execute(f"delete from {SCHEMA}.{table} where as_of = ?", [pd.Timestamp(as_of)])
+        con.execute(f"insert into {SCHEMA}.{table} by name select * from _churn_frame")
+    con.unregister("_churn_frame")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(METRICS_KEY, group_name=GROUP, kinds={"python", "duckdb"},
+                     deps=[dg.AssetKey(["marts", name]) for name in ("churn_survival_frame", "churn_backtest_frame")],
+                     description="The churn model: Cox (penalized) and Weibull AFT backtested on a time split, the "
+                                 "better (or configured) one refit weekly. Tables churn_model_metrics, "
+                                 "churn_calibration, churn_models (coefficients and baseline as JSON), "
+                                 "churn_model_coefficients."),
+        dg.AssetSpec(PREDICTIONS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[METRICS_KEY],
+                     description="Every active user: P(churn within 7, 14, 30 days | survived to current tenure), "
+                                 "median remaining days (capped and flagged), risk tier, top three drivers."),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec("backtest_concordance_above_floor", asset=METRICS_KEY,
+                          description="Held-out concordance of the chosen model is at least the configured floor."),
+        dg.AssetCheckSpec("backtest_calibration_within_ceiling", asset=METRICS_KEY,
+                          description="Expected calibration error of the 30-day probability is at most the ceiling."),
+        dg.AssetCheckSpec("probabilities_valid", asset=PREDICTIONS_KEY,
+                          description="Probabilities in [0, 1] and non-decreasing with the horizon."),
+    ],
+    name="churn_model",
+)
+def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehouse: WarehouseResource):
+    started = time.perf_counter()
+    con = warehouse.connect()
+    try:
+        con.execute(f"create schema if not exists {SCHEMA}")
+        current = con.execute("select * from marts.churn_survival_frame").df()
+        if current.empty:
+            raise dg.Failure("marts.churn_survival_frame is empty: run the dbt models first")
+        # The frame is observed up to the end of the window (exclusive): the as-of day is the one before.
+        as_of = (pd.Timestamp(current["as_of"].max()) - pd.Timedelta(seconds=1)).date()
+        window = run_window(context.run.tags)
+        if window is not None:
+            as_of = window[1] - timedelta(days=1)
+        previous = con.execute(
+            f"select as_of, model_json from {SCHEMA}.churn_models where as_of <= ? and as_of > ? "
+            "order by as_of desc limit 1", [as_of, as_of - timedelta(days=config.refit_every_days)]
+        ).fetchone() if _has(con, "churn_models") else None
+        if previous is not None:
+            model, design = loads(previous[1])
+            alive = with_derived(current[current["churned"] == 0])
+            predictions = score_users(model, design.transform(alive).to_numpy(), alive["duration_days"].to_numpy(),
+                                      alive["user_id"].to_numpy())
+            metrics = con.execute(f"select * exclude (as_of) from {SCHEMA}.churn_model_metrics where as_of = ?",
+                                  [previous[0]]).df()
+            fitted_on, mode = previous[0], f"scored with the fit of {previous[0]}"
+        else:
+            at_cutoff = con.execute("select * from marts.churn_backtest_frame").df()
+            result = run_churn(current, at_cutoff, model_choice=config.model, max_fit_rows=config.max_fit_rows)
+            model, design, predictions, metrics = result.model, result.design, result.predictions, result.metrics
+            fitted_on, mode = as_of, f"refit on {result.fit_rows:,} of {result.population:,} users"
+            _save(con, "churn_model_metrics", metrics, as_of)
+            _save(con, "churn_calibration", result.calibration, as_of)
+            _save(con, "churn_models", pd.DataFrame({"model": [model.kind], "model_json": [dumps(model, design)]}),
+                  as_of)
+            _save(con, "churn_model_coefficients",
+                  model.coefficients_frame().assign(sd=[design.sds[c] for c in model.columns]), as_of)
+        _save(con, "churn_predictions", predictions.assign(model=model.kind, fitted_on=pd.Timestamp(fitted_on)),
+              as_of, replace_all=True)
+        _save(con, "churn_predictions_history", predictions[["user_id", "p_churn_30d", "risk_tier"]], as_of)
+        calibration = con.execute(f"select * from {SCHEMA}.churn_calibration where as_of = ? and model = ?",
+                                  [pd.Timestamp(fitted_on), model.kind]).df()
+    finally:
+        con.close()
+
+    chosen = metrics[metrics["model"] == model.kind].iloc[0]
+    plot = calibration_plot(calibration, Path(warehouse.path).parent / "reports" / f"churn_calibration_{as_of}.png",
+                            title=f"{model.kind} model, 30-day churn, backtest of {fitted_on}")
+    yield dg.MaterializeResult(asset_key=METRICS_KEY, metadata={
+        "mode": mode, "model": model.kind, "concordance": float(chosen["concordance"]),
+        "auc_30d": float(chosen["auc_30d"]), "brier_30d": float(chosen["brier_30d"]),
+        "calibration_error": float(chosen["calibration_error"]),
+        "backtest": dg.MetadataValue.md(metrics.to_markdown(index=False, floatfmt=".3f")),
+        "hazard_ratios": dg.MetadataValue.md(model.coefficients_frame().to_markdown(index=False, floatfmt=".3f")),
+        "calibration_plot": dg.MetadataValue.path(str(plot)),
+        "seconds": round(time.perf_counter() - started, 2),
+    })
+    tiers = predictions["risk_tier"].value_counts().to_dict()
+    yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={
+        "dagster/row_count": len(predictions), "as_of": str(as_of), "fitted_on": str(fitted_on),
+        "risk_tiers": dg.MetadataValue.json(tiers),
+        "preview": dg.MetadataValue.md(predictions.head(10).to_markdown(index=False, floatfmt=".3f")),
+    })
+    yield dg.AssetCheckResult(asset_key=METRICS_KEY, check_name="backtest_concordance_above_floor",
+                              passed=bool(chosen["concordance"] >= config.concordance_floor),
+                              metadata={"concordance": float(chosen["concordance"]), "floor": config.concordance_floor})
+    yield dg.AssetCheckResult(asset_key=METRICS_KEY, check_name="backtest_calibration_within_ceiling",
+                              passed=bool(chosen["calibration_error"] <= config.calibration_ceiling),
+                              metadata={"calibration_error": float(chosen["calibration_error"]),
+                                        "ceiling": config.calibration_ceiling})
+    probs = predictions[["p_churn_7d", "p_churn_14d", "p_churn_30d"]].to_numpy()
+    valid = bool(((probs >= 0) & (probs <= 1)).all() and (probs[:, 1:] >= probs[:, :-1]).all())
+    yield dg.AssetCheckResult(asset_key=PREDICTIONS_KEY, check_name="probabilities_valid", passed=valid)
+
+
+def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                            [SCHEMA, table]).fetchone()[0])
