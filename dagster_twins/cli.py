@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -52,7 +53,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
-    from dagster_twins.pipeline import ensure_dagster_home, landing_span, run_pipeline
+    from dagster_twins.pipeline import asset_seconds, ensure_dagster_home, landing_span, run_pipeline
     from dagster_twins.reporting import print_warehouse_summary
 
     settings = Settings.from_env()
@@ -72,6 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if event.is_failure and event.step_key:
                 print(f"FAILED step {event.step_key}: {event.message}", file=sys.stderr)
         return 1
+    if args.timings:
+        args.timings.write_text(json.dumps(asset_seconds(result)))
     print_warehouse_summary(settings.warehouse_path)
     print("\nOpen the UI with `make dev` (or `dagster dev` in the activated environment) at http://127.0.0.1:3000")
     return 0
@@ -105,12 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run ingestion and dbt over the landing files")
     run.add_argument("--start", type=date.fromisoformat, default=None, help="first landing day (default: earliest)")
     run.add_argument("--end", type=date.fromisoformat, default=None, help="last landing day (default: latest)")
-    run.add_argument("--only", choices=["ingestion", "transform", "twins"], default=None,
+    run.add_argument("--only", choices=["ingestion", "transform", "twins", "churn"], default=None,
                      help="run one layer only (the benchmark times them apart)")
+    run.add_argument("--timings", type=Path, default=None,
+                     help="write each asset's own seconds (from its metadata) to this JSON file")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="generate demo data, then run the pipeline on it")
     _add_generate_args(demo)
-    demo.set_defaults(func=cmd_demo, start=None, end=None, only=None)
+    demo.set_defaults(func=cmd_demo, start=None, end=None, only=None, timings=None)
     bench = sub.add_parser("bench", help="time and measure memory of each stage at a given scale")
     bench.add_argument("--users", type=int, nargs="+", default=[10_000])
     bench.add_argument("--days", type=int, default=180)

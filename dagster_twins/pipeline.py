@@ -82,3 +82,15 @@ def run_pipeline(
         asset_selection=list(selection) if selection else None,
         raise_on_error=raise_on_error,
     )
+
+
+def asset_seconds(result: dg.ExecuteInProcessResult) -> dict[str, float]:
+    """Each materialized asset's own working time, from the ``seconds`` its metadata reports (process start-up,
+    imports and Dagster's bookkeeping excluded)."""
+    out: dict[str, float] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        seconds = materialization.metadata.get("seconds")
+        if seconds is not None:
+            out[materialization.asset_key.to_user_string()] = float(seconds.value)
+    return out
