@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from dagster_twins.demo import generate_demo
@@ -47,6 +49,68 @@ day (several per session), so the correlation is on the log scale, where the fac
 """
 
 
+# What the demo plants (dagster_twins.demo.people.Hazard) and the covariate that measures it: the fitted hazard
+# ratio should point the same way. Only the directions are compared; the truth file is read here, never by a model.
+PLANTED_DIRECTIONS = {
+    "events_per_day": ("engagement lowers the hazard (b_eng < 0)", -1),
+    "tickets_in_window": ("recent support trouble raises it (b_trouble > 0)", +1),
+    "campaign_treated": ("the retention campaign lowers it (planted hazard ratio {campaign_hazard_ratio})", -1),
+}
+
+
+def churn_section(con, planted: dict, docs_dir: Path, calibration_png: Path | None) -> str:
+    metrics = con.execute("select * from churn.churn_model_metrics order by model").df()
+    coefficients = con.execute("select * from churn.churn_model_coefficients").df()
+    calibration = con.execute("select c.* from churn.churn_calibration c join churn.churn_model_metrics m "
+                              "using (model, as_of) where m.chosen order by decile").df()
+    chosen = metrics[metrics["chosen"]].iloc[0]
+    rows = ["| model | chosen | users scored at the cutoff | churned within 30 days | concordance | AUC (30 days) "
+            "| Brier (30 days) | calibration error | mean predicted | observed |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in metrics.itertuples():
+        rows.append(f"| {m.model} | {'yes' if m.chosen else ''} | {m.users_scored:,} | {m.churned_within_30d:,} | "
+                    f"{m.concordance:.3f} | {m.auc_30d:.3f} | {m.brier_30d:.4f} | {m.calibration_error:.4f} | "
+                    f"{m.mean_predicted_30d:.3f} | {m.observed_rate_30d:.3f} |")
+    directions = ["| covariate | planted | fitted hazard ratio per SD | per unit | direction agrees |",
+                  "|---|---|---:|---:|---|"]
+    for covariate, (text, sign) in PLANTED_DIRECTIONS.items():
+        fit = coefficients[coefficients["covariate"] == covariate]
+        if fit.empty:
+            directions.append(f"| {covariate} | {text.format(**planted)} | not in the model | | |")
+            continue
+        per_sd = float(fit["hazard_ratio"].iloc[0])
+        per_unit = per_sd ** (1.0 / float(fit["sd"].iloc[0]))
+        agrees = "yes" if np.sign(np.log(per_sd)) == sign else "**no**"
+        directions.append(f"| {covariate} | {text.format(**planted)} | {per_sd:.3f} | {per_unit:.3f} | {agrees} |")
+    deciles = ["| decile | users | mean predicted | observed |", "|---:|---:|---:|---:|"]
+    deciles += [f"| {d.decile} | {d.users} | {d.predicted:.3f} | {d.observed:.3f} |" for d in calibration.itertuples()]
+    plot = ""
+    if calibration_png is not None and calibration_png.exists():
+        shutil.copy(calibration_png, docs_dir / "churn_calibration.png")
+        plot = "\n![calibration of the 30-day churn probability](churn_calibration.png)\n"
+    return f"""
+## Churn: time-split backtest
+
+Both models are fit on the survival frame as of the cutoff (dbt var `backtest_horizon_days`, 30 days before the end),
+users alive at the cutoff are scored, and the scores are compared with who churned in the following 30 days.
+The chosen model (best held-out concordance) is **{chosen['model']}**.
+
+{chr(10).join(rows)}
+
+Fitted hazard ratios of the chosen model (refit on all data) against the directions the demo plants:
+
+{chr(10).join(directions)}
+
+"Per unit" is per one unit of the covariate (for `campaign_treated`, treated against everyone else, which mixes
+the randomized control group with users never in the campaign; the scenario layer estimates the effect from the
+randomized groups alone).
+
+Calibration of the 30-day probability by decile of the prediction (chosen model):
+
+{chr(10).join(deciles)}
+{plot}"""
+
+
 def main(args: argparse.Namespace) -> int:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="model_quality_"))
     demo = generate_demo(root, n_users=args.users, n_days=args.days, end_date=END_DATE, seed=args.seed)
@@ -56,13 +120,17 @@ def main(args: argparse.Namespace) -> int:
     result = run_pipeline(settings, demo.start_date, demo.end_date, instance=dg.DagsterInstance.ephemeral())
     if not result.success:
         return 1
+    planted = json.loads((demo.truth_dir / "planted.json").read_text())
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    plots = sorted((settings.warehouse_path.parent / "reports").glob("churn_calibration_*.png"))
     con = connect(settings.warehouse_path, read_only=True)
     try:
         metrics = recovery_metrics(con, pd.read_parquet(demo.truth_dir / "users.parquet"))
+        churn = churn_section(con, planted, args.output.parent, plots[-1] if plots else None)
     finally:
         con.close()
     print(json.dumps(metrics, indent=2))
     header = ("# Model quality\n\nMeasured from a real run by `dagster-twins model-quality --users "
               f"{args.users} --days {args.days}` (re-run it to reproduce; the numbers below are its output).\n\n")
-    args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed))
+    args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed) + churn)
     return 0

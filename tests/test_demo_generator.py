@@ -82,7 +82,10 @@ def test_planted_structure_is_present(tmp_path: Path):
     cancels = con.execute(
         f"select distinct user_id from read_csv('{demo.landing_dir}/subscriptions/*.csv', all_varchar=true) "
         "where action = 'cancelled'").df()
-    assert set(cancels["user_id"]) == set(truth.loc[truth["churned"], "user_id"])
+    # Every cancellation is a planted churn; a few cancellations lost their user_id to injected faults.
+    cancelled = set(cancels["user_id"].dropna())
+    churned = set(truth.loc[truth["churned"], "user_id"])
+    assert cancelled <= churned and len(cancelled) >= 0.97 * len(churned)
     # The campaign lowers churn in its treatment group (a wide, safe margin at this size).
     rates = truth[truth["campaign_group"] != "none"].groupby("campaign_group")["churned"].mean()
     assert rates["treatment"] < rates["control"]

@@ -122,5 +122,10 @@ def test_own_minimal_events_file_runs_through(tmp_path: Path):
             "select churn_definition, count(*) from marts.churn_survival_frame group by 1").fetchall())
         assert definitions == {"inactivity": 40}
         assert 0 < con.execute("select sum(churned) from marts.churn_survival_frame").fetchone()[0] < 40
+        # No subscriptions: churn by inactivity still gives a fit and a prediction for every user still active.
+        alive = con.execute("select count(*) from marts.churn_survival_frame where churned = 0").fetchone()[0]
+        assert count(con, "churn.churn_predictions") == alive
+        assert con.execute("select count(*) from churn.churn_models").fetchone()[0] == 1
+        assert con.execute("select bool_and(p_churn_30d between 0 and 1) from churn.churn_predictions").fetchone()[0]
     finally:
         con.close()

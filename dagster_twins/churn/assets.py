@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from dagster_twins.churn.pipeline import run_churn, with_derived
+from dagster_twins.churn.pipeline import NUMERIC, run_churn, with_derived
 from dagster_twins.churn.plots import calibration_plot
 from dagster_twins.churn.score import score_users
 from dagster_twins.churn.serialize import dumps, loads
@@ -27,6 +27,8 @@ class ChurnConfig(dg.Config):
     max_fit_rows: int = 50_000  # stratified sample above this many users
     concordance_floor: float = 0.65
     calibration_ceiling: float = 0.10
+    # Numeric covariates of the model (from dagster_twins.churn.pipeline: NUMERIC is the default, OPTIONAL more).
+    covariates: list[str] = list(NUMERIC)
 
 
 def _save(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of, replace_all: bool = False) -> None:
@@ -90,7 +92,8 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
             fitted_on, mode = previous[0], f"scored with the fit of {previous[0]}"
         else:
             at_cutoff = con.execute("select * from marts.churn_backtest_frame").df()
-            result = run_churn(current, at_cutoff, model_choice=config.model, max_fit_rows=config.max_fit_rows)
+            result = run_churn(current, at_cutoff, model_choice=config.model, max_fit_rows=config.max_fit_rows,
+                               covariates=config.covariates)
             model, design, predictions, metrics = result.model, result.design, result.predictions, result.metrics
             fitted_on, mode = as_of, f"refit on {result.fit_rows:,} of {result.population:,} users"
             _save(con, "churn_model_metrics", metrics, as_of)

@@ -13,8 +13,8 @@ from dagster_twins.demo.vocabulary import CHANNELS, FORMATS, Vocabulary
 class Hazard:
     """Daily churn hazard h0 * exp(b_eng * z + b_trouble * recent_ticket) * (HR if treated)."""
 
-    h0: float = 0.0022
-    b_eng: float = -0.7
+    h0: float = 0.0014
+    b_eng: float = -1.2
     b_trouble: float = 0.9
     campaign_hazard_ratio: float = 0.6
     trouble_window_days: int = 14

@@ -162,6 +162,7 @@ select
     s.churned,
     s.churn_definition,
     s.as_of,
+    least(greatest({{ days_between('s.start_at', 's.end_at') }}, 0), {{ window_days }}) as days_in_window,
     coalesce(c.events_in_window, 0) as events_in_window,
     coalesce(c.events_previous_window, 0) as events_previous_window,
     coalesce(c.active_days_in_window, 0) as active_days_in_window,
