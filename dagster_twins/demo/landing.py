@@ -92,7 +92,8 @@ def build_frames(sim: Simulated, pop: Population, vocab: Vocabulary) -> dict[str
         "item_id": pd.Series(np.array(FORMATS, dtype=object)[r["fmt"]]).str.cat(pd.Series(rec_topic), sep="-")
         .to_numpy(),
         "topic": rec_topic, "response": RESPONSES[r["response"]],
-        "responded_at": iso(r["responded"], r["responded"] < 0), "_t": r["t"]})
+        # A recommendation row is exported once its response is known: it lands on the day of the response.
+        "responded_at": iso(r["responded"], r["responded"] < 0), "_t": np.maximum(r["t"], r["responded"])})
 
     t = sim.columns("support_tickets")
     n = len(t["t"])

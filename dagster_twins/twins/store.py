@@ -41,7 +41,9 @@ def landed_evidence(con: duckdb.DuckDBPyConnection, after: date | None, end: dat
     if after is not None:
         landing_filter += f" and landing_date > date '{after.isoformat()}'"
     frame = con.execute(evidence_sql("marts.fct_events", landing_filter)).df()
-    frame["day"] = pd.to_datetime(frame["day"])
+    # A row can be dated after the day it landed (a source's clock ahead of the export's); its evidence counts
+    # from the last landed day, since a state cannot hold evidence from its future.
+    frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
     return frame
 
 
