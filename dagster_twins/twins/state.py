@@ -42,13 +42,18 @@ def advance(state: pd.DataFrame, state_as_of: date | None, evidence: pd.DataFram
     if state_as_of is not None and as_of < state_as_of:
         raise ValueError(f"cannot advance a state as of {state_as_of} back to {as_of}")
     parts = []
+    quiet = empty_state()
     if len(state):
         old = state[STATE_COLUMNS].copy()
         elapsed = 0.0 if state_as_of is None else float((as_of - state_as_of).days)
         w = float(decay_factor(elapsed, half_life_days))
         old["stat_a"] *= w
         old["stat_b"] *= w
-        parts.append(old)
+        # Users without new evidence are only decayed: they skip the grouping, so a day costs in proportion to
+        # its evidence plus one pass over the state.
+        touched = old["user_id"].isin(pd.unique(evidence["user_id"])) if len(evidence) else np.zeros(len(old), bool)
+        quiet = old[~touched]
+        parts.append(old[touched])
     if len(evidence):
         days = pd.to_datetime(evidence["day"])
         in_range = days <= pd.Timestamp(as_of)
@@ -62,14 +67,14 @@ def advance(state: pd.DataFrame, state_as_of: date | None, evidence: pd.DataFram
         has_evidence = (new["stat_a"] > 0) | (new["stat_b"] > 0)
         new["last_evidence_day"] = pd.to_datetime(new["day"]).where(has_evidence)
         parts.append(new.drop(columns="day"))
-    if not parts:
-        return empty_state()
-    combined = pd.concat(parts, ignore_index=True)
-    out = combined.groupby(KEY, sort=True, observed=True).agg(
+    combined = pd.concat(parts, ignore_index=True) if parts else empty_state()
+    if combined.empty:
+        return quiet.reset_index(drop=True)
+    out = combined.groupby(KEY, sort=False, observed=True).agg(
         stat_a=("stat_a", "sum"), stat_b=("stat_b", "sum"), n_evidence=("n_evidence", "sum"),
         last_evidence_day=("last_evidence_day", "max"),
-    )
-    return out.reset_index()[STATE_COLUMNS]
+    ).reset_index()[STATE_COLUMNS]
+    return pd.concat([quiet, out], ignore_index=True) if len(quiet) else out
 
 
 def fold(state: pd.DataFrame, state_as_of: date | None, evidence: pd.DataFrame, as_of: date,
