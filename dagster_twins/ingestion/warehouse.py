@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -16,6 +17,7 @@ from dagster_twins.contract import (
 )
 from dagster_twins.ingestion.sql import quote_ident
 
+DEFAULT_MEMORY_LIMIT = "3GB"  # TWINS_DUCKDB_MEMORY_LIMIT; dbt's profile reads the same variable
 _SQL_TYPES = {"string": "varchar", "timestamp": "timestamp", "double": "double"}
 
 QUARANTINE_DDL = f"""
@@ -75,7 +77,9 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(
         str(path),
         read_only=read_only,
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": True},
+        # A memory cap makes DuckDB spill to disk instead of growing to 80% of RAM (its default).
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": True,
+                "memory_limit": os.environ.get("TWINS_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)},
     )
     con.execute("set TimeZone = 'UTC'")
     return con

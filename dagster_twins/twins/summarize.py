@@ -39,6 +39,8 @@ def summarize(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, li
     by_belief = dict(tuple(state.groupby("belief", sort=False))) if len(state) else {}
     frames, prior_rows = [], []
     for name, belief in BELIEFS.items():
+        if belief.family == "dirichlet" and not categories.get(name):
+            continue  # a share over no categories (none in the data nor a seed) says nothing
         cats = categories.get(name) or [""]
         m = _matrices(by_belief.get(name, state.iloc[:0]), user_index, cats)
         a = m["stat_a"]
@@ -98,6 +100,8 @@ def roll_up(beliefs: pd.DataFrame, as_of: date) -> pd.DataFrame:
     def top(name: str, k: int) -> np.ndarray:
         """The k categories of a share belief with the highest posterior mean, per user (users x k)."""
         rows = names == name
+        if not rows.any():
+            return np.full((len(users), k), None, dtype=object)
         cats = pd.Index(beliefs["category"].to_numpy()[rows]).unique()
         means = np.full((len(users), len(cats)), -np.inf)
         means[codes[rows], cats.get_indexer(beliefs["category"].to_numpy()[rows])] = beliefs["mean"].to_numpy()[rows]

@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+{#- A table, not a view: it reads the whole interaction stream, and a dozen tests would each recompute it. -#}
 {#-
     The churn definition, one row per user as of the end of the window:
     - a user with subscription rows has churned when their latest action is `cancelled` (at that time);
