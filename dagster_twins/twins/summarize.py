@@ -36,6 +36,7 @@ def summarize(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, li
     """
     user_index = pd.Index(users["user_id"].to_numpy())
     exposure = exposure_days(users["first_day"], as_of, half_life_days)
+    raw_days = np.maximum((pd.Timestamp(as_of) - pd.to_datetime(users["first_day"])).dt.days.to_numpy() + 1.0, 0.0)
     by_belief = dict(tuple(state.groupby("belief", sort=False))) if len(state) else {}
     frames, prior_rows = [], []
     for name, belief in BELIEFS.items():
@@ -46,12 +47,12 @@ def summarize(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, li
         a = m["stat_a"]
         if belief.family == "beta":
             b = m["stat_b"]
-            est = beta_prior(a[:, 0], b[:, 0])
+            est = beta_prior(a[:, 0], b[:, 0], raw_trials=m["n_evidence"][:, 0])
             prior_1, prior_2 = np.full(a.shape, est.p1), np.full(a.shape, est.p2)
             prior_rows.append((name, "", est.family, est.p1, est.p2, est.n_users, est.method))
         elif belief.family == "gamma":
             b = exposure[:, None]
-            est = gamma_prior(a[:, 0], exposure)
+            est = gamma_prior(a[:, 0], exposure, raw_exposure=raw_days)
             prior_1, prior_2 = np.full(a.shape, est.p1), np.full(a.shape, est.p2)
             prior_rows.append((name, "", est.family, est.p1, est.p2, est.n_users, est.method))
         else:
