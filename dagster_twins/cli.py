@@ -76,6 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timings:
         args.timings.write_text(json.dumps(asset_seconds(result)))
     print_warehouse_summary(settings.warehouse_path)
+    checks = result.get_asset_check_evaluations()
+    failed = [f"{c.asset_key.to_user_string()}: {c.check_name}" for c in checks if not c.passed]
+    print(f"\nAsset checks: {len(checks) - len(failed)} passed, {len(failed)} failed"
+          + "".join(f"\n  FAILED {name}" for name in failed))
     print("\nOpen the UI with `make dev` (or `dagster dev` in the activated environment) at http://127.0.0.1:3000")
     return 0
 
