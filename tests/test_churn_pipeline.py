@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
+import dagster as dg
 import duckdb
 import numpy as np
+import pandas as pd
+
+from dagster_twins.pipeline import run_pipeline
+from tests.conftest import make_settings
 
 CHURN_CHECKS = {"backtest_concordance_above_floor", "backtest_calibration_within_ceiling", "probabilities_valid"}
 
@@ -27,3 +34,28 @@ def test_churn_model_scores_every_active_user(built):
     assert preds["top_drivers"].str.count(";").eq(2).all()
     assert set(metrics["model"]) == {"cox", "weibull"} and metrics["chosen"].sum() == 1
     assert metrics["concordance"].between(0, 1).all()
+
+
+def test_a_recent_fit_is_reused_for_daily_scoring(built, tmp_path):
+    """Refit weekly, score daily: a second run within refit_every_days scores with the stored fit."""
+    settings, _, demo = built
+    shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
+    copy = make_settings(tmp_path)
+    before = _read(copy.warehouse_path, "select * from churn.churn_predictions order by user_id")
+    result = run_pipeline(copy, demo.start_date, demo.end_date, instance=dg.DagsterInstance.ephemeral(), layer="churn")
+    assert result.success
+    modes = [m.metadata["mode"].value for m in
+             (e.event_specific_data.materialization for e in result.get_asset_materialization_events())
+             if "mode" in m.metadata]
+    assert modes and modes[0].startswith("scored with the fit of")
+    assert len(_read(copy.warehouse_path, "select * from churn.churn_models")) == 1  # no second fit stored
+    after = _read(copy.warehouse_path, "select * from churn.churn_predictions order by user_id")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def _read(path, sql: str) -> pd.DataFrame:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()

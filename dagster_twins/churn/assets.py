@@ -12,6 +12,7 @@ from dagster_twins.churn.pipeline import NUMERIC, run_churn, with_derived
 from dagster_twins.churn.plots import calibration_plot
 from dagster_twins.churn.score import score_users
 from dagster_twins.churn.serialize import dumps, loads
+from dagster_twins.ingestion.warehouse import table_exists
 from dagster_twins.partitions import run_window
 from dagster_twins.resources import WarehouseResource
 
@@ -33,9 +34,7 @@ class ChurnConfig(dg.Config):
 
 def _save(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of, replace_all: bool = False) -> None:
     con.register("_churn_frame", frame.assign(as_of=pd.Timestamp(as_of)))
-    exists = con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-                         [SCHEMA, table]).fetchone()[0]
-    if replace_all or not exists:
+    if replace_all or not table_exists(con, SCHEMA, table):
         con.execute(f"create or replace table {SCHEMA}.{table} as select * from _churn_frame")
     else:
         con.execute(f"delete from {SCHEMA}.{table} where as_of = ?", [pd.Timestamp(as_of)])
@@ -81,7 +80,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
         previous = con.execute(
             f"select as_of, model_json from {SCHEMA}.churn_models where as_of <= ? and as_of > ? "
             "order by as_of desc limit 1", [as_of, as_of - timedelta(days=config.refit_every_days)]
-        ).fetchone() if _has(con, "churn_models") else None
+        ).fetchone() if table_exists(con, SCHEMA, "churn_models") else None
         if previous is not None:
             model, design = loads(previous[1])
             alive = with_derived(current[current["churned"] == 0])
@@ -89,7 +88,8 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
                                       alive["user_id"].to_numpy())
             metrics = con.execute(f"select * exclude (as_of) from {SCHEMA}.churn_model_metrics where as_of = ?",
                                   [previous[0]]).df()
-            fitted_on, mode = previous[0], f"scored with the fit of {previous[0]}"
+            fitted_on = pd.Timestamp(previous[0]).date()
+            mode = f"scored with the fit of {fitted_on}"
         else:
             at_cutoff = con.execute("select * from marts.churn_backtest_frame").df()
             result = run_churn(current, at_cutoff, model_choice=config.model, max_fit_rows=config.max_fit_rows,
@@ -139,7 +139,3 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
     valid = bool(((probs >= 0) & (probs <= 1)).all() and (probs[:, 1:] >= probs[:, :-1]).all())
     yield dg.AssetCheckResult(asset_key=PREDICTIONS_KEY, check_name="probabilities_valid", passed=valid)
 
-
-def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-                            [SCHEMA, table]).fetchone()[0])

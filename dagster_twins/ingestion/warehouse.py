@@ -85,6 +85,11 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                            [schema, table]).fetchone()[0])
+
+
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every raw table, even for sources with no files, so dbt always finds its sources."""
     con.execute(f"create schema if not exists {RAW_SCHEMA}")

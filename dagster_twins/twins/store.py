@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import duckdb
 import pandas as pd
 
+from dagster_twins.ingestion.warehouse import table_exists
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
 from dagster_twins.twins.state import STATE_COLUMNS, empty_state
 
@@ -83,10 +84,7 @@ def save_snapshot(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
     """Append a dated snapshot; snapshots from ``invalidate_from`` on are dropped first (a re-run of an older
     window makes later ones stale)."""
     con.register("_twins_frame", frame)
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?", [SCHEMA, table]
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, SCHEMA, table):
         con.execute(f"create table {SCHEMA}.{table} as select * from _twins_frame limit 0")
     con.execute(f"delete from {SCHEMA}.{table} where as_of >= ?", [min(invalidate_from, as_of)])
     con.execute(f"insert into {SCHEMA}.{table} by name select * from _twins_frame")
