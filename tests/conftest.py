@@ -58,3 +58,14 @@ def built(small_demo, tmp_path_factory):
     settings = make_settings(root)
     result = run_pipeline(settings, small_demo.start_date, small_demo.end_date, instance=dg.DagsterInstance.ephemeral())
     return settings, result, small_demo
+
+
+@pytest.fixture
+def built_copy(built, tmp_path):
+    """A private copy of the built warehouse for a test that runs more of the pipeline: (settings, demo)."""
+    import shutil
+    from dataclasses import replace
+
+    settings, _, demo = built
+    shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
+    return replace(settings, warehouse_path=tmp_path / "warehouse.duckdb"), demo

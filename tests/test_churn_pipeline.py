@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
 
 from dagster_twins.pipeline import run_pipeline
-from tests.conftest import make_settings
 
 CHURN_CHECKS = {"backtest_concordance_above_floor", "backtest_calibration_within_ceiling", "probabilities_valid"}
 
@@ -36,11 +33,9 @@ def test_churn_model_scores_every_active_user(built):
     assert metrics["concordance"].between(0, 1).all()
 
 
-def test_a_recent_fit_is_reused_for_daily_scoring(built, tmp_path):
+def test_a_recent_fit_is_reused_for_daily_scoring(built_copy):
     """Refit weekly, score daily: a second run within refit_every_days scores with the stored fit."""
-    settings, _, demo = built
-    shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
-    copy = make_settings(tmp_path)
+    copy, demo = built_copy
     before = _read(copy.warehouse_path, "select * from churn.churn_predictions order by user_id")
     result = run_pipeline(copy, demo.start_date, demo.end_date, instance=dg.DagsterInstance.ephemeral(), layer="churn")
     assert result.success

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -72,11 +70,9 @@ def test_marts_are_filled_and_consistent(built):
         con.close()
 
 
-def test_rerunning_a_day_does_not_double_count(built, tmp_path):
-    settings, _, demo = built
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(settings.warehouse_path, copy)
-    rerun_settings = replace(settings, warehouse_path=copy)
+def test_rerunning_a_day_does_not_double_count(built_copy):
+    rerun_settings, demo = built_copy
+    copy = rerun_settings.warehouse_path
 
     def snapshot() -> dict[str, int]:
         con = duckdb.connect(str(copy), read_only=True)

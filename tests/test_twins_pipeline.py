@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import replace
 from datetime import timedelta
 
 import dagster as dg
@@ -45,11 +43,10 @@ def test_twin_checks_pass_and_every_user_has_a_twin(built):
         con.close()
 
 
-def test_daily_increment_equals_full_rebuild(built, tmp_path):
-    settings, _, demo = built
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(settings.warehouse_path, copy)
-    local = replace(settings, warehouse_path=copy)
+def test_daily_increment_equals_full_rebuild(built, built_copy):
+    settings = built[0]
+    local, demo = built_copy
+    copy = local.warehouse_path
     day_before = demo.end_date - timedelta(days=1)
     first = run_twins(local, {"dagster/asset_partition_range_start": demo.start_date.isoformat(),
                               "dagster/asset_partition_range_end": day_before.isoformat()})
