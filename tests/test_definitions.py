@@ -22,12 +22,13 @@ def test_definitions_load_with_every_layer():
 
     repo = defs.get_repository_def()
     groups = {node.group_name for node in repo.asset_graph.asset_nodes}
-    assert {"ingestion", "staging", "intermediate", "marts", "reference"} <= groups
+    assert {"ingestion", "staging", "intermediate", "marts", "reference", "twins", "churn"} <= groups
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    expected = {"raw/events", "raw/quarantine", "marts/fct_events", "marts/user_daily_features"}
+    expected = {"raw/events", "raw/quarantine", "marts/fct_events", "marts/user_daily_features",
+                "twins/user_beliefs", "twins/user_twins", "churn/churn_model_metrics", "churn/churn_predictions"}
     assert expected <= keys
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
-    assert "rows_reconcile" in checks
+    assert {"rows_reconcile", "every_user_has_a_twin", "backtest_concordance_above_floor"} <= checks
     assert any(name.startswith(("unique_", "not_null_")) for name in checks)  # dbt tests as asset checks
     assert defs.resolve_job_def("twins_pipeline") is not None
     assert {s.name for s in repo.schedule_defs} == {"twins_daily"}
@@ -89,7 +90,8 @@ def test_dagster_dev_serves_the_code_location_from_workspace_yaml(tmp_path: Path
         assert location["__typename"] == "RepositoryLocation", location.get("message")
         nodes = _graphql(port, ASSETS_QUERY)["data"]["assetNodes"]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
-        assert {"raw/events", "marts/fct_events", "marts/churn_survival_frame"} <= keys
+        assert {"raw/events", "marts/fct_events", "marts/churn_survival_frame", "twins/user_twins",
+                "churn/churn_predictions"} <= keys
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
