@@ -23,27 +23,11 @@ texts as (
 ),
 
 topic_matches as (
-    select
-        t.interaction_id,
-        k.topic,
-        row_number() over (
-            partition by t.interaction_id order by {{ dbt.length('k.keyword') }} desc, k.topic
-        ) as preference
-    from texts as t
-    inner join {{ ref('topic_taxonomy') }} as k
-        on {{ dbt.position('k.keyword', 't.text') }} > 0
+    {{ best_phrase_match('texts', 'topic_taxonomy', 'keyword', 'topic') }}
 ),
 
 goal_matches as (
-    select
-        t.interaction_id,
-        g.goal,
-        row_number() over (
-            partition by t.interaction_id order by {{ dbt.length('g.intent_phrase') }} desc, g.goal
-        ) as preference
-    from texts as t
-    inner join {{ ref('goal_intents') }} as g
-        on {{ dbt.position('g.intent_phrase', 't.text') }} > 0
+    {{ best_phrase_match('texts', 'goal_intents', 'intent_phrase', 'goal') }}
 )
 
 select
