@@ -11,7 +11,7 @@ from dagster_twins.partitions import run_window, single_run
 from dagster_twins.resources import WarehouseResource
 from dagster_twins.twins import store
 from dagster_twins.twins.families import decay_factor
-from dagster_twins.twins.state import KEY, fold
+from dagster_twins.twins.state import KEY, empty_state, fold
 from dagster_twins.twins.summarize import roll_up, summarize
 
 GROUP = "twins"
@@ -23,6 +23,7 @@ class TwinConfig(dg.Config):
     half_life_days: float = 60.0  # evidence loses half its weight in this many days
     full_rebuild: bool = False  # ignore saved state and fold everything that has landed
     state_retention_days: int = 35  # how long daily state snapshots are kept for incremental re-runs
+    interactions_per_bucket: int = 2_000_000  # landed interactions folded at a time (bounds memory)
 
 
 def _check(name: str, asset: dg.AssetKey, description: str) -> dg.AssetCheckSpec:
@@ -65,12 +66,22 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
             raise dg.Failure("marts.fct_events is empty: run ingestion and dbt first")
         start, end = window
         as_of = end - timedelta(days=1)
-        base, base_as_of = (store.base_state(con, start) if not config.full_rebuild
-                            else (store.base_state(con, start)[0].iloc[:0], None))
-        evidence = store.landed_evidence(con, base_as_of, end)
+        base_as_of = None if config.full_rebuild else store.saved_state_day(con, start)
         mode = "full rebuild" if base_as_of is None else f"incremental from the state of {base_as_of}"
-        context.log.info(f"twins as of {as_of}: {mode}; folding {len(evidence):,} evidence rows")
-        state = fold(base, base_as_of, evidence, as_of, config.half_life_days)
+        # Users are folded a bucket at a time (a user's state depends on their own evidence only), so memory is
+        # bounded by a bucket's evidence, not by all history: a 100,000-user rebuild held 22 million rows.
+        interactions = store.landed_interactions(con, base_as_of, end)
+        buckets = max(1, -(-interactions // config.interactions_per_bucket))
+        context.log.info(f"twins as of {as_of}: {mode}; folding {interactions:,} landed interactions "
+                         f"in {buckets} bucket(s) of users")
+        bases, evidences, states = [], [], []
+        for b in range(buckets):
+            base_b = store.base_state(con, start, (b, buckets))[0] if base_as_of is not None else empty_state()
+            evidence_b = store.landed_evidence(con, base_as_of, end, (b, buckets))
+            states.append(fold(base_b, base_as_of, evidence_b, as_of, config.half_life_days))
+            bases.append(base_b)
+            evidences.append(evidence_b[["user_id"]])
+        state, base, evidence = (pd.concat(parts, ignore_index=True) for parts in (states, bases, evidences))
         users, categories = store.users_and_categories(con, as_of)
         beliefs, priors = summarize(state, users, categories, as_of, config.half_life_days)
         twins = roll_up(beliefs, as_of)
@@ -89,7 +100,8 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
 
     seconds = round(time.perf_counter() - started, 2)
     yield dg.MaterializeResult(asset_key=BELIEFS_KEY, metadata={
-        "dagster/row_count": len(beliefs), "as_of": str(as_of), "mode": mode, "evidence_rows_folded": len(evidence),
+        "dagster/row_count": len(beliefs), "as_of": str(as_of), "mode": mode,
+        "interactions_folded": interactions, "user_buckets": buckets,
         "half_life_days": config.half_life_days, "seconds": seconds,
         "priors": dg.MetadataValue.md(priors.drop(columns="as_of").head(30).to_markdown(index=False, floatfmt=".3g")),
     })

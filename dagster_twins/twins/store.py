@@ -23,25 +23,49 @@ def landing_span(con: duckdb.DuckDBPyConnection) -> tuple[date, date] | None:
     return (row[0], row[1] + timedelta(days=1)) if row and row[0] else None
 
 
-def base_state(con: duckdb.DuckDBPyConnection, before: date) -> tuple[pd.DataFrame, date | None]:
-    """The latest saved state taken before ``before`` (empty, None when there is none)."""
+Bucket = tuple[int, int]  # (this bucket, number of buckets): the users whose id hashes to it
+
+
+def _in_bucket(bucket: Bucket | None) -> str:
+    return "" if bucket is None or bucket[1] == 1 else f" and hash(user_id) % {bucket[1]} = {bucket[0]}"
+
+
+def saved_state_day(con: duckdb.DuckDBPyConnection, before: date) -> date | None:
+    """The day of the latest saved state taken before ``before``."""
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(STATE_DDL)
-    as_of = con.execute(f"select max(as_of) from {SCHEMA}.belief_state where as_of < ?", [before]).fetchone()[0]
+    return con.execute(f"select max(as_of) from {SCHEMA}.belief_state where as_of < ?", [before]).fetchone()[0]
+
+
+def base_state(con: duckdb.DuckDBPyConnection, before: date,
+               bucket: Bucket | None = None) -> tuple[pd.DataFrame, date | None]:
+    """The latest saved state taken before ``before`` (empty, None when there is none), for one bucket of
+    users or all of them."""
+    as_of = saved_state_day(con, before)
     if as_of is None:
         return empty_state(), None
     state = con.execute(
-        f"select {', '.join(STATE_COLUMNS)} from {SCHEMA}.belief_state where as_of = ?", [as_of]
+        f"select {', '.join(STATE_COLUMNS)} from {SCHEMA}.belief_state where as_of = ?{_in_bucket(bucket)}", [as_of]
     ).df()
     return state, as_of
 
 
-def landed_evidence(con: duckdb.DuckDBPyConnection, after: date | None, end: date) -> pd.DataFrame:
-    """Daily evidence from interactions that landed after ``after`` (exclusive) and before ``end``."""
+def landed_interactions(con: duckdb.DuckDBPyConnection, after: date | None, end: date) -> int:
+    return int(con.execute(f"select count(*) from marts.fct_events where {_landed(after, end)}").fetchone()[0])
+
+
+def _landed(after: date | None, end: date) -> str:
     landing_filter = f"landing_date < date '{end.isoformat()}'"
     if after is not None:
         landing_filter += f" and landing_date > date '{after.isoformat()}'"
-    frame = con.execute(evidence_sql("marts.fct_events", landing_filter)).df()
+    return landing_filter
+
+
+def landed_evidence(con: duckdb.DuckDBPyConnection, after: date | None, end: date,
+                    bucket: Bucket | None = None) -> pd.DataFrame:
+    """Daily evidence from interactions that landed after ``after`` (exclusive) and before ``end``, for one
+    bucket of users or all of them."""
+    frame = con.execute(evidence_sql("marts.fct_events", _landed(after, end) + _in_bucket(bucket))).df()
     # A row can be dated after the day it landed (a source's clock ahead of the export's); its evidence counts
     # from the last landed day, since a state cannot hold evidence from its future.
     frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
