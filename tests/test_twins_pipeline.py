@@ -90,3 +90,22 @@ def test_twins_recover_planted_truth(built):
     assert metrics["rec_click_correlation"] > 0.2
     assert metrics["top_topic_match"] > 0.3  # chance is 1/12
     assert 0.6 < metrics["rec_click_interval_coverage"] <= 1.0
+
+
+def test_evidence_dated_after_its_landing_day_is_folded_not_fatal(built_copy):
+    """A row whose time is after the day it landed (a source clock ahead of the export) counts from the last
+    landed day instead of failing the run."""
+    local, demo = built_copy
+    con = duckdb.connect(str(local.warehouse_path))
+    try:
+        con.execute(
+            "insert into marts.fct_events by name select * replace ("
+            "'from_the_future' as interaction_id, cast(? as timestamp) as occurred_at, "
+            "cast(? as date) as activity_date, ? as landing_date) "
+            "from marts.fct_events where interaction_type = 'rec_clicked' limit 1",
+            [demo.end_date + timedelta(days=2), demo.end_date + timedelta(days=2), demo.end_date])
+    finally:
+        con.close()
+    result = run_twins(local, {"dagster/partition": demo.end_date.isoformat()}, full_rebuild=True)
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
