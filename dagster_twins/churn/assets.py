@@ -8,9 +8,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from dagster_twins.churn.pipeline import NUMERIC, run_churn, with_derived
+from dagster_twins.churn.pipeline import NUMERIC, run_churn, score_alive, with_derived
 from dagster_twins.churn.plots import calibration_plot
-from dagster_twins.churn.score import score_users
 from dagster_twins.churn.serialize import dumps, loads
 from dagster_twins.ingestion.warehouse import table_exists
 from dagster_twins.partitions import run_window
@@ -83,9 +82,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
         ).fetchone() if table_exists(con, SCHEMA, "churn_models") else None
         if previous is not None:
             model, design = loads(previous[1])
-            alive = with_derived(current[current["churned"] == 0])
-            predictions = score_users(model, design.transform(alive).to_numpy(), alive["duration_days"].to_numpy(),
-                                      alive["user_id"].to_numpy())
+            predictions = score_alive(model, design, with_derived(current))
             metrics = con.execute(f"select * exclude (as_of) from {SCHEMA}.churn_model_metrics where as_of = ?",
                                   [previous[0]]).df()
             fitted_on = pd.Timestamp(previous[0]).date()

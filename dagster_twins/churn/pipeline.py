@@ -48,7 +48,7 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out["spend_per_30d"] = np.log1p(out["spend"] / tenure_months)
     # The trend needs a whole previous window; where there is none it is unknown, not zero.
     full_previous = out["duration_days"] >= 2 * out["days_in_window"].max()
-    trend = out["events_per_day"] - np.log1p(out["events_previous_window"] / np.maximum(out["days_in_window"], 1))
+    trend = out["events_per_day"] - np.log1p(out["events_previous_window"] / in_window)
     out["engagement_trend"] = trend.where(full_previous)
     return out
 
@@ -88,8 +88,13 @@ def run_churn(current: pd.DataFrame, at_cutoff: pd.DataFrame, *, model_choice: s
     kind = model_choice if model_choice != "auto" else str(metrics.sort_values("concordance").iloc[-1]["model"])
     metrics["chosen"] = metrics["model"] == kind
     model, design, fit_rows = _fit(kind, current, max_fit_rows, seed, covariates)
-    alive = current[current["churned"] == 0]
-    predictions = score_users(model, design.transform(alive).to_numpy(), alive["duration_days"].to_numpy(),
-                              alive["user_id"].to_numpy())
+    predictions = score_alive(model, design, current)
     calibration = pd.concat([t for _, t in results], ignore_index=True)
     return ChurnRun(model, design, predictions, metrics, calibration, fit_rows, len(current))
+
+
+def score_alive(model: SurvivalModel, design: Design, frame: pd.DataFrame) -> pd.DataFrame:
+    """Scores of every user not yet churned in a survival frame (``with_derived`` already applied)."""
+    alive = frame[frame["churned"] == 0]
+    return score_users(model, design.transform(alive).to_numpy(), alive["duration_days"].to_numpy(),
+                       alive["user_id"].to_numpy())

@@ -95,10 +95,14 @@ def full_recompute(evidence: pd.DataFrame, as_of: date, half_life_days: float) -
     return advance(empty_state(), None, evidence, as_of, half_life_days)
 
 
+def exposure_day_count(first_day: pd.Series, as_of: date) -> np.ndarray:
+    """Undecayed days of exposure from ``first_day`` to ``as_of`` inclusive (0 before ``first_day``)."""
+    return np.maximum((pd.Timestamp(as_of) - pd.to_datetime(first_day)).dt.days.to_numpy(dtype=float) + 1, 0)
+
+
 def exposure_days(first_day: pd.Series, as_of: date, half_life_days: float) -> np.ndarray:
     """Decayed days of exposure from ``first_day`` to ``as_of`` inclusive: the sum of 0.5^((as_of - d)/h),
     in closed form, so rates need no evidence row per user per day. 0 before ``first_day``."""
-    n = (pd.Timestamp(as_of) - pd.to_datetime(first_day)).dt.days.to_numpy(dtype=float) + 1
-    n = np.maximum(n, 0)
+    n = exposure_day_count(first_day, as_of)
     q = float(decay_factor(1.0, half_life_days))
     return (1 - q ** n) / (1 - q)

@@ -10,7 +10,7 @@ import pandas as pd
 from dagster_twins.twins.catalog import BELIEFS
 from dagster_twins.twins.families import confidence, posterior
 from dagster_twins.twins.priors import beta_prior, dirichlet_prior, gamma_prior
-from dagster_twins.twins.state import exposure_days
+from dagster_twins.twins.state import exposure_day_count, exposure_days
 
 
 def _matrices(part: pd.DataFrame, users: pd.Index, cats: list[str]) -> dict[str, np.ndarray]:
@@ -36,7 +36,7 @@ def summarize(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, li
     """
     user_index = pd.Index(users["user_id"].to_numpy())
     exposure = exposure_days(users["first_day"], as_of, half_life_days)
-    raw_days = np.maximum((pd.Timestamp(as_of) - pd.to_datetime(users["first_day"])).dt.days.to_numpy() + 1.0, 0.0)
+    raw_days = exposure_day_count(users["first_day"], as_of)
     by_belief = dict(tuple(state.groupby("belief", sort=False))) if len(state) else {}
     frames, prior_rows = [], []
     for name, belief in BELIEFS.items():
@@ -90,10 +90,11 @@ def roll_up(beliefs: pd.DataFrame, as_of: date) -> pd.DataFrame:
     users = pd.Index(beliefs["user_id"].unique())
     codes = users.get_indexer(beliefs["user_id"])
     names = beliefs["belief"].to_numpy()
+    scalar = beliefs["category"].to_numpy() == ""
 
     def per_user(name: str, column: str) -> np.ndarray:
         """A scalar belief's column, one value per user."""
-        rows = (names == name) & (beliefs["category"].to_numpy() == "")
+        rows = (names == name) & scalar
         out = np.full(len(users), np.nan)
         out[codes[rows]] = beliefs[column].to_numpy()[rows]
         return out
