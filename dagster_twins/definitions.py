@@ -10,13 +10,14 @@ from dagster_twins.ingestion.assets import raw_sources
 from dagster_twins.jobs import twins_pipeline_job
 from dagster_twins.resources import build_resources
 from dagster_twins.settings import Settings
+from dagster_twins.simulation.assets import simulation_assets
 from dagster_twins.transform.assets import dbt_models
 from dagster_twins.twins.assets import twins_beliefs
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[raw_sources, dbt_models, twins_beliefs, churn_model],
+        assets=[raw_sources, dbt_models, twins_beliefs, churn_model, *simulation_assets(settings.scenarios_dir)],
         jobs=[twins_pipeline_job],
         schedules=[daily_schedule],
         sensors=[new_landing_files],

@@ -53,7 +53,8 @@ def landing_span(settings: Settings) -> tuple[date, date] | None:
 
 def layer_of(key: dg.AssetKey) -> str:
     """The layer an asset belongs to, from the first part of its key (raw/..., twins/..., else dbt)."""
-    return {"raw": "ingestion", "twins": "twins", "churn": "churn"}.get(key.path[0], "transform")
+    return {"raw": "ingestion", "twins": "twins", "churn": "churn", "simulation": "simulation"}.get(key.path[0],
+                                                                                                    "transform")
 
 
 def run_pipeline(
@@ -68,7 +69,8 @@ def run_pipeline(
 ) -> dg.ExecuteInProcessResult:
     """Materialize the pipeline for landing days ``start`` .. ``end`` (inclusive) as one run.
 
-    ``layer`` limits the run to one layer's assets: "ingestion" (raw), "transform" (dbt) or "twins".
+    ``layer`` limits the run to one layer's assets: "ingestion" (raw), "transform" (dbt), "twins", "churn" or
+    "simulation".
     """
     apply_offline_env()
     from dagster_twins.definitions import build_definitions

@@ -8,6 +8,7 @@ that work out of the box from a fresh clone.
 | TWINS_SOURCES_CONFIG | config/sources.yml | column mapping from your files to the data contract |
 | TWINS_PARTITION_START | 2025-01-01 | first daily partition |
 | TWINS_DBT_TARGET | duckdb | dbt target in dbt/profiles.yml |
+| TWINS_SCENARIOS_DIR | scenarios | scenario specs, one YAML file each (one simulation asset per spec) |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Settings:
     sources_config: Path
     partition_start: date
     dbt_target: str
+    scenarios_dir: Path = PROJECT_ROOT / "scenarios"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +51,7 @@ class Settings:
             sources_config=_path(env, "TWINS_SOURCES_CONFIG", PROJECT_ROOT / "config" / "sources.yml"),
             partition_start=date.fromisoformat(env.get("TWINS_PARTITION_START", "2025-01-01")),
             dbt_target=env.get("TWINS_DBT_TARGET", "duckdb"),
+            scenarios_dir=_path(env, "TWINS_SCENARIOS_DIR", PROJECT_ROOT / "scenarios"),
         )
 
 

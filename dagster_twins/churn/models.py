@@ -28,6 +28,10 @@ class SurvivalModel:
     intercept: float = 0.0  # Weibull: log lambda at x = 0
     rho: float = 1.0  # Weibull shape
     coef_se: np.ndarray | None = None
+    # Sampling covariance of the parameters the simulation draws: Cox, the coefficients; Weibull, the
+    # coefficients, then the intercept, then log rho. None for fits stored before it was kept.
+    param_cov: np.ndarray | None = None
+    events: int = 0  # churn events the fit saw (the Cox baseline's precision)
 
     def linear_predictor(self, x: np.ndarray) -> np.ndarray:
         """Log hazard ratio against the reference covariates (Cox: their means; Weibull: x = 0)."""
@@ -72,6 +76,8 @@ def fit_cox(design: pd.DataFrame, duration: pd.Series, event: pd.Series, penaliz
         center=np.asarray(cph._norm_mean[design.columns], dtype=float),
         baseline_times=base.index.to_numpy(dtype=float), baseline_cumhaz=base.iloc[:, 0].to_numpy(dtype=float),
         coef_se=cph.standard_errors_[design.columns].to_numpy(),
+        param_cov=cph.variance_matrix_.loc[design.columns, design.columns].to_numpy(dtype=float),
+        events=int(event.sum()),
     )
 
 
@@ -82,9 +88,10 @@ def fit_weibull(design: pd.DataFrame, duration: pd.Series, event: pd.Series,
     params = aft.params_
     coef = np.array([params[("lambda_", c)] for c in design.columns])
     se = np.array([aft.standard_errors_[("lambda_", c)] for c in design.columns])
+    order = [("lambda_", c) for c in design.columns] + [("lambda_", "Intercept"), ("rho_", "Intercept")]
     return SurvivalModel(
         kind="weibull", columns=list(design.columns), coef=coef, center=np.zeros(len(design.columns)),
         baseline_times=np.array([]), baseline_cumhaz=np.array([]),
         intercept=float(params[("lambda_", "Intercept")]), rho=float(np.exp(params[("rho_", "Intercept")])),
-        coef_se=se,
+        coef_se=se, param_cov=aft.variance_matrix_.loc[order, order].to_numpy(dtype=float), events=int(event.sum()),
     )

@@ -42,7 +42,7 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     in_window = np.maximum(out["days_in_window"].astype(float), 1.0)
     tenure_months = np.maximum(out["duration_days"], 1.0) / 30.0
     out["events_per_day"] = np.log1p(out["events_in_window"] / in_window)
-    out["active_day_share"] = out["active_days_in_window"] / in_window
+    out["active_day_share"] = np.minimum(out["active_days_in_window"] / in_window, 1.0)
     out["purchases_per_30d"] = np.log1p(out["purchases"] / tenure_months)
     out["tickets_per_30d"] = out["tickets_total"] / tenure_months
     out["spend_per_30d"] = np.log1p(out["spend"] / tenure_months)

@@ -23,7 +23,7 @@ def loads(text: str) -> tuple[SurvivalModel, Design]:
     raw = json.loads(text)
     m = raw["model"]
     arrays = {k: np.asarray(m[k], dtype=float) for k in ("coef", "center", "baseline_times", "baseline_cumhaz")}
-    se = np.asarray(m["coef_se"], dtype=float) if m.get("coef_se") is not None else None
-    model = SurvivalModel(kind=m["kind"], columns=m["columns"], intercept=m["intercept"], rho=m["rho"], coef_se=se,
-                          **arrays)
+    optional = {k: np.asarray(m[k], dtype=float) for k in ("coef_se", "param_cov") if m.get(k) is not None}
+    model = SurvivalModel(kind=m["kind"], columns=m["columns"], intercept=m["intercept"], rho=m["rho"],
+                          events=int(m.get("events", 0)), **optional, **arrays)
     return model, Design(**raw["design"])

@@ -98,3 +98,20 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(QUARANTINE_DDL)
     con.execute(LOAD_LOG_DDL)
     con.execute(FILE_INDEX_DDL)
+
+
+def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame, where: dict | None = None) -> None:
+    """Write ``frame`` into ``schema.table`` (created from the frame when absent), first deleting the rows that
+    match ``where`` (column -> value; None: every row), so a re-run replaces its own rows and no others."""
+    con.execute(f"create schema if not exists {quote_ident(schema)}")
+    name = f"{quote_ident(schema)}.{quote_ident(table)}"
+    con.register("_rows_frame", frame)
+    try:
+        if where is None or not table_exists(con, schema, table):
+            con.execute(f"create or replace table {name} as select * from _rows_frame")
+            return
+        clause = " and ".join(f"{quote_ident(c)} = ?" for c in where) or "1 = 1"
+        con.execute(f"delete from {name} where {clause}", list(where.values()))
+        con.execute(f"insert into {name} by name select * from _rows_frame")
+    finally:
+        con.unregister("_rows_frame")

@@ -149,6 +149,15 @@ covariates as (
     group by user_id
 ),
 
+open_tickets as (
+    -- tickets opened before the end and not closed by then: trouble the user still has
+    select t.user_id, count(*) as open_tickets
+    from {{ ref('stg_support_tickets') }} as t
+    inner join status as s on t.user_id = s.user_id
+    where t.opened_at < s.end_at and (t.closed_at is null or t.closed_at >= s.end_at)
+    group by t.user_id
+),
+
 plans as (
     select user_id, plan, acquisition_channel
     from {{ ref('dim_users') }}
@@ -172,6 +181,7 @@ select
     case when coalesce(c.recs_shown, 0) > 0 then 1.0 * c.recs_clicked / c.recs_shown end as rec_click_rate,
     coalesce(c.tickets_total, 0) as tickets_total,
     coalesce(c.tickets_in_window, 0) as tickets_in_window,
+    coalesce(ot.open_tickets, 0) as open_tickets,
     c.mean_satisfaction,
     coalesce(c.purchases, 0) as purchases,
     coalesce(c.spend, 0) as spend,
@@ -183,4 +193,5 @@ from status as s
 left join covariates as c on s.user_id = c.user_id
 left join plans as p on s.user_id = p.user_id
 left join campaign_exposure as ce on s.user_id = ce.user_id
+left join open_tickets as ot on s.user_id = ot.user_id
 {% endmacro %}

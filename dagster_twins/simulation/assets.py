@@ -1,0 +1,231 @@
+"""Simulation assets: campaign effects measured from randomized holdouts, the frame segments filter, one asset
+per scenario spec, and the policy ranking across them."""
+
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+
+from dagster_twins.churn.assets import PREDICTIONS_KEY
+from dagster_twins.churn.serialize import loads
+from dagster_twins.ingestion.warehouse import replace_rows, table_exists
+from dagster_twins.resources import WarehouseResource
+from dagster_twins.simulation.effects import estimate_campaign_effects
+from dagster_twins.simulation.plots import scenario_plot
+from dagster_twins.simulation.scenario import policy_ranking, run_scenario
+from dagster_twins.simulation.specs import ScenarioSpec, load_specs
+from dagster_twins.twins.assets import TWINS_KEY
+
+GROUP = "simulation"
+SCHEMA = "simulation"
+EFFECTS_KEY = dg.AssetKey([SCHEMA, "campaign_effects"])
+SEGMENT_BASE_KEY = dg.AssetKey([SCHEMA, "user_segment_base"])
+RANKING_KEY = dg.AssetKey([SCHEMA, "scenario_policy_ranking"])
+EXPERIMENTS_KEY = dg.AssetKey(["marts", "campaign_experiment_frame"])
+SURVIVAL_KEY = dg.AssetKey(["marts", "churn_survival_frame"])
+
+# What segments can filter on: each active user's churn prediction, twin and recent behaviour.
+SEGMENT_BASE_VIEW = f"""
+create or replace view {SCHEMA}.user_segment_base as
+select
+    p.user_id, p.tenure_days, p.p_churn_7d, p.p_churn_14d, p.p_churn_30d,
+    percent_rank() over (order by p.p_churn_30d) as p_churn_30d_percentile,
+    p.median_remaining_days, p.risk_tier, p.log_hazard_ratio,
+    t.top_interest, t.primary_goal, t.preferred_channel, t.preferred_format, t.rec_click_propensity,
+    t.campaign_response_propensity, t.interactions_per_week, t.purchases_per_week, t.tickets_per_30_days,
+    t.overall_confidence,
+    f.plan, f.acquisition_channel, f.days_since_last_active, f.events_in_window, f.active_days_in_window,
+    f.tickets_in_window, f.open_tickets, f.campaign_treated, f.campaign_control,
+    p.as_of
+from churn.churn_predictions as p
+left join twins.user_twins as t on p.user_id = t.user_id
+left join marts.churn_survival_frame as f on p.user_id = f.user_id
+"""
+
+
+def _md(frame: pd.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=".3f"))
+
+
+@dg.asset(
+    key=EFFECTS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[EXPERIMENTS_KEY],
+    description="Each randomized campaign's hazard ratio on churn (treatment vs control, Cox model adjusted for "
+                "engagement before the send) with 90% and 95% intervals, over 30, 60 and 90 days of follow-up and "
+                "over all of it (followup_days empty).",
+    check_specs=[dg.AssetCheckSpec("estimates_finite_and_ordered", asset=EFFECTS_KEY,
+                                   description="Each estimable ratio is finite and > 0, inside its intervals, and "
+                                               "the 95% interval contains the 90% one.")],
+)
+def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    con = warehouse.connect()
+    try:
+        experiments = con.execute("select * from marts.campaign_experiment_frame").df()
+        effects = estimate_campaign_effects(experiments)
+        if effects.empty:
+            context.log.warning("no randomized campaign (both a treatment and a control group) in the data: scenarios "
+                                "cannot use an estimated effect")
+            effects = pd.DataFrame(columns=["campaign_id", "followup_days", "estimable", "hazard_ratio"])
+        replace_rows(con, SCHEMA, "campaign_effects", effects)
+    finally:
+        con.close()
+    estimable = effects[effects["estimable"].astype(bool)] if len(effects) else effects
+    ordered = bool(len(estimable) == 0 or (
+        (estimable["hazard_ratio"] > 0)
+        & (estimable["lower_95"] <= estimable["lower_90"]) & (estimable["lower_90"] <= estimable["hazard_ratio"])
+        & (estimable["hazard_ratio"] <= estimable["upper_90"]) & (estimable["upper_90"] <= estimable["upper_95"])
+    ).all())
+    shown = ["campaign_id", "followup_days", "hazard_ratio", "lower_90", "upper_90", "treatment_users",
+             "control_users", "treatment_churned", "control_churned", "p_value"]
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": len(effects), "randomized_campaigns": int(effects["campaign_id"].nunique()),
+        "estimates": _md(effects[[c for c in shown if c in effects]]),
+    })
+    yield dg.AssetCheckResult(check_name="estimates_finite_and_ordered", passed=ordered,
+                              metadata={"estimable_rows": len(estimable)})
+
+
+@dg.asset(
+    key=SEGMENT_BASE_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[PREDICTIONS_KEY, TWINS_KEY, SURVIVAL_KEY],
+    description="View: one row per active user with what scenario segments filter on (churn prediction and its "
+                "percentile, twin, recent behaviour, open tickets). Query it to size a segment before writing a "
+                "spec.",
+)
+def user_segment_base(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    con = warehouse.connect()
+    try:
+        con.execute(f"create schema if not exists {SCHEMA}")
+        con.execute(SEGMENT_BASE_VIEW)
+        rows = int(con.execute(f"select count(*) from {SCHEMA}.user_segment_base").fetchone()[0])
+        preview = con.execute(f"select * from {SCHEMA}.user_segment_base limit 5").df()
+    finally:
+        con.close()
+    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": _md(preview)})
+
+
+def _latest_model(con: duckdb.DuckDBPyConnection):
+    fitted = con.execute("select max(fitted_on), max(as_of) from churn.churn_predictions").fetchone()
+    row = con.execute("select model_json from churn.churn_models where as_of = ? limit 1", [fitted[0]]).fetchone()
+    if row is None:
+        raise dg.Failure("no stored churn model for the current predictions: materialize churn first")
+    model, design = loads(row[0])
+    return model, design, pd.Timestamp(fitted[0]), pd.Timestamp(fitted[1])
+
+
+def scenario_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey([SCHEMA, f"scenario_{name}"])
+
+
+SCENARIO_CHECKS = {
+    "intervals_ordered_and_in_bounds": "Every 90% interval has lower <= mean <= upper (for the difference and "
+                                       "users kept: lower <= upper); retentions lie in [0, 1].",
+    "probabilities_in_range": "Each user's baseline and scenario churn probabilities lie in [0, 1].",
+    "placebo_covers_zero": "The same simulation with the effect's uncertainty centred on no effect gives a "
+                           "retention difference whose 90% interval covers zero.",
+}
+
+
+def _interval_problems(result: dict) -> list[str]:
+    problems = []
+    for name in ("baseline_retention", "scenario_retention"):
+        lo, mid, hi = result[f"{name}_lower_90"], result[name], result[f"{name}_upper_90"]
+        if not (0 <= lo <= mid <= hi <= 1):
+            problems.append(f"{name}: {lo:.4f} <= {mid:.4f} <= {hi:.4f} fails")
+    for name in ("retention_difference", "expected_users_kept", "placebo_difference"):
+        if not result[f"{name}_lower_90"] <= result[f"{name}_upper_90"]:
+            problems.append(f"{name}: interval reversed")
+    return problems
+
+
+def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
+    key = scenario_key(spec.name)
+
+    @dg.asset(
+        key=key, group_name=GROUP, kinds={"python", "duckdb"},
+        deps=[EFFECTS_KEY, SEGMENT_BASE_KEY, EXPERIMENTS_KEY, SURVIVAL_KEY],
+        description=f"{spec.description}\n\nSegment: {spec.segment.description}. Intervention: "
+                    f"{spec.intervention.description} ({spec.intervention.effect.kind} effect). Horizon "
+                    f"{spec.horizon_days} days, {spec.draws} draws, seed {spec.seed}. Spec: {path.name}. Writes "
+                    "its rows of simulation.scenario_results (and _history) and simulation.scenario_user_effects.",
+        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text) for name, text in SCENARIO_CHECKS.items()],
+        metadata={"spec_file": str(path)},
+    )
+    def _scenario(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        started = time.perf_counter()
+        con = warehouse.connect()
+        try:
+            model, design, fitted_on, as_of = _latest_model(con)
+            survival = con.execute("select * from marts.churn_survival_frame").df()
+            segment_base = con.execute(f"select * from {SCHEMA}.user_segment_base").df()
+            experiments = con.execute("select * from marts.campaign_experiment_frame").df()
+            context.log.info(f"{spec.name}: {spec.draws} draws of the {model.kind} model fitted on "
+                             f"{fitted_on.date()} over {len(segment_base):,} active users")
+            run = run_scenario(spec, path, model, design, survival, segment_base, experiments)
+            stamp = {"as_of": as_of, "fitted_on": fitted_on}
+            result = pd.DataFrame([run.result]).assign(**stamp)
+            replace_rows(con, SCHEMA, "scenario_results", result, {"scenario": spec.name})
+            replace_rows(con, SCHEMA, "scenario_results_history", result, {"scenario": spec.name, "as_of": as_of})
+            replace_rows(con, SCHEMA, "scenario_user_effects", run.users.assign(**stamp), {"scenario": spec.name})
+        finally:
+            con.close()
+        r = run.result
+        seconds = round(time.perf_counter() - started, 2)
+        context.log.info(f"{spec.name}: {r['users_affected']:,} users; expected users kept "
+                         f"{r.get('expected_users_kept', float('nan')):.1f} in {seconds} s")
+        plot = scenario_plot(run.draws, Path(warehouse.path).parent / "reports" / f"scenario_{spec.name}.png",
+                             title=f"{spec.name}: {r['users_affected']:,} users, {spec.horizon_days} days")
+        yield dg.MaterializeResult(metadata={
+            "users_affected": r["users_affected"], "effect_kind": r["effect_kind"], "effect": r["effect_source"],
+            "dagster/row_count": len(run.users), "seconds": seconds,
+            "result": dg.MetadataValue.md(pd.Series(r).to_frame("value").to_markdown(floatfmt=".4f")),
+            "plot": dg.MetadataValue.path(str(plot)) if plot else dg.MetadataValue.text("empty segment"),
+        })
+        empty = r["users_affected"] == 0
+        problems = [] if empty else _interval_problems(r)
+        yield dg.AssetCheckResult(check_name="intervals_ordered_and_in_bounds", passed=not problems,
+                                  metadata={"problems": "; ".join(problems) or "none", "empty_segment": empty})
+        probs = run.users[["baseline_churn_probability", "scenario_churn_probability"]].to_numpy()
+        yield dg.AssetCheckResult(check_name="probabilities_in_range",
+                                  passed=bool(((probs >= 0) & (probs <= 1)).all()))
+        covers = empty or r["placebo_difference_lower_90"] <= 0 <= r["placebo_difference_upper_90"]
+        yield dg.AssetCheckResult(check_name="placebo_covers_zero", passed=bool(covers), metadata={
+            "placebo_difference": float(r.get("placebo_difference", np.nan)),
+            "lower_90": float(r.get("placebo_difference_lower_90", np.nan)),
+            "upper_90": float(r.get("placebo_difference_upper_90", np.nan))})
+
+    return _scenario
+
+
+def build_ranking_asset(names: list[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=RANKING_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[scenario_key(n) for n in names],
+        description="The scenarios ranked by expected users kept per user treated (with the interval of users kept "
+                    "and the chance the intervention helps at all), so a growth team can pick one.",
+    )
+    def _ranking(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        con = warehouse.connect()
+        try:
+            if not table_exists(con, SCHEMA, "scenario_results"):
+                raise dg.Failure("no scenario results yet: materialize the scenario assets first")
+            results = con.execute(f"select * from {SCHEMA}.scenario_results").df()
+            results = results[results["scenario"].isin(names)]
+            ranking = policy_ranking(results)
+            replace_rows(con, SCHEMA, "scenario_policy_ranking", ranking)
+        finally:
+            con.close()
+        return dg.MaterializeResult(metadata={"dagster/row_count": len(ranking), "ranking": _md(ranking)})
+
+    return _ranking
+
+
+def simulation_assets(scenarios_dir: Path) -> list[dg.AssetsDefinition]:
+    """The layer's assets for the specs in ``scenarios_dir`` (a bad spec fails loading, naming file and field)."""
+    specs = load_specs(scenarios_dir)
+    assets = [campaign_effects, user_segment_base]
+    assets += [build_scenario_asset(spec, path) for spec, path in specs.values()]
+    if specs:
+        assets.append(build_ranking_asset(sorted(specs)))
+    return assets

@@ -1,0 +1,128 @@
+"""One scenario from spec to tables: pick the segment, resolve the effect, simulate, summarize."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dagster_twins.churn.covariates import Design
+from dagster_twins.churn.models import SurvivalModel
+from dagster_twins.churn.pipeline import with_derived
+from dagster_twins.simulation.effects import HazardRatioDistribution, estimated_distribution
+from dagster_twins.simulation.engine import draw_parameters, simulate, summarize_outcome
+from dagster_twins.simulation.specs import ScenarioSpec, ScenarioSpecError, segment_mask
+
+EFFECT_KINDS = {
+    "estimated": "estimated from a randomized campaign in the data",
+    "assumed": "assumed in the scenario spec (not measured)",
+    "covariate_shift": "implied by the churn model's coefficients (associational, not a measured causal effect)",
+}
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    result: dict  # one row of scenario_results
+    users: pd.DataFrame  # rows of scenario_user_effects
+    draws: pd.DataFrame  # per draw: retention difference of the intervention and of its placebo
+
+
+def describe_filter(spec: ScenarioSpec) -> str:
+    parts = [f"{c.column} {c.op}" + ("" if c.value is None else f" {c.value!r}") for c in spec.segment.where]
+    return " and ".join(parts) or "every active user"
+
+
+def resolve_effect(spec: ScenarioSpec, path: Path, experiments: pd.DataFrame) -> HazardRatioDistribution | None:
+    """The hazard ratio's distribution, or None for a covariate shift (the model carries the effect)."""
+    effect = spec.intervention.effect
+    if effect.kind == "estimated":
+        try:
+            return estimated_distribution(experiments, effect.campaign_id, spec.horizon_days)
+        except ValueError as exc:
+            raise ScenarioSpecError(f"{path}: intervention.effect.campaign_id: {exc}") from None
+    if effect.kind == "assumed":
+        hr = effect.hazard_ratio
+        return HazardRatioDistribution.from_interval(hr.median, hr.lower_90, hr.upper_90,
+                                                     f"assumed: median {hr.median:g}, 90% interval "
+                                                     f"{hr.lower_90:g}-{hr.upper_90:g}")
+    return None
+
+
+def shifted(frame: pd.DataFrame, spec: ScenarioSpec, path: Path) -> pd.DataFrame:
+    out = frame.copy()
+    for i, shift in enumerate(spec.intervention.effect.shifts):
+        if shift.column not in frame or not pd.api.types.is_numeric_dtype(frame[shift.column]):
+            numeric = sorted(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]))
+            raise ScenarioSpecError(f"{path}: intervention.effect.shifts[{i}].column: no numeric column "
+                                    f"{shift.column!r} in the churn survival frame; shiftable: {', '.join(numeric)}")
+        out[shift.column] = shift.apply(frame[shift.column])
+    return out
+
+
+def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: Design, survival: pd.DataFrame,
+                 segment_base: pd.DataFrame, experiments: pd.DataFrame) -> ScenarioRun:
+    """``survival``: the raw churn survival frame; ``segment_base``: one row per active user (predictions, twin,
+    covariates) that segments filter; ``experiments``: the randomized campaign frame."""
+    base = segment_base.sort_values("user_id", kind="stable").reset_index(drop=True)
+    members = base.loc[segment_mask(base, spec.segment, path), "user_id"]
+    raw = survival.set_index("user_id").loc[members].reset_index()
+    effect = resolve_effect(spec, path, experiments)
+    x = design.transform(with_derived(raw)).to_numpy()
+    x_scenario = design.transform(with_derived(shifted(raw, spec, path))).to_numpy() if effect is None else None
+    tenure = np.maximum(raw["duration_days"].to_numpy(dtype=float), 1e-3)
+
+    rng = np.random.default_rng(spec.seed)
+    params = draw_parameters(model, rng, spec.draws)
+    ratio = effect.draw(rng, spec.draws) if effect is not None else None
+    placebo = effect.placebo().draw(rng, spec.draws) if effect is not None else None
+    outcome = simulate(model, params, x, tenure, spec.horizon_days, hazard_ratio=ratio, placebo_ratio=placebo,
+                       x_scenario=x_scenario)
+
+    kind = spec.intervention.effect.kind
+    lower, upper = effect.interval_90() if effect is not None else (np.nan, np.nan)
+    beyond = (int((tenure + spec.horizon_days > model.baseline_times.max()).sum())
+              if model.kind == "cox" and len(model.baseline_times) else 0)
+    result = {
+        "scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
+        "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
+        "users_affected": len(members), "horizon_days": spec.horizon_days, "draws": spec.draws, "seed": spec.seed,
+        "effect_kind": kind, "effect_basis": EFFECT_KINDS[kind],
+        "effect_source": effect.source if effect is not None else "; ".join(
+            f"{s.column} {_shift_text(s)}" for s in spec.intervention.effect.shifts),
+        "effect_hazard_ratio": effect.median if effect is not None else np.nan,
+        "effect_hazard_ratio_lower_90": lower, "effect_hazard_ratio_upper_90": upper,
+        **(summarize_outcome(outcome) if len(members) else {}),
+        "users_beyond_model_range": beyond, "model": model.kind,
+    }
+    users = pd.DataFrame({
+        "scenario": spec.name, "user_id": members.to_numpy(), "tenure_days": tenure,
+        "baseline_churn_probability": outcome.user_p_baseline, "scenario_churn_probability": outcome.user_p_scenario,
+        "churn_reduction": outcome.user_p_baseline - outcome.user_p_scenario,
+        "churn_reduction_lower_90": outcome.user_kept_lower, "churn_reduction_upper_90": outcome.user_kept_upper,
+    })
+    draws = pd.DataFrame({
+        "draw": np.arange(spec.draws),
+        "retention_difference": outcome.retention(outcome.churners_scenario)
+        - outcome.retention(outcome.churners_baseline),
+        "placebo_difference": outcome.retention(outcome.churners_placebo)
+        - outcome.retention(outcome.churners_baseline),
+    }) if len(members) else pd.DataFrame(columns=["draw", "retention_difference", "placebo_difference"])
+    return ScenarioRun(result, users, draws)
+
+
+def _shift_text(shift) -> str:
+    if shift.set is not None:
+        return f"set to {shift.set:g}"
+    return f"+ {shift.add:g}" if shift.add is not None else f"x {shift.multiply:g}"
+
+
+def policy_ranking(results: pd.DataFrame) -> pd.DataFrame:
+    """Scenarios ranked by expected users kept per user treated, the number a growth team compares."""
+    columns = ["scenario", "segment", "effect_kind", "users_affected", "horizon_days", "expected_users_kept",
+               "expected_users_kept_lower_90", "expected_users_kept_upper_90", "users_kept_per_user_treated",
+               "retention_difference", "retention_difference_lower_90", "retention_difference_upper_90",
+               "probability_difference_positive"]
+    ranked = results[columns].sort_values("users_kept_per_user_treated", ascending=False, kind="stable")
+    return ranked.reset_index(drop=True).rename_axis("rank").reset_index().assign(rank=lambda f: f["rank"] + 1)
