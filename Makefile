@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup demo run dev test lint bench model-quality clean
+.PHONY: setup demo run dev test lint bench bench-simulation model-quality clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -43,6 +43,9 @@ lint: setup
 
 bench: setup  ## stage timings and peak memory at 10k and 100k users (see docs/benchmarks.md)
 	$(BIN)/dagster-twins bench --users 10000 100000 --days 180 --repeat 3 --output docs/benchmarks.json
+
+bench-simulation: setup  ## one scenario over 100k active users x 1,000 draws (see docs/benchmarks.md)
+	$(BIN)/dagster-twins bench --simulation --users 100000 --days 180 --draws 1000 --repeat 5 --output docs/benchmarks-simulation.json
 
 model-quality: setup  ## score the twins against the demo's planted truth (docs/model-quality.md)
 	$(BIN)/dagster-twins model-quality --users 10000 --days 180 --output docs/model-quality.md

@@ -69,15 +69,65 @@ def stage_commands(workdir: Path, users: int, days: int) -> dict[str, list[str]]
     }
 
 
-def bench_once(users: int, days: int, root: Path) -> list[StageRun]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench_{users}_", dir=root))
-    env = {
+# One scenario over every active user: the simulation benchmark's workload.
+BENCH_SCENARIO = "bench_all_active_users"
+BENCH_SCENARIO_SPEC = """description: Benchmark - the retention campaign's measured effect on every active user.
+segment: {description: every active user}
+intervention: {description: retention campaign, effect: {kind: estimated, campaign_id: retention_q}}
+horizon_days: 30
+draws: %d
+seed: 1
+"""
+
+
+def bench_simulation(users: int, days: int, draws: int, repeat: int, root: Path) -> dict:
+    """Build a warehouse once (every stage of the pipeline), then run one scenario over every active user
+    ``repeat`` times, each in its own process; medians of its process time and of the asset's own time."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench_sim_{users}_", dir=root))
+    env = bench_env(workdir)
+    scenarios = workdir / "scenarios"
+    scenarios.mkdir()
+    (scenarios / f"{BENCH_SCENARIO}.yaml").write_text(BENCH_SCENARIO_SPEC % draws)
+    env["TWINS_SCENARIOS_DIR"] = str(scenarios)
+    cli = [sys.executable, "-m", "dagster_twins.cli"]
+    try:
+        for stage, cmd in stage_commands(workdir, users, days).items():
+            if stage not in ("twins_increment", "churn_score"):
+                seconds, _ = run_stage(cmd, env)
+                print(f"  build {stage:<15} {seconds:8.1f} s", flush=True)
+        timings = workdir / "timings.json"
+        runs = []
+        for _ in range(repeat):
+            seconds, peak = run_stage(cli + ["run", "--only", "simulation", "--timings", str(timings)], env)
+            own = json.loads(timings.read_text())[f"simulation/scenario_{BENCH_SCENARIO}"]
+            runs.append(StageRun("scenario", seconds, peak, own))
+            print(f"  {users:>9,} users  scenario x {draws} draws {seconds:8.1f} s  {peak:8.0f} MB  "
+                  f"({own:.1f} s in the asset)", flush=True)
+        return {
+            "users": users, "days": days, "draws": draws, "repeats": repeat,
+            "asset_seconds_last_run": json.loads(timings.read_text()),
+            "median_asset_seconds": round(statistics.median(r.asset_seconds for r in runs), 2),
+            "median_process_seconds": round(statistics.median(r.seconds for r in runs), 2),
+            "median_peak_rss_mb": round(statistics.median(r.peak_rss_mb for r in runs), 0),
+            "asset_seconds_all": [round(r.asset_seconds, 2) for r in runs],
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_env(workdir: Path) -> dict[str, str]:
+    (workdir / "dagster_home").mkdir(parents=True, exist_ok=True)
+    return {
         **os.environ,
         "TWINS_WAREHOUSE": str(workdir / "warehouse.duckdb"),
         "TWINS_LANDING_DIR": str(workdir / "landing"),
         "DAGSTER_HOME": str(workdir / "dagster_home"),
     }
-    (workdir / "dagster_home").mkdir(parents=True)
+
+
+def bench_once(users: int, days: int, root: Path) -> list[StageRun]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench_{users}_", dir=root))
+    env = bench_env(workdir)
     try:
         runs = []
         timings = workdir / "timings.json"
@@ -144,6 +194,12 @@ def markdown_table(results: list[dict]) -> str:
 def main(args: argparse.Namespace) -> int:
     root = args.workdir or Path(tempfile.gettempdir())
     root.mkdir(parents=True, exist_ok=True)
+    if args.simulation:
+        result = bench_simulation(args.users[0], args.days, args.draws, args.repeat, root)
+        print(json.dumps(result, indent=2))
+        if args.output:
+            args.output.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     results = []
     for users in args.users:
         repeats = [bench_once(users, args.days, root) for _ in range(args.repeat)]

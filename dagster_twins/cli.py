@@ -76,12 +76,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timings:
         args.timings.write_text(json.dumps(asset_seconds(result)))
     print_warehouse_summary(settings.warehouse_path)
-    checks = result.get_asset_check_evaluations()
-    failed = [f"{c.asset_key.to_user_string()}: {c.check_name}" for c in checks if not c.passed]
-    print(f"\nAsset checks: {len(checks) - len(failed)} passed, {len(failed)} failed"
-          + "".join(f"\n  FAILED {name}" for name in failed))
+    print_check_tally(result.get_asset_check_evaluations())
     print("\nOpen the UI with `make dev` (or `dagster dev` in the activated environment) at http://127.0.0.1:3000")
     return 0
+
+
+def print_check_tally(checks) -> None:
+    """Passed, failed (errors) and warnings (failed checks of severity WARN), each failure by name."""
+    from dagster import AssetCheckSeverity
+
+    def name(c) -> str:
+        return f"{c.asset_key.to_user_string()}: {c.check_name}"
+
+    failed = [name(c) for c in checks if not c.passed and c.severity != AssetCheckSeverity.WARN]
+    warned = [name(c) for c in checks if not c.passed and c.severity == AssetCheckSeverity.WARN]
+    print(f"\nAsset checks: {len(checks) - len(failed) - len(warned)} passed, {len(failed)} failed, "
+          f"{len(warned)} warnings" + "".join(f"\n  FAILED {n}" for n in failed)
+          + "".join(f"\n  WARNING {n}" for n in warned))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -126,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=3)
     bench.add_argument("--workdir", type=Path, default=None)
     bench.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
+    bench.add_argument("--simulation", action="store_true",
+                       help="time one scenario over every active user instead (a warehouse is built first)")
+    bench.add_argument("--draws", type=int, default=1000, help="draws of the simulation benchmark's scenario")
     bench.set_defaults(func=cmd_bench)
     quality = sub.add_parser("model-quality", help="score the models against the demo's planted truth")
     quality.add_argument("--users", type=int, default=10_000)

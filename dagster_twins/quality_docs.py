@@ -120,6 +120,61 @@ Calibration of the 30-day probability by decile of the prediction (chosen model)
 {plot}"""
 
 
+def simulation_section(con, planted: dict, docs_dir: Path, reports_dir: Path) -> str:
+    """The randomized campaign's estimated hazard ratio beside the planted one, and the shipped scenarios."""
+    truth = float(planted["campaign_hazard_ratio"])
+    effects = con.execute("select * from simulation.campaign_effects "
+                          "order by campaign_id, followup_days nulls last").df()
+    rows = ["| campaign | follow-up (days) | treated / controls | churned (treated / controls) | hazard ratio | "
+            "90% interval | 95% interval | planted | planted inside the 90% interval |",
+            "|---|---:|---:|---:|---:|---|---|---:|---|"]
+    for e in effects.itertuples():
+        followup = "all" if pd.isna(e.followup_days) else f"{e.followup_days:.0f}"
+        inside = "yes" if e.lower_90 <= truth <= e.upper_90 else "**no**"
+        rows.append(f"| {e.campaign_id} | {followup} | {e.treatment_users:,} / {e.control_users:,} | "
+                    f"{e.treatment_churned:,} / {e.control_churned:,} | {e.hazard_ratio:.3f} | "
+                    f"{e.lower_90:.3f}-{e.upper_90:.3f} | {e.lower_95:.3f}-{e.upper_95:.3f} | {truth:g} | {inside} |")
+    ranking = con.execute("select rank, scenario, effect_kind, users_affected, horizon_days, expected_users_kept, "
+                          "expected_users_kept_lower_90, expected_users_kept_upper_90, users_kept_per_user_treated, "
+                          "probability_difference_positive from simulation.scenario_policy_ranking order by rank").df()
+    results = con.execute("select scenario, baseline_retention, scenario_retention, retention_difference, "
+                          "retention_difference_lower_90, retention_difference_upper_90, retention_difference_mc_error,"
+                          " placebo_difference_lower_90, placebo_difference_upper_90 from simulation.scenario_results "
+                          "where status = 'simulated' order by scenario").df()
+    plot = ""
+    png = reports_dir / "scenario_retention_campaign_top_risk_decile.png"
+    if png.exists():
+        shutil.copy(png, docs_dir / "scenario_retention_campaign.png")
+        plot = ("\n![retention difference over draws, campaign to the top-risk decile]"
+                "(scenario_retention_campaign.png)\n")
+    return f"""
+## Simulation: the campaign's effect and the shipped scenarios
+
+The demo randomizes a retention campaign (treatment and control halves of the users alive a third of the way in) and
+plants a constant hazard ratio of {truth:g} on the treated from the send on. `simulation.campaign_effects` estimates
+it from the two groups alone (Cox model on the treatment indicator, adjusted for engagement in the 56 days
+before the send):
+
+{chr(10).join(rows)}
+
+The estimate drifts towards 1 as follow-up grows although the planted ratio is constant: the demo's users differ
+in frailty (engagement, recurring support trouble) that the estimate sees only through a noisy proxy, the frail
+churn first in both groups, and the survivors of the control group are sturdier than those of the treated. This is
+why a scenario uses the estimate over its own horizon. The regression test
+(`tests/test_simulation_pipeline.py`) asserts that the planted ratio lies inside the 90% interval over 60 days on a
+4,000-user demo at a fixed seed.
+
+Scenarios, ranked by expected users kept per user treated (90% intervals over the draws):
+
+{ranking.to_markdown(index=False, floatfmt=".3f")}
+
+Retention at the horizon, the difference with its 90% interval and Monte Carlo error, and the placebo's interval
+(it must cover zero):
+
+{results.to_markdown(index=False, floatfmt=".4f")}
+{plot}"""
+
+
 def main(args: argparse.Namespace) -> int:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="model_quality_"))
     demo = generate_demo(root, n_users=args.users, n_days=args.days, end_date=END_DATE, seed=args.seed)
@@ -136,10 +191,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         metrics = recovery_metrics(con, pd.read_parquet(demo.truth_dir / "users.parquet"))
         churn = churn_section(con, planted, args.output.parent, plots[-1] if plots else None)
+        simulation = simulation_section(con, planted, args.output.parent, settings.warehouse_path.parent / "reports")
     finally:
         con.close()
     print(json.dumps(metrics, indent=2))
     header = ("# Model quality\n\nMeasured from a real run by `dagster-twins model-quality --users "
               f"{args.users} --days {args.days}` (re-run it to reproduce; the numbers below are its output).\n\n")
-    args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed) + churn)
+    args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed) + churn + simulation)
     return 0

@@ -22,13 +22,16 @@ def test_definitions_load_with_every_layer():
 
     repo = defs.get_repository_def()
     groups = {node.group_name for node in repo.asset_graph.asset_nodes}
-    assert {"ingestion", "staging", "intermediate", "marts", "reference", "twins", "churn"} <= groups
+    assert {"ingestion", "staging", "intermediate", "marts", "reference", "twins", "churn", "simulation"} <= groups
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     expected = {"raw/events", "raw/quarantine", "marts/fct_events", "marts/user_daily_features",
-                "twins/user_beliefs", "twins/user_twins", "churn/churn_model_metrics", "churn/churn_predictions"}
+                "twins/user_beliefs", "twins/user_twins", "churn/churn_model_metrics", "churn/churn_predictions",
+                "simulation/campaign_effects", "simulation/scenario_retention_campaign_top_risk_decile",
+                "simulation/scenario_policy_ranking"}
     assert expected <= keys
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
-    assert {"rows_reconcile", "every_user_has_a_twin", "backtest_concordance_above_floor"} <= checks
+    assert {"rows_reconcile", "every_user_has_a_twin", "backtest_concordance_above_floor",
+            "placebo_covers_zero"} <= checks
     assert any(name.startswith(("unique_", "not_null_")) for name in checks)  # dbt tests as asset checks
     assert defs.resolve_job_def("twins_pipeline") is not None
     assert {s.name for s in repo.schedule_defs} == {"twins_daily"}
@@ -91,7 +94,7 @@ def test_dagster_dev_serves_the_code_location_from_workspace_yaml(tmp_path: Path
         nodes = _graphql(port, ASSETS_QUERY)["data"]["assetNodes"]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert {"raw/events", "marts/fct_events", "marts/churn_survival_frame", "twins/user_twins",
-                "churn/churn_predictions"} <= keys
+                "churn/churn_predictions", "simulation/scenario_policy_ranking"} <= keys
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

@@ -123,5 +123,14 @@ def test_own_minimal_events_file_runs_through(tmp_path: Path):
         assert count(con, "churn.churn_predictions") == alive
         assert con.execute("select count(*) from churn.churn_models").fetchone()[0] == 1
         assert con.execute("select bool_and(p_churn_30d between 0 and 1) from churn.churn_predictions").fetchone()[0]
+        # No campaigns: the scenario that needs a measured campaign effect is skipped, saying why; the others run.
+        status = dict(con.execute("select scenario, status || ': ' || status_reason "
+                                  "from simulation.scenario_results").fetchall())
+        assert status.pop("retention_campaign_top_risk_decile").startswith(
+            "skipped: retention_campaign_top_risk_decile.yaml: no randomized campaign 'retention_q' in the data")
+        assert status and all(v.startswith("simulated") for v in status.values())
     finally:
         con.close()
+    failed = [c.check_name for c in result.get_asset_check_evaluations()
+              if not c.passed and c.asset_key.path[0] == "simulation"]
+    assert failed == ["simulated"]  # a warning (40 users are too few for the churn backtest's own checks)

@@ -102,9 +102,12 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame, where: dict | None = None) -> None:
     """Write ``frame`` into ``schema.table`` (created from the frame when absent), first deleting the rows that
-    match ``where`` (column -> value; None: every row), so a re-run replaces its own rows and no others."""
+    match ``where`` (column -> value; None: every row), so a re-run replaces its own rows and no others. An empty
+    frame only deletes (it does not create a table: its columns carry no types)."""
     con.execute(f"create schema if not exists {quote_ident(schema)}")
     name = f"{quote_ident(schema)}.{quote_ident(table)}"
+    if frame.empty and not table_exists(con, schema, table):
+        return
     con.register("_rows_frame", frame)
     try:
         if where is None or not table_exists(con, schema, table):

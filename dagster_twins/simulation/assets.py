@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import numpy as np
 import pandas as pd
 
 from dagster_twins.churn.assets import PREDICTIONS_KEY
@@ -16,7 +15,7 @@ from dagster_twins.ingestion.warehouse import replace_rows, table_exists
 from dagster_twins.resources import WarehouseResource
 from dagster_twins.simulation.effects import estimate_campaign_effects
 from dagster_twins.simulation.plots import scenario_plot
-from dagster_twins.simulation.scenario import policy_ranking, run_scenario
+from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario
 from dagster_twins.simulation.specs import ScenarioSpec, load_specs
 from dagster_twins.twins.assets import TWINS_KEY
 
@@ -120,6 +119,8 @@ def scenario_key(name: str) -> dg.AssetKey:
 
 
 SCENARIO_CHECKS = {
+    "simulated": "The data could give the effect the spec asks for (a warning, not an error, when it could not: "
+                 "the reason is in scenario_results.status_reason).",
     "intervals_ordered_and_in_bounds": "Every 90% interval has lower <= mean <= upper (for the difference and "
                                        "users kept: lower <= upper); retentions lie in [0, 1].",
     "probabilities_in_range": "Each user's baseline and scenario churn probabilities lie in [0, 1].",
@@ -150,7 +151,8 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
                     f"{spec.intervention.description} ({spec.intervention.effect.kind} effect). Horizon "
                     f"{spec.horizon_days} days, {spec.draws} draws, seed {spec.seed}. Spec: {path.name}. Writes "
                     "its rows of simulation.scenario_results (and _history) and simulation.scenario_user_effects.",
-        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text) for name, text in SCENARIO_CHECKS.items()],
+        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text)
+                     for name, text in SCENARIO_CHECKS.items()],
         metadata={"spec_file": str(path)},
     )
     def _scenario(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -165,25 +167,31 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
                              f"{fitted_on.date()} over {len(segment_base):,} active users")
             run = run_scenario(spec, path, model, design, survival, segment_base, experiments)
             stamp = {"as_of": as_of, "fitted_on": fitted_on}
-            result = pd.DataFrame([run.result]).assign(**stamp)
+            result = result_frame(run.result).assign(**stamp)
             replace_rows(con, SCHEMA, "scenario_results", result, {"scenario": spec.name})
             replace_rows(con, SCHEMA, "scenario_results_history", result, {"scenario": spec.name, "as_of": as_of})
             replace_rows(con, SCHEMA, "scenario_user_effects", run.users.assign(**stamp), {"scenario": spec.name})
         finally:
             con.close()
-        r = run.result
+        r = result_frame(run.result).iloc[0].to_dict()
         seconds = round(time.perf_counter() - started, 2)
-        context.log.info(f"{spec.name}: {r['users_affected']:,} users; expected users kept "
-                         f"{r.get('expected_users_kept', float('nan')):.1f} in {seconds} s")
+        if r["status"] == "skipped":
+            context.log.warning(f"{spec.name}: skipped: {r['status_reason']}")
+        else:
+            context.log.info(f"{spec.name}: {r['users_affected']:,.0f} users; expected users kept "
+                             f"{r['expected_users_kept']:.1f} in {seconds} s")
         plot = scenario_plot(run.draws, Path(warehouse.path).parent / "reports" / f"scenario_{spec.name}.png",
                              title=f"{spec.name}: {r['users_affected']:,} users, {spec.horizon_days} days")
         yield dg.MaterializeResult(metadata={
-            "users_affected": r["users_affected"], "effect_kind": r["effect_kind"], "effect": r["effect_source"],
+            "status": r["status"], "status_reason": r["status_reason"],
+            "users_affected": int(r["users_affected"]), "effect_kind": r["effect_kind"], "effect": r["effect_source"],
             "dagster/row_count": len(run.users), "seconds": seconds,
             "result": dg.MetadataValue.md(pd.Series(r).to_frame("value").to_markdown(floatfmt=".4f")),
             "plot": dg.MetadataValue.path(str(plot)) if plot else dg.MetadataValue.text("empty segment"),
         })
-        empty = r["users_affected"] == 0
+        yield dg.AssetCheckResult(check_name="simulated", passed=r["status"] == "simulated",
+                                  severity=dg.AssetCheckSeverity.WARN, metadata={"reason": r["status_reason"]})
+        empty = r["status"] == "skipped" or r["users_affected"] == 0
         problems = [] if empty else _interval_problems(r)
         yield dg.AssetCheckResult(check_name="intervals_ordered_and_in_bounds", passed=not problems,
                                   metadata={"problems": "; ".join(problems) or "none", "empty_segment": empty})
@@ -192,9 +200,8 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
                                   passed=bool(((probs >= 0) & (probs <= 1)).all()))
         covers = empty or r["placebo_difference_lower_90"] <= 0 <= r["placebo_difference_upper_90"]
         yield dg.AssetCheckResult(check_name="placebo_covers_zero", passed=bool(covers), metadata={
-            "placebo_difference": float(r.get("placebo_difference", np.nan)),
-            "lower_90": float(r.get("placebo_difference_lower_90", np.nan)),
-            "upper_90": float(r.get("placebo_difference_upper_90", np.nan))})
+            "placebo_difference": r["placebo_difference"], "lower_90": r["placebo_difference_lower_90"],
+            "upper_90": r["placebo_difference_upper_90"]})
 
     return _scenario
 

@@ -111,17 +111,21 @@ def estimate_campaign_effects(frame: pd.DataFrame, followups: tuple[float | None
     return pd.DataFrame(rows)
 
 
+class EffectUnavailable(ValueError):
+    """The data cannot give the effect a scenario asks for (no such randomized campaign, no churn in a group)."""
+
+
 def estimated_distribution(experiments: pd.DataFrame, campaign_id: str, horizon_days: float) -> HazardRatioDistribution:
     """The sampling distribution of a campaign's hazard ratio over the first ``horizon_days`` after the send, for
     a scenario with that horizon."""
     frame = experiments[experiments["campaign_id"] == campaign_id]
     if frame.empty:
         known = ", ".join(sorted(experiments["campaign_id"].astype(str).unique())) or "none"
-        raise ValueError(f"no randomized campaign {campaign_id!r} in the data (randomized campaigns: {known})")
+        raise EffectUnavailable(f"no randomized campaign {campaign_id!r} in the data (randomized campaigns: {known})")
     r = estimate_campaign_effect(frame, horizon_days)
     if not r["estimable"]:
-        raise ValueError(f"campaign {campaign_id!r} has no churn in one of its groups within {horizon_days:g} days: "
-                         "its effect cannot be estimated")
+        raise EffectUnavailable(f"campaign {campaign_id!r} has no churn in one of its groups within "
+                                f"{horizon_days:g} days: its effect cannot be estimated")
     return HazardRatioDistribution(r["log_hazard_ratio"], r["se"], "estimated",
                                    f"randomized campaign {campaign_id} over {horizon_days:g} days of follow-up: "
                                    f"hazard ratio {r['hazard_ratio']:.3f} (90% CI {r['lower_90']:.3f}-"

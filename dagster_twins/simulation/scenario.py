@@ -11,7 +11,7 @@ import pandas as pd
 from dagster_twins.churn.covariates import Design
 from dagster_twins.churn.models import SurvivalModel
 from dagster_twins.churn.pipeline import with_derived
-from dagster_twins.simulation.effects import HazardRatioDistribution, estimated_distribution
+from dagster_twins.simulation.effects import EffectUnavailable, HazardRatioDistribution, estimated_distribution
 from dagster_twins.simulation.engine import draw_parameters, simulate, summarize_outcome
 from dagster_twins.simulation.specs import ScenarioSpec, ScenarioSpecError, segment_mask
 
@@ -20,6 +20,28 @@ EFFECT_KINDS = {
     "assumed": "assumed in the scenario spec (not measured)",
     "covariate_shift": "implied by the churn model's coefficients (associational, not a measured causal effect)",
 }
+
+
+USER_COLUMNS = ["scenario", "user_id", "tenure_days", "baseline_churn_probability", "scenario_churn_probability",
+                "churn_reduction", "churn_reduction_lower_90", "churn_reduction_upper_90"]
+DRAW_COLUMNS = ["draw", "retention_difference", "placebo_difference"]
+# scenario_results, column by column (BI reads it): text columns, then numbers (intervals are 90%).
+RESULT_TEXT = ["scenario", "description", "segment", "segment_filter", "intervention", "status", "status_reason",
+               "effect_kind", "effect_basis", "effect_source", "model"]
+_WITH_INTERVAL = ["baseline_retention", "scenario_retention", "retention_difference", "expected_users_kept",
+                  "placebo_difference"]
+RESULT_NUMBERS = ["users_affected", "horizon_days", "draws", "seed", "effect_hazard_ratio",
+                  "effect_hazard_ratio_lower_90", "effect_hazard_ratio_upper_90",
+                  *[f"{m}{suffix}" for m in _WITH_INTERVAL for suffix in ("", "_lower_90", "_upper_90")],
+                  "retention_difference_mc_error", "probability_difference_positive", "users_kept_per_user_treated",
+                  "users_beyond_model_range"]
+
+
+def result_frame(result: dict) -> pd.DataFrame:
+    """One scenario_results row with every column, typed (a skipped scenario has empty numbers)."""
+    row = {c: str(result.get(c, "")) for c in RESULT_TEXT}
+    row.update({c: float(result.get(c, np.nan)) for c in RESULT_NUMBERS})
+    return pd.DataFrame([row])
 
 
 @dataclass(frozen=True)
@@ -35,13 +57,11 @@ def describe_filter(spec: ScenarioSpec) -> str:
 
 
 def resolve_effect(spec: ScenarioSpec, path: Path, experiments: pd.DataFrame) -> HazardRatioDistribution | None:
-    """The hazard ratio's distribution, or None for a covariate shift (the model carries the effect)."""
+    """The hazard ratio's distribution, or None for a covariate shift (the model carries the effect). Raises
+    EffectUnavailable when the data cannot give an estimated effect."""
     effect = spec.intervention.effect
     if effect.kind == "estimated":
-        try:
-            return estimated_distribution(experiments, effect.campaign_id, spec.horizon_days)
-        except ValueError as exc:
-            raise ScenarioSpecError(f"{path}: intervention.effect.campaign_id: {exc}") from None
+        return estimated_distribution(experiments, effect.campaign_id, spec.horizon_days)
     if effect.kind == "assumed":
         hr = effect.hazard_ratio
         return HazardRatioDistribution.from_interval(hr.median, hr.lower_90, hr.upper_90,
@@ -68,7 +88,18 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: D
     base = segment_base.sort_values("user_id", kind="stable").reset_index(drop=True)
     members = base.loc[segment_mask(base, spec.segment, path), "user_id"]
     raw = survival.set_index("user_id").loc[members].reset_index()
-    effect = resolve_effect(spec, path, experiments)
+    identity = {"scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
+                "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
+                "users_affected": len(members), "horizon_days": spec.horizon_days, "draws": spec.draws,
+                "seed": spec.seed, "effect_kind": spec.intervention.effect.kind,
+                "effect_basis": EFFECT_KINDS[spec.intervention.effect.kind], "model": model.kind}
+    try:
+        effect = resolve_effect(spec, path, experiments)
+    except EffectUnavailable as exc:
+        # Not an error in the spec but a gap in the data (own data without the campaign, say): recorded as
+        # skipped with the reason, so the rest of the pipeline still runs and the gap is visible.
+        return ScenarioRun({**identity, "status": "skipped", "status_reason": f"{path.name}: {exc}"},
+                           pd.DataFrame(columns=USER_COLUMNS), pd.DataFrame(columns=DRAW_COLUMNS))
     x = design.transform(with_derived(raw)).to_numpy()
     x_scenario = design.transform(with_derived(shifted(raw, spec, path))).to_numpy() if effect is None else None
     tenure = np.maximum(raw["duration_days"].to_numpy(dtype=float), 1e-3)
@@ -80,21 +111,17 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: D
     outcome = simulate(model, params, x, tenure, spec.horizon_days, hazard_ratio=ratio, placebo_ratio=placebo,
                        x_scenario=x_scenario)
 
-    kind = spec.intervention.effect.kind
     lower, upper = effect.interval_90() if effect is not None else (np.nan, np.nan)
     beyond = (int((tenure + spec.horizon_days > model.baseline_times.max()).sum())
               if model.kind == "cox" and len(model.baseline_times) else 0)
     result = {
-        "scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
-        "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
-        "users_affected": len(members), "horizon_days": spec.horizon_days, "draws": spec.draws, "seed": spec.seed,
-        "effect_kind": kind, "effect_basis": EFFECT_KINDS[kind],
+        **identity, "status": "simulated", "status_reason": "" if len(members) else "the segment is empty",
         "effect_source": effect.source if effect is not None else "; ".join(
             f"{s.column} {_shift_text(s)}" for s in spec.intervention.effect.shifts),
         "effect_hazard_ratio": effect.median if effect is not None else np.nan,
         "effect_hazard_ratio_lower_90": lower, "effect_hazard_ratio_upper_90": upper,
         **(summarize_outcome(outcome) if len(members) else {}),
-        "users_beyond_model_range": beyond, "model": model.kind,
+        "users_beyond_model_range": beyond,
     }
     users = pd.DataFrame({
         "scenario": spec.name, "user_id": members.to_numpy(), "tenure_days": tenure,
@@ -108,7 +135,7 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: D
         - outcome.retention(outcome.churners_baseline),
         "placebo_difference": outcome.retention(outcome.churners_placebo)
         - outcome.retention(outcome.churners_baseline),
-    }) if len(members) else pd.DataFrame(columns=["draw", "retention_difference", "placebo_difference"])
+    }) if len(members) else pd.DataFrame(columns=DRAW_COLUMNS)
     return ScenarioRun(result, users, draws)
 
 
@@ -124,5 +151,6 @@ def policy_ranking(results: pd.DataFrame) -> pd.DataFrame:
                "expected_users_kept_lower_90", "expected_users_kept_upper_90", "users_kept_per_user_treated",
                "retention_difference", "retention_difference_lower_90", "retention_difference_upper_90",
                "probability_difference_positive"]
-    ranked = results[columns].sort_values("users_kept_per_user_treated", ascending=False, kind="stable")
+    simulated = results.loc[results["status"] == "simulated", columns]
+    ranked = simulated.sort_values("users_kept_per_user_treated", ascending=False, kind="stable")
     return ranked.reset_index(drop=True).rename_axis("rank").reset_index().assign(rank=lambda f: f["rank"] + 1)
