@@ -103,8 +103,14 @@ def bench_simulation(users: int, days: int, draws: int, repeat: int, root: Path)
             runs.append(StageRun("scenario", seconds, peak, own))
             print(f"  {users:>9,} users  scenario x {draws} draws {seconds:8.1f} s  {peak:8.0f} MB  "
                   f"({own:.1f} s in the asset)", flush=True)
+        simulated = scenario_users(workdir / "warehouse.duckdb")
+        engine = engine_seconds(workdir / "warehouse.duckdb", users, draws, repeat)
+        print(f"  engine alone, {users:,} users (active users resampled) x {draws} draws: median "
+              f"{statistics.median(engine):.1f} s", flush=True)
         return {
-            "users": users, "days": days, "draws": draws, "repeats": repeat,
+            "users": users, "days": days, "draws": draws, "repeats": repeat, "active_users_simulated": simulated,
+            "engine_users": users, "engine_seconds_all": [round(x, 2) for x in engine],
+            "median_engine_seconds": round(statistics.median(engine), 2),
             "asset_seconds_last_run": json.loads(timings.read_text()),
             "median_asset_seconds": round(statistics.median(r.asset_seconds for r in runs), 2),
             "median_process_seconds": round(statistics.median(r.seconds for r in runs), 2),
@@ -189,6 +195,49 @@ def markdown_table(results: list[dict]) -> str:
             lines.append(f"| {r['users']:,} | {stage} | {st['median_seconds']:.1f} | {own} | "
                          f"{st['median_peak_rss_mb']:,.0f} | {runs} |")
     return "\n".join(lines) + "\n"
+
+
+def scenario_users(warehouse: Path) -> int:
+    from dagster_twins.ingestion.warehouse import connect
+
+    con = connect(warehouse, read_only=True)
+    try:
+        return int(con.execute("select users_affected from simulation.scenario_results where scenario = ?",
+                               [BENCH_SCENARIO]).fetchone()[0])
+    finally:
+        con.close()
+
+
+def engine_seconds(warehouse: Path, users: int, draws: int, repeat: int) -> list[float]:
+    """The simulation engine alone on exactly ``users`` users: the stored model, and the active users' covariates
+    resampled (with replacement) to that many rows; effect and parameter draws as a scenario makes them."""
+    import numpy as np
+
+    from dagster_twins.churn.pipeline import with_derived
+    from dagster_twins.ingestion.warehouse import connect
+    from dagster_twins.simulation.assets import latest_model
+    from dagster_twins.simulation.effects import HazardRatioDistribution
+    from dagster_twins.simulation.engine import draw_parameters, simulate
+
+    con = connect(warehouse, read_only=True)
+    try:
+        model, design, _, _ = latest_model(con)
+        alive = con.execute("select * from marts.churn_survival_frame where churned = 0").df()
+    finally:
+        con.close()
+    rows = alive.sample(n=users, replace=True, random_state=0)
+    x = design.transform(with_derived(rows)).to_numpy()
+    tenure = np.maximum(rows["duration_days"].to_numpy(dtype=float), 1e-3)
+    effect = HazardRatioDistribution.from_interval(0.7, 0.6, 0.8, "benchmark")
+    seconds = []
+    for i in range(repeat):
+        started = time.perf_counter()
+        rng = np.random.default_rng(i)
+        params = draw_parameters(model, rng, draws)
+        simulate(model, params, x, tenure, 30, hazard_ratio=effect.draw(rng, draws),
+                 placebo_ratio=effect.placebo().draw(rng, draws))
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def main(args: argparse.Namespace) -> int:

@@ -105,7 +105,7 @@ def user_segment_base(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": _md(preview)})
 
 
-def _latest_model(con: duckdb.DuckDBPyConnection):
+def latest_model(con: duckdb.DuckDBPyConnection):
     fitted = con.execute("select max(fitted_on), max(as_of) from churn.churn_predictions").fetchone()
     row = con.execute("select model_json from churn.churn_models where as_of = ? limit 1", [fitted[0]]).fetchone()
     if row is None:
@@ -159,7 +159,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
         started = time.perf_counter()
         con = warehouse.connect()
         try:
-            model, design, fitted_on, as_of = _latest_model(con)
+            model, design, fitted_on, as_of = latest_model(con)
             survival = con.execute("select * from marts.churn_survival_frame").df()
             segment_base = con.execute(f"select * from {SCHEMA}.user_segment_base").df()
             experiments = con.execute("select * from marts.campaign_experiment_frame").df()
