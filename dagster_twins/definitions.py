@@ -9,6 +9,7 @@ from dagster_twins.churn.assets import churn_model
 from dagster_twins.ingestion.assets import raw_sources
 from dagster_twins.jobs import twins_pipeline_job
 from dagster_twins.resources import build_resources
+from dagster_twins.serving.assets import build_serving_asset
 from dagster_twins.settings import Settings
 from dagster_twins.simulation.assets import simulation_assets
 from dagster_twins.transform.assets import dbt_models
@@ -16,8 +17,11 @@ from dagster_twins.twins.assets import twins_beliefs
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    assets = [raw_sources, dbt_models, twins_beliefs, churn_model, *simulation_assets(settings.scenarios_dir)]
+    # The serving copy for BI tools is published last: it depends on every other asset.
+    assets.append(build_serving_asset([key for asset in assets for key in asset.keys]))
     return dg.Definitions(
-        assets=[raw_sources, dbt_models, twins_beliefs, churn_model, *simulation_assets(settings.scenarios_dir)],
+        assets=assets,
         jobs=[twins_pipeline_job],
         schedules=[daily_schedule],
         sensors=[new_landing_files],

@@ -12,13 +12,19 @@ from dagster_dbt import DbtCliResource
 
 from dagster_twins.ingestion.mapping import SourceMapping, load_mappings
 from dagster_twins.ingestion.warehouse import connect
-from dagster_twins.settings import DBT_PROJECT_DIR, Settings
+from dagster_twins.settings import DBT_PROJECT_DIR, Settings, default_serving_path
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file. DuckDB allows one writer: open, use and close per step."""
+    """The DuckDB warehouse file. DuckDB allows one writer: open, use and close per step. ``serving_path`` is the
+    read-only copy published for BI tools at the end of a run (empty: serving/ beside the warehouse)."""
 
     path: str
+    serving_path: str = ""
+
+    @property
+    def serving_file(self) -> Path:
+        return Path(self.serving_path) if self.serving_path else default_serving_path(Path(self.path))
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         return connect(Path(self.path), read_only=read_only)
@@ -46,7 +52,7 @@ def dbt_executable() -> str:
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path), serving_path=str(settings.serving_file)),
         "landing": LandingResource(
             landing_dir=str(settings.landing_dir), sources_config=str(settings.sources_config)
         ),

@@ -9,6 +9,7 @@ that work out of the box from a fresh clone.
 | TWINS_PARTITION_START | 2025-01-01 | first daily partition |
 | TWINS_DBT_TARGET | duckdb | dbt target in dbt/profiles.yml |
 | TWINS_SCENARIOS_DIR | scenarios | scenario specs, one YAML file each (one simulation asset per spec) |
+| TWINS_SERVING_PATH | data/serving/warehouse.duckdb | read-only copy for BI, replaced at the end of each run |
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 OFFLINE_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DAGSTER_DISABLE_TELEMETRY": "1"}
 
 
-def _path(environ: Mapping[str, str], key: str, default: Path) -> Path:
+def default_serving_path(warehouse_path: Path) -> Path:
+    """Where the serving copy goes unless TWINS_SERVING_PATH says: serving/ beside the warehouse, same file name
+    (DuckDB names the catalog after the file, and views refer to it)."""
+    return warehouse_path.parent / "serving" / warehouse_path.name
+
+
+def _path(environ: Mapping[str, str], key: str, default: Path | None) -> Path | None:
     value = environ.get(key)
     return Path(value).expanduser().resolve() if value else default
 
@@ -41,6 +48,12 @@ class Settings:
     partition_start: date
     dbt_target: str
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
+    serving_path: Path | None = None  # None: default_serving_path(warehouse_path), which follows the warehouse
+
+    @property
+    def serving_file(self) -> Path:
+        """The serving copy's path: serving_path, or serving/ beside the warehouse."""
+        return self.serving_path or default_serving_path(self.warehouse_path)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +65,7 @@ class Settings:
             partition_start=date.fromisoformat(env.get("TWINS_PARTITION_START", "2025-01-01")),
             dbt_target=env.get("TWINS_DBT_TARGET", "duckdb"),
             scenarios_dir=_path(env, "TWINS_SCENARIOS_DIR", PROJECT_ROOT / "scenarios"),
+            serving_path=_path(env, "TWINS_SERVING_PATH", None),
         )
 
 
