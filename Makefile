@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup demo run dev test lint bench bench-simulation model-quality clean
+.PHONY: setup browser demo run dev test lint bench bench-simulation model-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -34,7 +34,13 @@ run: setup  ## run the pipeline on whatever is in the landing folder (your own f
 dev: setup  ## the Dagster UI at http://127.0.0.1:3000
 	$(BIN)/dagster dev
 
-test: setup  ## the whole test suite
+# Chromium renders the data-quality report in its browser test (Debian's package; root or sudo).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+test: setup browser  ## the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -49,6 +55,11 @@ bench-simulation: setup  ## one scenario over 100k active users x 1,000 draws (s
 
 model-quality: setup  ## score the twins against the demo's planted truth (docs/model-quality.md)
 	$(BIN)/dagster-twins model-quality --users 10000 --days 180 --output docs/model-quality.md
+
+dq-screenshot: browser  ## docs/dq_report.png from the last run's report (run `make demo` first)
+	chromium --headless --no-sandbox --disable-gpu --disable-background-networking --no-first-run \
+	  --user-data-dir=$$(mktemp -d) --window-size=1200,1500 --screenshot=docs/dq_report.png \
+	  file://$(CURDIR)/data/reports/dq_report.html
 
 clean:
 	rm -rf data dbt/target dbt/logs

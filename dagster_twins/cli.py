@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run ingestion and dbt over the landing files")
     run.add_argument("--start", type=date.fromisoformat, default=None, help="first landing day (default: earliest)")
     run.add_argument("--end", type=date.fromisoformat, default=None, help="last landing day (default: latest)")
-    run.add_argument("--only", choices=["ingestion", "transform", "twins", "churn", "simulation"], default=None,
+    layers = ["ingestion", "transform", "twins", "churn", "simulation", "quality", "serving"]
+    run.add_argument("--only", choices=layers, default=None,
                      help="run one layer only (the benchmark times them apart)")
     run.add_argument("--timings", type=Path, default=None,
                      help="write each asset's own seconds (from its metadata) to this JSON file")

@@ -8,6 +8,8 @@ from dagster_twins.automation import daily_schedule, new_landing_files
 from dagster_twins.churn.assets import churn_model
 from dagster_twins.ingestion.assets import raw_sources
 from dagster_twins.jobs import twins_pipeline_job
+from dagster_twins.quality.assets import build_report_asset
+from dagster_twins.quality.checks import gx_checks
 from dagster_twins.resources import build_resources
 from dagster_twins.serving.assets import build_serving_asset
 from dagster_twins.settings import Settings
@@ -18,10 +20,13 @@ from dagster_twins.twins.assets import twins_beliefs
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [raw_sources, dbt_models, twins_beliefs, churn_model, *simulation_assets(settings.scenarios_dir)]
+    # The data-quality report gathers every check of the run, so it comes after every asset it reports on.
+    assets.append(build_report_asset([key for asset in assets for key in asset.keys]))
     # The serving copy for BI tools is published last: it depends on every other asset.
     assets.append(build_serving_asset([key for asset in assets for key in asset.keys]))
     return dg.Definitions(
         assets=assets,
+        asset_checks=gx_checks(settings.expectations_dir, {key for asset in assets for key in asset.keys}),
         jobs=[twins_pipeline_job],
         schedules=[daily_schedule],
         sensors=[new_landing_files],

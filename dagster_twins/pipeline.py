@@ -53,8 +53,9 @@ def landing_span(settings: Settings) -> tuple[date, date] | None:
 
 def layer_of(key: dg.AssetKey) -> str:
     """The layer an asset belongs to, from the first part of its key (raw/..., twins/..., else dbt)."""
-    return {"raw": "ingestion", "twins": "twins", "churn": "churn", "simulation": "simulation"}.get(key.path[0],
-                                                                                                    "transform")
+    layers = {"raw": "ingestion", "twins": "twins", "churn": "churn", "simulation": "simulation",
+              "quality": "quality", "serving": "serving"}
+    return layers.get(key.path[0], "transform")
 
 
 def run_pipeline(

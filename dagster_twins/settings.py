@@ -9,6 +9,7 @@ that work out of the box from a fresh clone.
 | TWINS_PARTITION_START | 2025-01-01 | first daily partition |
 | TWINS_DBT_TARGET | duckdb | dbt target in dbt/profiles.yml |
 | TWINS_SCENARIOS_DIR | scenarios | scenario specs, one YAML file each (one simulation asset per spec) |
+| TWINS_EXPECTATIONS_DIR | expectations | Great Expectations suites, one JSON file each (one asset check per suite) |
 | TWINS_SERVING_PATH | data/serving/warehouse.duckdb | read-only copy for BI, replaced at the end of each run |
 """
 
@@ -26,7 +27,8 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 
 # dbt and Dagster must never phone home: the project runs offline.
-OFFLINE_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DAGSTER_DISABLE_TELEMETRY": "1"}
+OFFLINE_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DAGSTER_DISABLE_TELEMETRY": "1",
+               "GX_ANALYTICS_ENABLED": "false"}
 
 
 def default_serving_path(warehouse_path: Path) -> Path:
@@ -48,6 +50,7 @@ class Settings:
     partition_start: date
     dbt_target: str
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
+    expectations_dir: Path = PROJECT_ROOT / "expectations"
     serving_path: Path | None = None  # None: default_serving_path(warehouse_path), which follows the warehouse
 
     @property
@@ -65,6 +68,7 @@ class Settings:
             partition_start=date.fromisoformat(env.get("TWINS_PARTITION_START", "2025-01-01")),
             dbt_target=env.get("TWINS_DBT_TARGET", "duckdb"),
             scenarios_dir=_path(env, "TWINS_SCENARIOS_DIR", PROJECT_ROOT / "scenarios"),
+            expectations_dir=_path(env, "TWINS_EXPECTATIONS_DIR", PROJECT_ROOT / "expectations"),
             serving_path=_path(env, "TWINS_SERVING_PATH", None),
         )
 

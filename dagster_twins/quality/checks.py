@@ -1,0 +1,95 @@
+"""The GX suites as Dagster asset checks: one check per suite file, on the asset whose table it validates,
+blocking where the suite says a bad table must not flow downstream."""
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from dagster_twins.contract import RAW_LANDING_DATE
+from dagster_twins.ingestion.warehouse import replace_rows, table_exists
+from dagster_twins.partitions import run_window
+from dagster_twins.quality.gx import SuiteFile, load_suite_files, row_count_verdict, validate
+from dagster_twins.resources import WarehouseResource
+
+SCHEMA = "quality"
+ROW_COUNTS = "table_row_counts"
+# Above this many rows a table is validated on a repeatable random sample (row counts stay exact).
+MAX_VALIDATED_ROWS = 500_000
+
+
+def gx_store_dir(warehouse_path: str) -> Path:
+    return Path(warehouse_path).parent / "reports" / "gx"
+
+
+def _rows_to_validate(con: duckdb.DuckDBPyConnection, suite: SuiteFile,
+                      window: tuple[date, date] | None) -> tuple[pd.DataFrame, int, int]:
+    """The rows the suite validates (a sample above MAX_VALIDATED_ROWS), their exact count and landing days."""
+    where, params = "1 = 1", []
+    if suite.rows == "landing_window" and window is not None:
+        where, params = f"{RAW_LANDING_DATE} >= ? and {RAW_LANDING_DATE} < ?", list(window)
+    rows, days = con.execute(
+        f"select count(*), count(distinct {RAW_LANDING_DATE}) from {suite.table} where {where}"
+        if suite.rows == "landing_window" else f"select count(*), 1 from {suite.table}", params).fetchone()
+    query = f"select * from {suite.table} where {where}"
+    if rows > MAX_VALIDATED_ROWS:
+        query = f"select * from ({query}) using sample reservoir({MAX_VALIDATED_ROWS} rows) repeatable (7)"
+    return con.execute(query, params).df(), int(rows), int(days)
+
+
+def _previous_count(con: duckdb.DuckDBPyConnection, suite: str, run_id: str) -> tuple[int, int] | None:
+    if not table_exists(con, SCHEMA, ROW_COUNTS):
+        return None
+    return con.execute(f"select rows, landing_days from {SCHEMA}.{ROW_COUNTS} where suite = ? and run_id <> ? "
+                       "order by checked_at desc limit 1", [suite, run_id]).fetchone()
+
+
+def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(suite.asset), name=f"gx_{suite.name}", blocking=suite.blocking,
+        description=f"Great Expectations suite {suite.path.name} on {suite.table}: {suite.why}",
+        metadata={"suite_file": str(suite.path), "table": suite.table},
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        con = warehouse.connect()
+        try:
+            if not table_exists(con, *suite.table.split(".")):
+                return dg.AssetCheckResult(passed=False, metadata={"error": f"{suite.table} does not exist"})
+            frame, rows, days = _rows_to_validate(con, suite, run_window(context.run.tags))
+            previous = _previous_count(con, suite.name, context.run.run_id)
+            replace_rows(con, SCHEMA, ROW_COUNTS, pd.DataFrame([{
+                "suite": suite.name, "run_id": context.run.run_id, "checked_at": pd.Timestamp.now(tz="UTC"),
+                "rows": rows, "landing_days": days}]), {"suite": suite.name, "run_id": context.run.run_id})
+        finally:
+            con.close()
+        validation = validate(suite, frame, gx_store_dir(warehouse.path))
+        results = validation.results
+        verdict = row_count_verdict(suite, rows, days, previous)
+        if verdict is not None:
+            results = pd.concat([results, pd.DataFrame([verdict])], ignore_index=True)
+        failed = results[~results["success"]]
+        context.log.info(f"GX {suite.name}: {len(results) - len(failed)} of {len(results)} expectations met on "
+                         f"{len(frame):,} of {rows:,} rows")
+        return dg.AssetCheckResult(
+            passed=failed.empty,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "rows": rows, "rows_validated": len(frame), "expectations": len(results), "failed": len(failed),
+                "results": dg.MetadataValue.md(results.to_markdown(index=False)),
+                "data_docs": dg.MetadataValue.path(str(gx_store_dir(warehouse.path) / "data_docs" / "index.html")),
+            },
+        )
+
+    return _check
+
+
+def gx_checks(folder: Path, asset_keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
+    """A check per suite file in ``folder`` whose asset is in the code location (the scenario suite needs scenario
+    specs); a suite naming an asset that does not exist fails loading."""
+    suites = load_suite_files(folder)
+    unknown = [s for s in suites if dg.AssetKey(s.asset) not in asset_keys and s.asset[0] != "simulation"]
+    if unknown:
+        raise ValueError(f"{unknown[0].path}: meta.dagster_twins.asset: no asset {'/'.join(unknown[0].asset)}")
+    return [build_gx_check(suite) for suite in suites if dg.AssetKey(suite.asset) in asset_keys]
