@@ -34,7 +34,9 @@ def beliefs(path) -> pd.DataFrame:
 def test_twin_checks_pass_and_every_user_has_a_twin(built):
     settings, result, _ = built
     evaluations = [e for e in result.get_asset_check_evaluations() if e.asset_key in TWIN_KEYS]
-    assert len(evaluations) == 6 and all(e.passed for e in evaluations)
+    # The twins' six asset checks and the two Great Expectations suites on their tables.
+    assert len(evaluations) == 8 and all(e.passed for e in evaluations)
+    assert sum(e.check_name.startswith("gx_") for e in evaluations) == 2
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         users = con.execute("select count(*) from marts.dim_users").fetchone()[0]

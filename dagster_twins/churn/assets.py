@@ -11,7 +11,7 @@ import pandas as pd
 from dagster_twins.churn.pipeline import NUMERIC, run_churn, score_alive, with_derived
 from dagster_twins.churn.plots import calibration_plot
 from dagster_twins.churn.serialize import dumps, loads
-from dagster_twins.ingestion.warehouse import table_exists
+from dagster_twins.ingestion.warehouse import replace_rows, table_exists
 from dagster_twins.partitions import run_window
 from dagster_twins.resources import WarehouseResource
 
@@ -32,13 +32,9 @@ class ChurnConfig(dg.Config):
 
 
 def _save(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of, replace_all: bool = False) -> None:
-    con.register("_churn_frame", frame.assign(as_of=pd.Timestamp(as_of)))
-    if replace_all or not table_exists(con, SCHEMA, table):
-        con.execute(f"create or replace table {SCHEMA}.{table} as select * from _churn_frame")
-    else:
-        con.execute(f"delete from {SCHEMA}.{table} where as_of = ?", [pd.Timestamp(as_of)])
-        con.execute(f"insert into {SCHEMA}.{table} by name select * from _churn_frame")
-    con.unregister("_churn_frame")
+    """Write a day's rows (replacing that day's), or replace the whole table."""
+    as_of = pd.Timestamp(as_of)
+    replace_rows(con, SCHEMA, table, frame.assign(as_of=as_of), None if replace_all else {"as_of": as_of})
 
 
 @dg.multi_asset(

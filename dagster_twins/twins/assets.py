@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from dagster_twins.ingestion.warehouse import replace_rows
 from dagster_twins.partitions import run_window, single_run
 from dagster_twins.resources import WarehouseResource
 from dagster_twins.twins import store
@@ -89,8 +90,8 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
         store.save_snapshot(con, "belief_state", state.assign(as_of=pd.Timestamp(as_of)), as_of, start)
         store.prune_state(con, as_of, config.state_retention_days)
         store.save_snapshot(con, "belief_priors", priors, as_of, start)
-        store.replace_table(con, "user_beliefs", beliefs)
-        store.replace_table(con, "user_twins", twins)
+        replace_rows(con, store.SCHEMA, "user_beliefs", beliefs)
+        replace_rows(con, store.SCHEMA, "user_twins", twins)
         store.save_snapshot(con, "user_twins_history", twins.rename(columns={"last_updated": "as_of"}), as_of, start)
         con.execute(store.EXPLANATIONS_VIEW)
         dim_users = int(con.execute("select count(*) from marts.dim_users where coalesce(signed_up_at, first_seen_at)"

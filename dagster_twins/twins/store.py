@@ -97,12 +97,6 @@ def users_and_categories(con: duckdb.DuckDBPyConnection, as_of: date) -> tuple[p
     return users, categories
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
-    con.register("_twins_frame", frame)
-    con.execute(f"create or replace table {SCHEMA}.{name} as select * from _twins_frame")
-    con.unregister("_twins_frame")
-
-
 def save_snapshot(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of: date,
                   invalidate_from: date) -> None:
     """Append a dated snapshot; snapshots from ``invalidate_from`` on are dropped first (a re-run of an older
