@@ -38,6 +38,19 @@ class LandingFile:
     def size(self) -> int:
         return self.path.stat().st_size
 
+    @property
+    def is_empty(self) -> bool:
+        """No bytes, or (CSV, JSON Lines) nothing but whitespace: a file with zero rows, not a malformed one."""
+        if self.size == 0:
+            return True
+        if self.format == "parquet":
+            return False
+        with self.path.open("rb") as f:
+            while chunk := f.read(1 << 16):
+                if chunk.strip():
+                    return False
+        return True
+
 
 def date_from_path(path: Path, root: Path) -> date | None:
     """The last valid date in the path below ``root`` (file name wins over folders)."""

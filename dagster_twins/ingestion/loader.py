@@ -93,16 +93,15 @@ def _stage(
     for fmt, group in by_format.items():
         if fmt != "jsonl":
             for file in group:
-                if file.size > 0:
+                if not file.is_empty:
                     header = {name: "VARCHAR" for name in file_header(file)}
                     check_required_columns(contract, mapping, header, str(file.path))
         read = read_files(con, fmt, group)
         if fmt == "jsonl":
-            wanted = [mapping.file_column(c) for c in contract.required_columns]
-            for path, keys in json_keys_per_file(con, wanted).items():
+            for path, keys in json_keys_per_file(con).items():
                 check_required_columns(contract, mapping, {k: "VARCHAR" for k in keys}, path)
         rows_read.update(read.rows_per_file)
-        if not read.columns and not read.rejects:
+        if not any(read.rows_per_file.values()) and not read.rejects:
             continue
         dates = pd.DataFrame({"_source_file": [str(f.path) for f in group], "_landing_date": [files[f] for f in group]})
         con.register("_landing_dates_df", dates)

@@ -21,6 +21,7 @@ from dagster_twins.ingestion.files import FileFormat, LandingFile
 from dagster_twins.ingestion.sql import quote_ident, sql_literal
 
 FILE_TABLE = "_landing_file"
+JSON_KEYS_TABLE = "_landing_json_keys"  # (file, key) of every top-level key in a JSON Lines file's valid records
 _REJECTS = "_landing_rejects"
 _REJECT_SCANS = "_landing_reject_scans"
 _BOOKKEEPING = ("_source_file", "_line", "_error", "_raw_line")
@@ -37,7 +38,7 @@ class FilesRead:
 
 def file_header(file: LandingFile) -> list[str]:
     """The columns a file declares, read cheaply (header line, Parquet schema, or JSON keys later)."""
-    if file.size == 0:
+    if file.is_empty:
         return []
     if file.format == "parquet":
         return list(pq.read_schema(file.path).names)
@@ -54,7 +55,8 @@ def file_header(file: LandingFile) -> list[str]:
 
 def read_files(con: duckdb.DuckDBPyConnection, fmt: FileFormat, files: list[LandingFile]) -> FilesRead:
     con.execute(f"drop table if exists {FILE_TABLE}")
-    files = [f for f in files if f.size > 0]  # an empty file has no header to read: zero rows, not an error
+    con.execute(f"create or replace temp table {JSON_KEYS_TABLE} (_source_file varchar, key varchar)")
+    files = [f for f in files if not f.is_empty]  # an empty file has no header to read: zero rows, not an error
     if not files:
         con.execute(f"create temp table {FILE_TABLE} (_source_file varchar, _line bigint, _error varchar)")
         return FilesRead({}, {}, [])
@@ -149,12 +151,11 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, files: list[LandingFile]) -> lis
         "else 'malformed JSON line' end as _error from _landing_lines"
     )
     con.execute("delete from _landing_json where line is null or trim(line) = ''")
-    keys = [
-        row[0]
-        for row in con.execute(
-            "select distinct unnest(json_keys(line)) from _landing_json where _error is null order by 1"
-        ).fetchall()
-    ]
+    con.execute(
+        f"insert into {JSON_KEYS_TABLE} select distinct _source_file, unnest(json_keys(line)) "
+        "from _landing_json where _error is null"
+    )
+    keys = [row[0] for row in con.execute(f"select distinct key from {JSON_KEYS_TABLE} order by 1").fetchall()]
     extracts = "".join(
         f", case when _error is null then json_extract_string(line, {sql_literal('$.' + _json_key(k))}) end "
         f"as {quote_ident(k)}"
@@ -168,13 +169,12 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, files: list[LandingFile]) -> lis
     return []
 
 
-def json_keys_per_file(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, set[str]]:
-    """Which of ``keys`` appear at least once in each JSON Lines file read into FILE_TABLE."""
-    if not keys:
-        return {}
-    present = ", ".join(f"bool_or({quote_ident(k)} is not null)" for k in keys)
-    rows = con.execute(f"select _source_file, {present} from {FILE_TABLE} group by 1").fetchall()
-    return {row[0]: {k for k, seen in zip(keys, row[1:], strict=True) if seen} for row in rows}
+def json_keys_per_file(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """The keys of each JSON Lines file last read by ``read_files`` (a key counts when a valid record has it, even
+    with a null value). A file without one valid record is left out: there is nothing to map, and its lines are
+    quarantined as malformed."""
+    rows = con.execute(f"select _source_file, list(key) from {JSON_KEYS_TABLE} group by 1").fetchall()
+    return {path: set(keys) for path, keys in rows}
 
 
 def _json_key(key: str) -> str:
