@@ -299,11 +299,6 @@ def test_duplicates_within_and_across_files_and_reloads_are_never_double_counted
     assert_same(snapshot(settings, tables=EVENT_MARTS), first)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Known bug in dbt, not in ingestion: marts.fct_events is incremental with delete+insert on interaction_id, so "
-    "re-running a day deletes only the keys that landed again. A row dropped from a re-sent file, or an id-less row "
-    "whose content (hence key) changed, stays in fct_events beside the new one; raw is right, the marts count both. "
-    "The fix belongs in dbt/models/marts/fct_events.sql (delete every row of the window's landing dates first)."))
 def test_a_corrected_file_replaces_its_days_rows_in_the_marts(tmp_path: Path):
     settings = make_settings(tmp_path)
     land(settings, "events/2026-05-01.csv", csv_text(
@@ -315,7 +310,7 @@ def test_a_corrected_file_replaces_its_days_rows_in_the_marts(tmp_path: Path):
         EVENTS_HEADER, ("e1", "u1", at(D0, 9), "view", None), (None, "u1", at(D0, 11), "purchase", 50)))
     run(settings, D0)
     assert reconcile(settings) == {("events", "2026-05-01.csv"): (2, 2, 0, 0)}  # raw holds the corrected day
-    assert daily(settings)[("u1", D0)] == (2, 1, 50.0)  # fails: (4, 2, 55.0)
+    assert daily(settings)[("u1", D0)] == (2, 1, 50.0)  # was (4, 2, 55.0) before fct_events replaced its days
 
 
 def test_late_event_is_folded_into_its_own_day_as_a_full_rebuild_would(tmp_path: Path):

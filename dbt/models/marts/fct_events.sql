@@ -3,12 +3,15 @@
         materialized='incremental',
         unique_key='interaction_id',
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns'
+        on_schema_change='append_new_columns',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where {{ landing_window_filter('landing_date') }}{% endif %}"
     )
 }}
 {#-
     Every interaction, one row each, with topic and goal resolved. Processes the rows that landed in the
-    Dagster partition window, so late events are folded in whenever they land.
+    Dagster partition window, so late events are folded in whenever they land. A re-run replaces every row of
+    the window's landing days first (pre_hook), so a corrected file's dropped or changed rows leave the mart as
+    they left raw.
 -#}
 with landed as (
     select *
