@@ -93,6 +93,7 @@ def trend_png(trend: pd.DataFrame) -> bytes:
     ax.bar(x, trend["failed"], bottom=trend["passed"] + trend["warning"], color="#c62828", label="failed")
     ax.set_xticks(list(x), [pd.Timestamp(t).strftime("%m-%d %H:%M") for t in trend["checked_at"]], rotation=45,
                   ha="right", fontsize=7)
+    ax.set_xlim(-0.5, max(len(trend), 10) - 0.5)  # a first run is one bar, not the whole width
     ax.set(ylabel="checks", title="Checks per run")
     ax.legend(loc="lower left", fontsize=7)
     fig.tight_layout()
