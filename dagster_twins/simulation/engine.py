@@ -96,6 +96,11 @@ class SimulationOutcome:
     def retention(self, churners: np.ndarray) -> np.ndarray:
         return 1.0 - churners / max(self.users, 1)
 
+    def differences(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per draw: retention with the intervention minus without, and the same for the placebo."""
+        baseline = self.retention(self.churners_baseline)
+        return self.retention(self.churners_scenario) - baseline, self.retention(self.churners_placebo) - baseline
+
 
 def simulate(model: SurvivalModel, params: ParameterDraws, x: np.ndarray, tenure: np.ndarray, horizon: float, *,
              hazard_ratio: np.ndarray | None = None, placebo_ratio: np.ndarray | None = None,
@@ -136,9 +141,8 @@ def summarize_outcome(outcome: SimulationOutcome) -> dict[str, float]:
 
     baseline = outcome.retention(outcome.churners_baseline)
     scenario = outcome.retention(outcome.churners_scenario)
-    difference = scenario - baseline
+    difference, placebo = outcome.differences()
     kept = outcome.churners_baseline - outcome.churners_scenario
-    placebo = outcome.retention(outcome.churners_placebo) - baseline
     return {
         **mean_and_interval("baseline_retention", baseline),
         **mean_and_interval("scenario_retention", scenario),

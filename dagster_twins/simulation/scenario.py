@@ -129,13 +129,10 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: D
         "churn_reduction": outcome.user_p_baseline - outcome.user_p_scenario,
         "churn_reduction_lower_90": outcome.user_kept_lower, "churn_reduction_upper_90": outcome.user_kept_upper,
     })
-    draws = pd.DataFrame({
-        "draw": np.arange(spec.draws),
-        "retention_difference": outcome.retention(outcome.churners_scenario)
-        - outcome.retention(outcome.churners_baseline),
-        "placebo_difference": outcome.retention(outcome.churners_placebo)
-        - outcome.retention(outcome.churners_baseline),
-    }) if len(members) else pd.DataFrame(columns=DRAW_COLUMNS)
+    difference, placebo_difference = outcome.differences()
+    draws = pd.DataFrame({"draw": np.arange(spec.draws), "retention_difference": difference,
+                          "placebo_difference": placebo_difference}) if len(members) else pd.DataFrame(
+        columns=DRAW_COLUMNS)
     return ScenarioRun(result, users, draws)
 
 
