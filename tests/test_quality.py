@@ -116,3 +116,16 @@ def test_report_renders_without_history(tmp_path: Path):
                              "severity": "error", "observed": "failures=3"}])
     page = render_html(current, current, "r", pd.Timestamp("2026-01-01"), None, tmp_path / "r.html")
     assert "1 failed" in page and "unique_x" in page
+
+
+def test_a_suite_on_an_unknown_asset_fails_loading_unless_optional(tmp_path):
+    from dagster_twins.quality.checks import gx_checks
+
+    suite = json.loads((PROJECT_ROOT / "expectations" / "raw_users.json").read_text())
+    suite["meta"]["dagster_twins"]["asset"] = ["raw", "nope"]
+    (tmp_path / "typo.json").write_text(json.dumps(suite))
+    with pytest.raises(ValueError, match=r"typo.json: meta.dagster_twins.asset: no asset raw/nope"):
+        gx_checks(tmp_path, {dg.AssetKey(["raw", "users"])})
+    suite["meta"]["dagster_twins"]["optional"] = True
+    (tmp_path / "typo.json").write_text(json.dumps(suite))
+    assert gx_checks(tmp_path, {dg.AssetKey(["raw", "users"])}) == []

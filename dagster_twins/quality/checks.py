@@ -86,10 +86,10 @@ def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
 
 
 def gx_checks(folder: Path, asset_keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
-    """A check per suite file in ``folder`` whose asset is in the code location (the scenario suite needs scenario
-    specs); a suite naming an asset that does not exist fails loading."""
+    """A check per suite file in ``folder`` whose asset is in the code location; a suite naming an asset that does
+    not exist fails loading, unless it says the asset is optional (the scenario suite: no specs, no ranking)."""
     suites = load_suite_files(folder)
-    unknown = [s for s in suites if dg.AssetKey(s.asset) not in asset_keys and s.asset[0] != "simulation"]
+    unknown = [s for s in suites if dg.AssetKey(s.asset) not in asset_keys and not s.optional]
     if unknown:
         raise ValueError(f"{unknown[0].path}: meta.dagster_twins.asset: no asset {'/'.join(unknown[0].asset)}")
     return [build_gx_check(suite) for suite in suites if dg.AssetKey(suite.asset) in asset_keys]

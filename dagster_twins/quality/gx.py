@@ -29,6 +29,7 @@ class SuiteFile:
     asset: list[str]
     blocking: bool
     rows: str = "all"
+    optional: bool = False  # its asset may be absent (built from configuration, e.g. only with scenario specs)
     why: str = ""
     row_count_vs_previous: dict = field(default_factory=dict)
 
@@ -40,7 +41,8 @@ def load_suite_file(path: Path) -> SuiteFile:
         raise ValueError(f"{path}: meta.dagster_twins.table and .asset are required")
     return SuiteFile(name=raw["name"], path=path, expectations=raw["expectations"], table=settings["table"],
                      asset=list(settings["asset"]), blocking=bool(settings.get("blocking", False)),
-                     rows=settings.get("rows", "all"), why=settings.get("why", ""),
+                     rows=settings.get("rows", "all"), optional=bool(settings.get("optional", False)),
+                     why=settings.get("why", ""),
                      row_count_vs_previous=settings.get("row_count_vs_previous", {}))
 
 
