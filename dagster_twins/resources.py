@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource
 
+from dagster_twins.bucket_io import BucketReader, bucket_count, reader_for
 from dagster_twins.ingestion.mapping import SourceMapping, load_mappings
 from dagster_twins.ingestion.warehouse import connect
 from dagster_twins.settings import DBT_PROJECT_DIR, Settings, default_serving_path
@@ -17,10 +18,14 @@ from dagster_twins.settings import DBT_PROJECT_DIR, Settings, default_serving_pa
 
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file. DuckDB allows one writer: open, use and close per step. ``serving_path`` is the
-    read-only copy published for BI tools at the end of a run (empty: serving/ beside the warehouse)."""
+    read-only copy published for BI tools at the end of a run (empty: serving/ beside the warehouse).
+    ``engine`` is where dbt builds the marts the Python assets read (duckdb or spark), ``user_buckets`` how many
+    user-hash buckets they read them in (0: about 50,000 users a bucket)."""
 
     path: str
     serving_path: str = ""
+    engine: str = "duckdb"
+    user_buckets: int = 0
 
     @property
     def serving_file(self) -> Path:
@@ -28,6 +33,13 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         return connect(Path(self.path), read_only=read_only)
+
+    def reader(self, con: duckdb.DuckDBPyConnection) -> BucketReader:
+        """Reads the dbt-built inputs, a bucket at a time, from the engine dbt builds on (``con`` for DuckDB)."""
+        return reader_for(self.engine, con)
+
+    def buckets(self, users: int) -> int:
+        return bucket_count(users, self.user_buckets)
 
 
 class LandingResource(dg.ConfigurableResource):
@@ -52,7 +64,9 @@ def dbt_executable() -> str:
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path), serving_path=str(settings.serving_file)),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path), serving_path=str(settings.serving_file),
+                                       engine="spark" if settings.dbt_target.startswith("spark") else "duckdb",
+                                       user_buckets=settings.user_buckets),
         "landing": LandingResource(
             landing_dir=str(settings.landing_dir), sources_config=str(settings.sources_config)
         ),

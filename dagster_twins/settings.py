@@ -11,6 +11,7 @@ that work out of the box from a fresh clone.
 | TWINS_SCENARIOS_DIR | scenarios | scenario specs, one YAML file each (one simulation asset per spec) |
 | TWINS_EXPECTATIONS_DIR | expectations | Great Expectations suites, one JSON file each (one asset check per suite) |
 | TWINS_SERVING_PATH | data/serving/warehouse.duckdb | read-only copy for BI, replaced at the end of each run |
+| TWINS_USER_BUCKETS | 0 (auto: ~50,000 users a bucket) | user-hash buckets the Python assets read and fold at a time |
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Settings:
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
     expectations_dir: Path = PROJECT_ROOT / "expectations"
     serving_path: Path | None = None  # None: default_serving_path(warehouse_path), which follows the warehouse
+    user_buckets: int = 0  # 0: enough buckets for about 50,000 users each (dagster_twins.bucket_io)
 
     @property
     def serving_file(self) -> Path:
@@ -70,6 +72,7 @@ class Settings:
             scenarios_dir=_path(env, "TWINS_SCENARIOS_DIR", PROJECT_ROOT / "scenarios"),
             expectations_dir=_path(env, "TWINS_EXPECTATIONS_DIR", PROJECT_ROOT / "expectations"),
             serving_path=_path(env, "TWINS_SERVING_PATH", None),
+            user_buckets=int(env.get("TWINS_USER_BUCKETS", "0")),
         )
 
 

@@ -65,21 +65,6 @@ def test_daily_increment_equals_full_rebuild(built, built_copy):
         np.testing.assert_allclose(incremental[column], full[column], rtol=1e-9, atol=1e-12)
 
 
-def test_folding_users_in_buckets_equals_folding_them_at_once(built, built_copy):
-    settings = built[0]
-    local, demo = built_copy
-    window = {"dagster/asset_partition_range_start": demo.start_date.isoformat(),
-              "dagster/asset_partition_range_end": demo.end_date.isoformat()}
-    result = run_twins(local, window, full_rebuild=True, interactions_per_bucket=2_000)
-    assert result.success
-    metadata = result.get_asset_materialization_events()[0].materialization.metadata
-    assert metadata["user_buckets"].value > 3
-    bucketed, whole = beliefs(local.warehouse_path), beliefs(settings.warehouse_path)
-    assert len(bucketed) == len(whole)
-    for column in ("mean", "lower_90", "upper_90", "confidence"):
-        np.testing.assert_allclose(bucketed[column], whole[column], rtol=1e-9, atol=1e-12)
-
-
 def test_twins_recover_planted_truth(built):
     settings, _, demo = built
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)

@@ -118,3 +118,34 @@ def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame,
         con.execute(f"insert into {name} by name select * from _rows_frame")
     finally:
         con.unregister("_rows_frame")
+
+
+class TableRewrite:
+    """Replaces a table's rows (those matching ``where``; None: all) with frames written a bucket of users at a
+    time: the first non-empty frame replaces, the next ones append. ``finish`` empties the rows when no bucket
+    wrote any, so a table never keeps a previous run's rows by accident."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, schema: str, table: str, where: dict | None = None):
+        self.con, self.schema, self.table, self.where = con, schema, table, where
+        self.rows = 0
+
+    def write(self, frame) -> None:
+        if frame.empty:
+            return
+        if self.rows == 0:
+            replace_rows(self.con, self.schema, self.table, frame, self.where)
+        else:
+            self.con.register("_rows_frame", frame)
+            try:
+                self.con.execute(f"insert into {quote_ident(self.schema)}.{quote_ident(self.table)} by name "
+                                 "select * from _rows_frame")
+            finally:
+                self.con.unregister("_rows_frame")
+        self.rows += len(frame)
+
+    def finish(self) -> int:
+        if self.rows == 0 and table_exists(self.con, self.schema, self.table):
+            clause = " and ".join(f"{quote_ident(c)} = ?" for c in (self.where or {})) or "1 = 1"
+            self.con.execute(f"delete from {quote_ident(self.schema)}.{quote_ident(self.table)} where {clause}",
+                             list((self.where or {}).values()))
+        return self.rows

@@ -7,13 +7,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from dagster_twins.ingestion.warehouse import replace_rows
+from dagster_twins.bucket_io import all_buckets
+from dagster_twins.ingestion.warehouse import TableRewrite
 from dagster_twins.partitions import run_window, single_run
 from dagster_twins.resources import WarehouseResource
 from dagster_twins.twins import store
 from dagster_twins.twins.families import decay_factor
 from dagster_twins.twins.state import KEY, empty_state, fold
-from dagster_twins.twins.summarize import roll_up, summarize
+from dagster_twins.twins.summarize import PriorInputs, posteriors, roll_up
 
 GROUP = "twins"
 BELIEFS_KEY = dg.AssetKey(["twins", "user_beliefs"])
@@ -24,7 +25,6 @@ class TwinConfig(dg.Config):
     half_life_days: float = 60.0  # evidence loses half its weight in this many days
     full_rebuild: bool = False  # ignore saved state and fold everything that has landed
     state_retention_days: int = 35  # how long daily state snapshots are kept for incremental re-runs
-    interactions_per_bucket: int = 2_000_000  # landed interactions folded at a time (bounds memory)
 
 
 def _check(name: str, asset: dg.AssetKey, description: str) -> dg.AssetCheckSpec:
@@ -62,86 +62,125 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
     started = time.perf_counter()
     con = warehouse.connect()
     try:
-        window = run_window(context.run.tags) or store.landing_span(con)
+        reader = warehouse.reader(con)
+        window = run_window(context.run.tags) or store.landing_span(reader)
         if window is None:
             raise dg.Failure("marts.fct_events is empty: run ingestion and dbt first")
         start, end = window
         as_of = end - timedelta(days=1)
         base_as_of = None if config.full_rebuild else store.saved_state_day(con, start)
         mode = "full rebuild" if base_as_of is None else f"incremental from the state of {base_as_of}"
-        # Users are folded a bucket at a time (a user's state depends on their own evidence only), so memory is
-        # bounded by a bucket's evidence, not by all history: a 100,000-user rebuild held 22 million rows.
-        interactions = store.landed_interactions(con, base_as_of, end)
-        buckets = max(1, -(-interactions // config.interactions_per_bucket))
-        context.log.info(f"twins as of {as_of}: {mode}; folding {interactions:,} landed interactions "
-                         f"in {buckets} bucket(s) of users")
-        bases, evidences, states = [], [], []
-        for b in range(buckets):
-            base_b = store.base_state(con, start, (b, buckets))[0] if base_as_of is not None else empty_state()
-            evidence_b = store.landed_evidence(con, base_as_of, end, (b, buckets))
-            states.append(fold(base_b, base_as_of, evidence_b, as_of, config.half_life_days))
-            bases.append(base_b)
-            evidences.append(evidence_b[["user_id"]])
-        state, base, evidence = (pd.concat(parts, ignore_index=True) for parts in (states, bases, evidences))
-        users, categories = store.users_and_categories(con, as_of)
-        beliefs, priors = summarize(state, users, categories, as_of, config.half_life_days)
-        twins = roll_up(beliefs, as_of)
-
-        store.save_snapshot(con, "belief_state", state.assign(as_of=pd.Timestamp(as_of)), as_of, start)
+        interactions = store.landed_interactions(reader, base_as_of, end)
+        users = store.known_users(reader, as_of)
+        categories = store.belief_categories(reader)
+        # Users are folded and summarized a bucket at a time (a user's state depends on their own evidence, the
+        # priors on population moments gathered in between), so memory follows the bucket, not the population.
+        buckets = warehouse.buckets(len(users))
+        context.log.info(f"twins as of {as_of} on {reader.engine}: {mode}; folding {interactions:,} landed "
+                         f"interactions of {len(users):,} users in {buckets} bucket(s)")
+        tally = CheckTally()
+        inputs = PriorInputs(users, categories, as_of, config.half_life_days)
+        store.clear_snapshots(con, "belief_state", as_of, start)
+        for bucket in all_buckets(buckets):
+            evidence = store.landed_evidence(reader, base_as_of, end, bucket)
+            base = empty_state() if base_as_of is None else store.state_of(
+                con, base_as_of, pd.concat([store.bucket_users(reader, bucket), evidence["user_id"]]))
+            state = fold(base, base_as_of, evidence, as_of, config.half_life_days)
+            store.append_snapshot(con, "belief_state", state.assign(as_of=pd.Timestamp(as_of)))
+            inputs.add(state)
+            tally.folded(base, base_as_of, state, evidence, as_of, config.half_life_days)
         store.prune_state(con, as_of, config.state_retention_days)
-        store.save_snapshot(con, "belief_priors", priors, as_of, start)
-        replace_rows(con, store.SCHEMA, "user_beliefs", beliefs)
-        replace_rows(con, store.SCHEMA, "user_twins", twins)
-        store.save_snapshot(con, "user_twins_history", twins.rename(columns={"last_updated": "as_of"}), as_of, start)
+        priors = inputs.estimate()
+        store.save_snapshot(con, "belief_priors", priors.frame, as_of, start)
+
+        beliefs_out = TableRewrite(con, store.SCHEMA, "user_beliefs")
+        twins_out = TableRewrite(con, store.SCHEMA, "user_twins")
+        store.clear_snapshots(con, "user_twins_history", as_of, start)
+        for bucket in all_buckets(buckets):
+            users_b = store.known_users(reader, as_of, bucket)
+            state = store.state_of(con, as_of, users_b["user_id"])
+            beliefs = posteriors(state, users_b, categories, priors, as_of, config.half_life_days)
+            twins = roll_up(beliefs, as_of)
+            beliefs_out.write(beliefs)
+            twins_out.write(twins)
+            store.append_snapshot(con, "user_twins_history", twins.rename(columns={"last_updated": "as_of"}))
+            tally.summarized(beliefs, twins)
+        belief_rows, twin_rows = beliefs_out.finish(), twins_out.finish()
         con.execute(store.EXPLANATIONS_VIEW)
-        dim_users = int(con.execute("select count(*) from marts.dim_users where coalesce(signed_up_at, first_seen_at)"
-                                    " < ?", [as_of + timedelta(days=1)]).fetchone()[0])
     finally:
         con.close()
 
     seconds = round(time.perf_counter() - started, 2)
     yield dg.MaterializeResult(asset_key=BELIEFS_KEY, metadata={
-        "dagster/row_count": len(beliefs), "as_of": str(as_of), "mode": mode,
+        "dagster/row_count": belief_rows, "as_of": str(as_of), "mode": mode, "engine": reader.engine,
         "interactions_folded": interactions, "user_buckets": buckets,
         "half_life_days": config.half_life_days, "seconds": seconds,
-        "priors": dg.MetadataValue.md(priors.drop(columns="as_of").head(30).to_markdown(index=False, floatfmt=".3g")),
+        "priors": dg.MetadataValue.md(priors.frame.drop(columns="as_of").head(30).to_markdown(index=False,
+                                                                                            floatfmt=".3g")),
     })
     yield dg.MaterializeResult(asset_key=TWINS_KEY, metadata={
-        "dagster/row_count": len(twins), "as_of": str(as_of),
-        "median_overall_confidence": float(np.nanmedian(twins["overall_confidence"])),
-        "preview": dg.MetadataValue.md(twins.head(10).to_markdown(index=False, floatfmt=".3g")),
+        "dagster/row_count": twin_rows, "as_of": str(as_of),
+        "median_overall_confidence": tally.median_confidence(),
+        "preview": dg.MetadataValue.md(tally.preview.to_markdown(index=False, floatfmt=".3g")),
     })
-    yield from _checks(beliefs, twins, dim_users, base, base_as_of, state, evidence, as_of, config.half_life_days)
+    yield from tally.results(len(users))
 
 
-def _checks(beliefs: pd.DataFrame, twins: pd.DataFrame, dim_users: int, base: pd.DataFrame, base_as_of,
-            state: pd.DataFrame, evidence: pd.DataFrame, as_of, half_life: float):
-    yield dg.AssetCheckResult(asset_key=TWINS_KEY, check_name="every_user_has_a_twin",
-                              passed=bool(len(twins) == dim_users and twins["user_id"].is_unique),
-                              metadata={"twins": len(twins), "users": dim_users})
-    params = beliefs[["param_1", "param_2"]].to_numpy()
-    bad_params = int((~np.isfinite(params) | (params <= 0)).any(axis=1).sum())
-    yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="parameters_positive_and_finite",
-                              passed=bad_params == 0, metadata={"bad_rows": bad_params})
-    bounded = beliefs["family"] != "gamma"
-    # (The mean of a skewed posterior may lie outside its central 90% interval, so that is not checked.)
-    out_of_range = int(((beliefs["mean"] < 0) | (beliefs["lower_90"] < 0) | (beliefs["lower_90"] > beliefs["upper_90"])
-                        | (bounded & ((beliefs["mean"] > 1) | (beliefs["upper_90"] > 1)))).sum())
-    yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="probabilities_and_shares_in_range",
-                              passed=out_of_range == 0, metadata={"bad_rows": out_of_range})
-    sums = beliefs[beliefs["family"] == "dirichlet"].groupby(["user_id", "belief"])["mean"].sum()
-    off = int((np.abs(sums - 1) > 1e-9).sum())
-    yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="shares_sum_to_one", passed=off == 0,
-                              metadata={"user_beliefs_off": off, "max_abs_error": float(np.abs(sums - 1).max())})
-    conf = beliefs["confidence"]
-    yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="confidence_in_range",
-                              passed=bool(((conf >= 0) & (conf <= 1)).all()),
-                              metadata={"min": float(conf.min()), "max": float(conf.max())})
-    moved = 0
-    if base_as_of is not None and len(base):
-        touched = set(evidence["user_id"])
-        quiet = base[~base["user_id"].isin(touched)].merge(state, on=KEY, suffixes=("_old", "_new"))
+class CheckTally:
+    """The twin checks, added up bucket by bucket so no check needs the whole population at once."""
+
+    def __init__(self):
+        self.moved = self.twins = self.bad_params = self.out_of_range = self.shares_off = 0
+        self.unique = True
+        self.max_share_error = 0.0
+        self.confidence = (np.inf, -np.inf)
+        self.confidences: list[np.ndarray] = []
+        self.preview = pd.DataFrame()
+
+    def folded(self, base: pd.DataFrame, base_as_of, state: pd.DataFrame, evidence: pd.DataFrame, as_of,
+               half_life: float) -> None:
+        """A user with no new evidence moved only by decay since the saved state."""
+        if base_as_of is None or not len(base):
+            return
+        quiet = base[~base["user_id"].isin(set(evidence["user_id"]))].merge(state, on=KEY, suffixes=("_old", "_new"))
         w = float(decay_factor((as_of - base_as_of).days, half_life))
-        moved = int((~np.isclose(quiet["stat_a_old"] * w, quiet["stat_a_new"], rtol=1e-9, atol=1e-12)).sum())
-    yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="no_change_without_evidence", passed=moved == 0,
-                              metadata={"rows_moved_without_evidence": moved})
+        self.moved += int((~np.isclose(quiet["stat_a_old"] * w, quiet["stat_a_new"], rtol=1e-9, atol=1e-12)).sum())
+
+    def summarized(self, beliefs: pd.DataFrame, twins: pd.DataFrame) -> None:
+        self.twins += len(twins)
+        self.unique &= bool(twins["user_id"].is_unique)  # buckets are disjoint: unique within each is enough
+        if self.preview.empty:
+            self.preview = twins.head(10)
+        self.confidences.append(twins["overall_confidence"].to_numpy())
+        params = beliefs[["param_1", "param_2"]].to_numpy()
+        self.bad_params += int((~np.isfinite(params) | (params <= 0)).any(axis=1).sum())
+        bounded = beliefs["family"] != "gamma"
+        # (The mean of a skewed posterior may lie outside its central 90% interval, so that is not checked.)
+        self.out_of_range += int(((beliefs["mean"] < 0) | (beliefs["lower_90"] < 0)
+                                  | (beliefs["lower_90"] > beliefs["upper_90"])
+                                  | (bounded & ((beliefs["mean"] > 1) | (beliefs["upper_90"] > 1)))).sum())
+        sums = beliefs[beliefs["family"] == "dirichlet"].groupby(["user_id", "belief"])["mean"].sum()
+        self.shares_off += int((np.abs(sums - 1) > 1e-9).sum())
+        self.max_share_error = max(self.max_share_error, float(np.abs(sums - 1).max()) if len(sums) else 0.0)
+        conf = beliefs["confidence"]
+        self.confidence = (min(self.confidence[0], float(conf.min())), max(self.confidence[1], float(conf.max())))
+
+    def median_confidence(self) -> float:
+        return float(np.nanmedian(np.concatenate(self.confidences))) if self.confidences else float("nan")
+
+    def results(self, known_users: int):
+        yield dg.AssetCheckResult(asset_key=TWINS_KEY, check_name="every_user_has_a_twin",
+                                  passed=bool(self.twins == known_users and self.unique),
+                                  metadata={"twins": self.twins, "users": known_users})
+        yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="parameters_positive_and_finite",
+                                  passed=self.bad_params == 0, metadata={"bad_rows": self.bad_params})
+        yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="probabilities_and_shares_in_range",
+                                  passed=self.out_of_range == 0, metadata={"bad_rows": self.out_of_range})
+        yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="shares_sum_to_one", passed=self.shares_off == 0,
+                                  metadata={"user_beliefs_off": self.shares_off,
+                                            "max_abs_error": self.max_share_error})
+        low, high = self.confidence
+        yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="confidence_in_range",
+                                  passed=bool(low >= 0 and high <= 1), metadata={"min": low, "max": high})
+        yield dg.AssetCheckResult(asset_key=BELIEFS_KEY, check_name="no_change_without_evidence",
+                                  passed=self.moved == 0, metadata={"rows_moved_without_evidence": self.moved})

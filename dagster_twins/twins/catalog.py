@@ -52,10 +52,11 @@ def evidence_sql(events_table: str, landing_filter: str) -> str:
         select user_id, 'ticket_rate', '', count(*), 0, activity_date
         from landed where interaction_type = 'ticket_opened' group by all"""
     shares = " union all ".join(
-        f"select user_id, '{b.name}', cast({b.dimension} as varchar), count(*), 0, activity_date from landed "
+        f"select user_id, '{b.name}', cast({b.dimension} as string), count(*), 0, activity_date from landed "
         f"where is_user_initiated and {b.dimension} is not null"
         + (" and source = 'events'" if b.dimension == "channel" else "")
         + " group by all"
         for b in BELIEFS.values() if b.family == "dirichlet"
     )
-    return f"with landed as ({base}) select * from ({scalar} union all {shares}) where stat_a > 0 or stat_b > 0"
+    return (f"with landed as ({base}) select * from ({scalar} union all {shares}) as evidence "
+            "where stat_a > 0 or stat_b > 0")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import duckdb
 import pandas as pd
 
+from dagster_twins.bucket_io import Bucket, BucketReader
 from dagster_twins.ingestion.warehouse import table_exists
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
-from dagster_twins.twins.state import STATE_COLUMNS, empty_state
+from dagster_twins.twins.state import STATE_COLUMNS
 
 SCHEMA = "twins"
 STATE_DDL = f"""create table if not exists {SCHEMA}.belief_state (
@@ -18,16 +19,13 @@ STATE_DDL = f"""create table if not exists {SCHEMA}.belief_state (
 )"""
 
 
-def landing_span(con: duckdb.DuckDBPyConnection) -> tuple[date, date] | None:
-    row = con.execute("select min(landing_date), max(landing_date) from marts.fct_events").fetchone()
-    return (row[0], row[1] + timedelta(days=1)) if row and row[0] else None
+def landing_span(reader: BucketReader) -> tuple[date, date] | None:
+    row = reader.scalars("select min(landing_date), max(landing_date) from marts.fct_events")
+    return (_day(row[0]), _day(row[1]) + timedelta(days=1)) if row and row[0] else None
 
 
-Bucket = tuple[int, int]  # (this bucket, number of buckets): the users whose id hashes to it
-
-
-def _in_bucket(bucket: Bucket | None) -> str:
-    return "" if bucket is None or bucket[1] == 1 else f" and hash(user_id) % {bucket[1]} = {bucket[0]}"
+def _day(value) -> date:
+    return value.date() if isinstance(value, datetime) else value
 
 
 def saved_state_day(con: duckdb.DuckDBPyConnection, before: date) -> date | None:
@@ -37,21 +35,21 @@ def saved_state_day(con: duckdb.DuckDBPyConnection, before: date) -> date | None
     return con.execute(f"select max(as_of) from {SCHEMA}.belief_state where as_of < ?", [before]).fetchone()[0]
 
 
-def base_state(con: duckdb.DuckDBPyConnection, before: date,
-               bucket: Bucket | None = None) -> tuple[pd.DataFrame, date | None]:
-    """The latest saved state taken before ``before`` (empty, None when there is none), for one bucket of
-    users or all of them."""
-    as_of = saved_state_day(con, before)
-    if as_of is None:
-        return empty_state(), None
-    state = con.execute(
-        f"select {', '.join(STATE_COLUMNS)} from {SCHEMA}.belief_state where as_of = ?{_in_bucket(bucket)}", [as_of]
-    ).df()
-    return state, as_of
+def state_of(con: duckdb.DuckDBPyConnection, as_of: date, user_ids: pd.Series | None = None) -> pd.DataFrame:
+    """The saved state of ``as_of`` for ``user_ids`` (None: everyone). The state lives in the DuckDB warehouse
+    whichever engine built the marts, so a bucket is selected by its users, not by a hash."""
+    sql = f"select {', '.join(STATE_COLUMNS)} from {SCHEMA}.belief_state where as_of = ?"
+    if user_ids is None:
+        return con.execute(sql, [as_of]).df()
+    con.register("_bucket_users", pd.DataFrame({"user_id": pd.unique(user_ids)}))
+    try:
+        return con.execute(sql + " and user_id in (select user_id from _bucket_users)", [as_of]).df()
+    finally:
+        con.unregister("_bucket_users")
 
 
-def landed_interactions(con: duckdb.DuckDBPyConnection, after: date | None, end: date) -> int:
-    return int(con.execute(f"select count(*) from marts.fct_events where {_landed(after, end)}").fetchone()[0])
+def landed_interactions(reader: BucketReader, after: date | None, end: date) -> int:
+    return int(reader.scalars(f"select count(*) from marts.fct_events where {_landed(after, end)}")[0])
 
 
 def _landed(after: date | None, end: date) -> str:
@@ -61,52 +59,74 @@ def _landed(after: date | None, end: date) -> str:
     return landing_filter
 
 
-def landed_evidence(con: duckdb.DuckDBPyConnection, after: date | None, end: date,
+def landed_evidence(reader: BucketReader, after: date | None, end: date,
                     bucket: Bucket | None = None) -> pd.DataFrame:
     """Daily evidence from interactions that landed after ``after`` (exclusive) and before ``end``, for one
     bucket of users or all of them."""
-    frame = con.execute(evidence_sql("marts.fct_events", _landed(after, end) + _in_bucket(bucket))).df()
+    frame = reader.frame(evidence_sql("marts.fct_events", f"{_landed(after, end)} and {reader.bucket_filter(bucket)}"))
     # A row can be dated after the day it landed (a source's clock ahead of the export's); its evidence counts
     # from the last landed day, since a state cannot hold evidence from its future.
     frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
     return frame
 
 
-def users_and_categories(con: duckdb.DuckDBPyConnection, as_of: date) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+def bucket_users(reader: BucketReader, bucket: Bucket | None = None) -> pd.Series:
+    """Every user of ``bucket`` in marts.dim_users, known by now or not."""
+    return reader.table_frame("marts.dim_users", ["user_id"], bucket=bucket)["user_id"]
+
+
+def known_users(reader: BucketReader, as_of: date, bucket: Bucket | None = None) -> pd.DataFrame:
     """Users known by ``as_of`` with the first day of their exposure (sign-up, but not before the data
-    starts), and the categories of every share belief (topics from the taxonomy seed plus any seen)."""
-    users = con.execute(
+    starts), in user_id order."""
+    users = reader.frame(
         "select user_id, cast(greatest(coalesce(signed_up_at, first_seen_at), "
         "(select min(occurred_at) from marts.fct_events)) as date) as first_day from marts.dim_users "
-        "where coalesce(signed_up_at, first_seen_at) < ? order by user_id",
+        f"where coalesce(signed_up_at, first_seen_at) < ? and {reader.bucket_filter(bucket)} order by user_id",
         [as_of + timedelta(days=1)],
-    ).df()
+    )
     users["first_day"] = pd.to_datetime(users["first_day"])
+    return users
+
+
+def belief_categories(reader: BucketReader) -> dict[str, list[str]]:
+    """The categories of every share belief (topics from the taxonomy seed plus any seen)."""
     categories: dict[str, list[str]] = {}
     for name, belief in BELIEFS.items():
         if belief.dimension is None:
             categories[name] = []
             continue
-        seen = [r[0] for r in con.execute(
-            f"select distinct cast({belief.dimension} as varchar) from marts.fct_events "
-            f"where {belief.dimension} is not null order by 1").fetchall()]
+        seen = reader.frame(
+            f"select distinct cast({belief.dimension} as string) as category from marts.fct_events "
+            f"where {belief.dimension} is not null order by 1")["category"].tolist()
         if belief.dimension == "topic":
-            taxonomy = con.execute("select distinct topic from reference.topic_taxonomy").fetchall()
-            seen = sorted(set(seen) | {r[0] for r in taxonomy})
+            taxonomy = reader.frame("select distinct topic from reference.topic_taxonomy")["topic"]
+            seen = sorted(set(seen) | set(taxonomy))
         categories[name] = seen
-    return users, categories
+    return categories
+
+
+def clear_snapshots(con: duckdb.DuckDBPyConnection, table: str, as_of: date, invalidate_from: date) -> None:
+    """Drop the dated snapshots from ``invalidate_from`` on (a re-run of an older window makes later ones stale)
+    before a run appends its own."""
+    if table_exists(con, SCHEMA, table):
+        con.execute(f"delete from {SCHEMA}.{table} where as_of >= ?", [min(invalidate_from, as_of)])
+
+
+def append_snapshot(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    con.register("_twins_frame", frame)
+    try:
+        if not table_exists(con, SCHEMA, table):
+            con.execute(f"create table {SCHEMA}.{table} as select * from _twins_frame limit 0")
+        con.execute(f"insert into {SCHEMA}.{table} by name select * from _twins_frame")
+    finally:
+        con.unregister("_twins_frame")
 
 
 def save_snapshot(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of: date,
                   invalidate_from: date) -> None:
-    """Append a dated snapshot; snapshots from ``invalidate_from`` on are dropped first (a re-run of an older
-    window makes later ones stale)."""
-    con.register("_twins_frame", frame)
-    if not table_exists(con, SCHEMA, table):
-        con.execute(f"create table {SCHEMA}.{table} as select * from _twins_frame limit 0")
-    con.execute(f"delete from {SCHEMA}.{table} where as_of >= ?", [min(invalidate_from, as_of)])
-    con.execute(f"insert into {SCHEMA}.{table} by name select * from _twins_frame")
-    con.unregister("_twins_frame")
+    """Append a dated snapshot, dropping the stale ones first (``clear_snapshots``)."""
+    clear_snapshots(con, table, as_of, invalidate_from)
+    append_snapshot(con, table, frame)
 
 
 def prune_state(con: duckdb.DuckDBPyConnection, as_of: date, retention_days: int) -> None:

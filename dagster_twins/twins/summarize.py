@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -19,57 +20,111 @@ def _matrices(part: pd.DataFrame, users: pd.Index, cats: list[str]) -> dict[str,
     shape = (len(users), len(cats))
     out = {name: np.zeros(shape) for name in ("stat_a", "stat_b", "n_evidence")}
     out["last_evidence_day"] = np.full(shape, np.datetime64("NaT"), dtype="datetime64[ns]")
-    rows = users.get_indexer(part["user_id"])
-    cols = pd.Index(cats).get_indexer(part["category"])
-    keep = (rows >= 0) & (cols >= 0)
-    for name in out:
-        out[name][rows[keep], cols[keep]] = part[name].to_numpy()[keep]
+    _scatter(part, users, cats, out)
     return out
 
 
-def summarize(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, list[str]], as_of: date,
-              half_life_days: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``user_beliefs`` (a row per user, belief and category) and the priors behind them.
+def _scatter(part: pd.DataFrame, users: pd.Index, cats: list[str], into: dict[str, np.ndarray]) -> None:
+    """Write ``part``'s rows into the (users x categories) matrices ``into`` (rows of other users are skipped)."""
+    rows = users.get_indexer(part["user_id"])
+    cols = pd.Index(cats).get_indexer(part["category"])
+    keep = (rows >= 0) & (cols >= 0)
+    for name, matrix in into.items():
+        matrix[rows[keep], cols[keep]] = part[name].to_numpy()[keep]
 
-    ``users`` has user_id and first_day (when the user's exposure starts, for rates). Each belief is computed
-    on (users x categories) arrays: at 100,000 users the long-table version spent most of its time in merges.
-    """
+
+def _state_by_belief(state: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return dict(tuple(state.groupby("belief", sort=False))) if len(state) else {}
+
+
+def _summarized(categories: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """The beliefs to summarize with their categories ("" for a scalar belief); a share over no categories
+    (none in the data nor a seed) says nothing and is skipped."""
+    return [(name, categories.get(name) or [""]) for name, belief in BELIEFS.items()
+            if belief.family != "dirichlet" or categories.get(name)]
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Each belief's prior parameters per category, and the ``belief_priors`` rows that explain them."""
+
+    params: dict[str, tuple[np.ndarray, np.ndarray]]  # belief -> (prior_1, prior_2), one value per category
+    frame: pd.DataFrame
+
+
+class PriorInputs:
+    """The per-user statistics the empirical-Bayes priors need, gathered a bucket of users at a time into
+    arrays in the population's user order, so the priors (moments over all users) are the same however the
+    users were bucketed. About a hundred bytes a user."""
+
+    def __init__(self, users: pd.DataFrame, categories: dict[str, list[str]], as_of: date, half_life_days: float):
+        self.users = pd.Index(users["user_id"].to_numpy())
+        self.as_of = as_of
+        self.exposure = exposure_days(users["first_day"], as_of, half_life_days)
+        self.raw_days = exposure_day_count(users["first_day"], as_of)
+        self.beliefs = _summarized(categories)
+        self.stats: dict[str, dict[str, np.ndarray]] = {}
+        for name, cats in self.beliefs:
+            wanted = ("stat_a", "stat_b", "n_evidence") if BELIEFS[name].family == "beta" else ("stat_a",)
+            self.stats[name] = {s: np.zeros((len(self.users), len(cats))) for s in wanted}
+
+    def add(self, state: pd.DataFrame) -> None:
+        """Take in the state of a bucket of users."""
+        by_belief = _state_by_belief(state)
+        for name, cats in self.beliefs:
+            if name in by_belief:
+                _scatter(by_belief[name], self.users, cats, self.stats[name])
+
+    def estimate(self) -> Priors:
+        params, rows = {}, []
+        for name, cats in self.beliefs:
+            family, m = BELIEFS[name].family, self.stats[name]
+            if family == "beta":
+                est = beta_prior(m["stat_a"][:, 0], m["stat_b"][:, 0], raw_trials=m["n_evidence"][:, 0])
+                params[name] = (np.array([est.p1]), np.array([est.p2]))
+                rows.append((name, "", est.family, est.p1, est.p2, est.n_users, est.method))
+            elif family == "gamma":
+                est = gamma_prior(m["stat_a"][:, 0], self.exposure, raw_exposure=self.raw_days)
+                params[name] = (np.array([est.p1]), np.array([est.p2]))
+                rows.append((name, "", est.family, est.p1, est.p2, est.n_users, est.method))
+            else:
+                alpha, est = dirichlet_prior(m["stat_a"])
+                params[name] = (alpha, np.full(len(cats), est.p2))
+                rows += [(name, c, est.family, x, est.p2, est.n_users, est.method)
+                         for c, x in zip(cats, alpha, strict=True)]
+        frame = pd.DataFrame(rows, columns=["belief", "category", "family", "param_1", "param_2", "n_users",
+                                            "method"])
+        frame["as_of"] = pd.Timestamp(self.as_of)
+        return Priors(params, frame)
+
+
+def posteriors(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, list[str]], priors: Priors,
+               as_of: date, half_life_days: float) -> pd.DataFrame:
+    """``user_beliefs`` rows (one per user, belief and category) for ``users`` (user_id, first_day: when the
+    user's exposure starts, for rates), whose state is ``state``, under population ``priors``. Each belief is
+    computed on (users x categories) arrays: at 100,000 users the long-table version spent most of its time in
+    merges."""
     user_index = pd.Index(users["user_id"].to_numpy())
     exposure = exposure_days(users["first_day"], as_of, half_life_days)
-    raw_days = exposure_day_count(users["first_day"], as_of)
-    by_belief = dict(tuple(state.groupby("belief", sort=False))) if len(state) else {}
-    frames, prior_rows = [], []
-    for name, belief in BELIEFS.items():
-        if belief.family == "dirichlet" and not categories.get(name):
-            continue  # a share over no categories (none in the data nor a seed) says nothing
-        cats = categories.get(name) or [""]
+    by_belief = _state_by_belief(state)
+    frames = []
+    for name, cats in _summarized(categories):
+        family = BELIEFS[name].family
         m = _matrices(by_belief.get(name, state.iloc[:0]), user_index, cats)
         a = m["stat_a"]
-        if belief.family == "beta":
-            b = m["stat_b"]
-            est = beta_prior(a[:, 0], b[:, 0], raw_trials=m["n_evidence"][:, 0])
-            prior_1, prior_2 = np.full(a.shape, est.p1), np.full(a.shape, est.p2)
-            prior_rows.append((name, "", est.family, est.p1, est.p2, est.n_users, est.method))
-        elif belief.family == "gamma":
-            b = exposure[:, None]
-            est = gamma_prior(a[:, 0], exposure, raw_exposure=raw_days)
-            prior_1, prior_2 = np.full(a.shape, est.p1), np.full(a.shape, est.p2)
-            prior_rows.append((name, "", est.family, est.p1, est.p2, est.n_users, est.method))
-        else:
+        b = {"beta": m["stat_b"], "gamma": exposure[:, None]}.get(family)
+        if b is None:  # dirichlet: the user's total over categories
             b = np.repeat(a.sum(axis=1, keepdims=True), a.shape[1], axis=1)
-            alpha, est = dirichlet_prior(a)
-            prior_1, prior_2 = np.broadcast_to(alpha, a.shape), np.full(a.shape, est.p2)
-            prior_rows += [(name, c, est.family, x, est.p2, est.n_users, est.method) for c, x in zip(cats, alpha,
-                                                                                                     strict=True)]
+        p1, p2 = priors.params[name]
         flat = {"stat_a": a.ravel(), "stat_b": np.broadcast_to(b, a.shape).ravel(),
-                "prior_1": prior_1.ravel(), "prior_2": prior_2.ravel()}
-        post = posterior(belief.family, flat["stat_a"], flat["stat_b"], flat["prior_1"], flat["prior_2"])
+                "prior_1": np.broadcast_to(p1, a.shape).ravel(), "prior_2": np.broadcast_to(p2, a.shape).ravel()}
+        post = posterior(family, flat["stat_a"], flat["stat_b"], flat["prior_1"], flat["prior_2"])
         zeros = np.zeros(a.size)
-        prior = posterior(belief.family, zeros, zeros, flat["prior_1"], flat["prior_2"])
+        prior = posterior(family, zeros, zeros, flat["prior_1"], flat["prior_2"])
         lo, hi = post.interval()
         frames.append(pd.DataFrame({
             "user_id": np.repeat(user_index.to_numpy(), len(cats)), "belief": name,
-            "category": np.tile(np.asarray(cats, dtype=object), len(user_index)), "family": belief.family,
+            "category": np.tile(np.asarray(cats, dtype=object), len(user_index)), "family": family,
             "param_1": post.p1, "param_2": post.p2, "mean": post.mean, "lower_90": lo, "upper_90": hi,
             "confidence": confidence(post, prior, (lo, hi)),
             "evidence_weighted": flat["stat_a"], "exposure_weighted": flat["stat_b"],
@@ -78,10 +133,16 @@ def summarize(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, li
         }))
     beliefs = pd.concat(frames, ignore_index=True)
     beliefs["as_of"] = pd.Timestamp(as_of)
-    priors = pd.DataFrame(prior_rows, columns=["belief", "category", "family", "param_1", "param_2", "n_users",
-                                               "method"])
-    priors["as_of"] = pd.Timestamp(as_of)
-    return beliefs, priors
+    return beliefs
+
+
+def summarize(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, list[str]], as_of: date,
+              half_life_days: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``user_beliefs`` and the priors behind them, for a whole population held at once."""
+    inputs = PriorInputs(users, categories, as_of, half_life_days)
+    inputs.add(state)
+    priors = inputs.estimate()
+    return posteriors(state, users, categories, priors, as_of, half_life_days), priors.frame
 
 
 def roll_up(beliefs: pd.DataFrame, as_of: date) -> pd.DataFrame:
