@@ -8,10 +8,11 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from dagster_twins.bucket_io import all_buckets
 from dagster_twins.churn.pipeline import NUMERIC, run_churn, score_alive, with_derived
 from dagster_twins.churn.plots import calibration_plot
 from dagster_twins.churn.serialize import dumps, loads
-from dagster_twins.ingestion.warehouse import replace_rows, table_exists
+from dagster_twins.ingestion.warehouse import TableRewrite, replace_rows, table_exists
 from dagster_twins.partitions import run_window
 from dagster_twins.resources import WarehouseResource
 
@@ -64,11 +65,13 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
     con = warehouse.connect()
     try:
         con.execute(f"create schema if not exists {SCHEMA}")
-        current = con.execute("select * from marts.churn_survival_frame").df()
-        if current.empty:
+        reader = warehouse.reader(con)
+        users, observed_to, window_days = reader.scalars(
+            "select count(*), max(as_of), max(days_in_window) from marts.churn_survival_frame")
+        if not users:
             raise dg.Failure("marts.churn_survival_frame is empty: run the dbt models first")
         # The frame is observed up to the end of the window (exclusive): the as-of day is the one before.
-        as_of = (pd.Timestamp(current["as_of"].max()) - pd.Timedelta(seconds=1)).date()
+        as_of = (pd.Timestamp(observed_to) - pd.Timedelta(seconds=1)).date()
         window = run_window(context.run.tags)
         if window is not None:
             as_of = window[1] - timedelta(days=1)
@@ -78,16 +81,16 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
         ).fetchone() if table_exists(con, SCHEMA, "churn_models") else None
         if previous is not None:
             model, design = loads(previous[1])
-            predictions = score_alive(model, design, with_derived(current))
             metrics = con.execute(f"select * exclude (as_of) from {SCHEMA}.churn_model_metrics where as_of = ?",
                                   [previous[0]]).df()
             fitted_on = pd.Timestamp(previous[0]).date()
             mode = f"scored with the fit of {fitted_on}"
         else:
-            at_cutoff = con.execute("select * from marts.churn_backtest_frame").df()
-            result = run_churn(current, at_cutoff, model_choice=config.model, max_fit_rows=config.max_fit_rows,
-                               covariates=config.covariates)
-            model, design, predictions, metrics = result.model, result.design, result.predictions, result.metrics
+            # The fit reads every user (a sample of max_fit_rows is fitted); scoring below goes a bucket at a time.
+            result = run_churn(reader.frame("select * from marts.churn_survival_frame"),
+                               reader.frame("select * from marts.churn_backtest_frame"), model_choice=config.model,
+                               max_fit_rows=config.max_fit_rows, covariates=config.covariates, score=False)
+            model, design, metrics = result.model, result.design, result.metrics
             fitted_on, mode = as_of, f"refit on {result.fit_rows:,} of {result.population:,} users"
             _save(con, "churn_model_metrics", metrics, as_of)
             _save(con, "churn_calibration", result.calibration, as_of)
@@ -95,9 +98,21 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
                   as_of)
             _save(con, "churn_model_coefficients",
                   model.coefficients_frame().assign(sd=[design.sds[c] for c in model.columns]), as_of)
-        _save(con, "churn_predictions", predictions.assign(model=model.kind, fitted_on=pd.Timestamp(fitted_on)),
-              as_of, replace_all=True)
-        _save(con, "churn_predictions_history", predictions[["user_id", "p_churn_30d", "risk_tier"]], as_of)
+        buckets = warehouse.buckets(users)
+        context.log.info(f"churn as of {as_of} on {reader.engine}: {mode}; scoring {users:,} users in "
+                         f"{buckets} bucket(s)")
+        scored = TableRewrite(con, SCHEMA, "churn_predictions")
+        history = TableRewrite(con, SCHEMA, "churn_predictions_history", {"as_of": pd.Timestamp(as_of)})
+        tally = ScoreTally()
+        for bucket in all_buckets(buckets):
+            frame = reader.table_frame("marts.churn_survival_frame", bucket=bucket)
+            predictions = score_alive(model, design, with_derived(frame, window_days))
+            scored.write(predictions.assign(model=model.kind, fitted_on=pd.Timestamp(fitted_on),
+                                            as_of=pd.Timestamp(as_of)))
+            history.write(predictions[["user_id", "p_churn_30d", "risk_tier"]].assign(as_of=pd.Timestamp(as_of)))
+            tally.add(predictions)
+        scored.finish()
+        history.finish()
         calibration = con.execute(f"select * from {SCHEMA}.churn_calibration where as_of = ? and model = ?",
                                   [pd.Timestamp(fitted_on), model.kind]).df()
     finally:
@@ -115,11 +130,10 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
         "calibration_plot": dg.MetadataValue.path(str(plot)),
         "seconds": round(time.perf_counter() - started, 2),
     })
-    tiers = predictions["risk_tier"].value_counts().to_dict()
     yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={
-        "dagster/row_count": len(predictions), "as_of": str(as_of), "fitted_on": str(fitted_on),
-        "risk_tiers": dg.MetadataValue.json(tiers),
-        "preview": dg.MetadataValue.md(predictions.head(10).to_markdown(index=False, floatfmt=".3f")),
+        "dagster/row_count": tally.rows, "as_of": str(as_of), "fitted_on": str(fitted_on), "user_buckets": buckets,
+        "risk_tiers": dg.MetadataValue.json(tally.tiers),
+        "preview": dg.MetadataValue.md(tally.preview.to_markdown(index=False, floatfmt=".3f")),
     })
     yield dg.AssetCheckResult(asset_key=METRICS_KEY, check_name="backtest_concordance_above_floor",
                               passed=bool(chosen["concordance"] >= config.concordance_floor),
@@ -128,7 +142,25 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
                               passed=bool(chosen["calibration_error"] <= config.calibration_ceiling),
                               metadata={"calibration_error": float(chosen["calibration_error"]),
                                         "ceiling": config.calibration_ceiling})
-    probs = predictions[["p_churn_7d", "p_churn_14d", "p_churn_30d"]].to_numpy()
-    valid = bool(((probs >= 0) & (probs <= 1)).all() and (probs[:, 1:] >= probs[:, :-1]).all())
-    yield dg.AssetCheckResult(asset_key=PREDICTIONS_KEY, check_name="probabilities_valid", passed=valid)
+    yield dg.AssetCheckResult(asset_key=PREDICTIONS_KEY, check_name="probabilities_valid",
+                              passed=tally.invalid == 0, metadata={"invalid_rows": tally.invalid})
+
+
+class ScoreTally:
+    """Row count, tiers, preview and the validity check, added up over the scored buckets."""
+
+    def __init__(self):
+        self.rows = self.invalid = 0
+        self.tiers: dict[str, int] = {}
+        self.preview = pd.DataFrame()
+
+    def add(self, predictions: pd.DataFrame) -> None:
+        self.rows += len(predictions)
+        for tier, n in predictions["risk_tier"].value_counts().items():
+            self.tiers[tier] = self.tiers.get(tier, 0) + int(n)
+        if self.preview.empty:
+            self.preview = predictions.head(10)
+        probs = predictions[["p_churn_7d", "p_churn_14d", "p_churn_30d"]].to_numpy()
+        self.invalid += int((~((probs >= 0) & (probs <= 1)).all(axis=1)
+                             | ~(probs[:, 1:] >= probs[:, :-1]).all(axis=1)).sum())
 

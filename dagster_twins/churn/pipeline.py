@@ -35,8 +35,10 @@ class ChurnRun:
     population: int
 
 
-def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
-    """Exposure-adjusted covariates from the survival frame's counts (see NUMERIC)."""
+def with_derived(frame: pd.DataFrame, window_days: float | None = None) -> pd.DataFrame:
+    """Exposure-adjusted covariates from the survival frame's counts (see NUMERIC). ``window_days`` is the
+    feature window's length over the whole population (default: the longest in ``frame``); pass it when
+    ``frame`` is one bucket of users, so a user's covariates do not depend on their bucket."""
     out = frame.copy()
     out["duration_days"] = np.maximum(out["duration_days"].astype(float), 1e-3)
     in_window = np.maximum(out["days_in_window"].astype(float), 1.0)
@@ -47,7 +49,8 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out["tickets_per_30d"] = out["tickets_total"] / tenure_months
     out["spend_per_30d"] = np.log1p(out["spend"] / tenure_months)
     # The trend needs a whole previous window; where there is none it is unknown, not zero.
-    full_previous = out["duration_days"] >= 2 * out["days_in_window"].max()
+    window = out["days_in_window"].max() if window_days is None else window_days
+    full_previous = out["duration_days"] >= 2 * window
     trend = out["events_per_day"] - np.log1p(out["events_previous_window"] / in_window)
     out["engagement_trend"] = trend.where(full_previous)
     return out
@@ -81,14 +84,17 @@ def backtest(frame: pd.DataFrame, kind: str, max_rows: int, seed: int,
 
 
 def run_churn(current: pd.DataFrame, at_cutoff: pd.DataFrame, *, model_choice: str = "auto",
-              max_fit_rows: int = 50_000, seed: int = 0, covariates: Sequence[str] = NUMERIC) -> ChurnRun:
+              max_fit_rows: int = 50_000, seed: int = 0, covariates: Sequence[str] = NUMERIC,
+              score: bool = True) -> ChurnRun:
+    """Backtest both models, choose, refit on ``current`` and (``score``) score everyone alive in it; without
+    ``score``, predictions are left to the caller (the asset scores a bucket of users at a time)."""
     current, at_cutoff = with_derived(current), with_derived(at_cutoff)
     results = [backtest(at_cutoff, kind, max_fit_rows, seed, covariates) for kind in FITTERS]
     metrics = pd.DataFrame([m for m, _ in results])
     kind = model_choice if model_choice != "auto" else str(metrics.sort_values("concordance").iloc[-1]["model"])
     metrics["chosen"] = metrics["model"] == kind
     model, design, fit_rows = _fit(kind, current, max_fit_rows, seed, covariates)
-    predictions = score_alive(model, design, current)
+    predictions = score_alive(model, design, current) if score else current.iloc[:0]
     calibration = pd.concat([t for _, t in results], ignore_index=True)
     return ChurnRun(model, design, predictions, metrics, calibration, fit_rows, len(current))
 
