@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from dagster_twins.bucket_io import all_buckets
 from dagster_twins.churn.assets import PREDICTIONS_KEY
 from dagster_twins.churn.serialize import loads
 from dagster_twins.ingestion.warehouse import replace_rows, table_exists
@@ -62,7 +63,7 @@ def _md(frame: pd.DataFrame) -> dg.MetadataValue:
 def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     con = warehouse.connect()
     try:
-        experiments = con.execute("select * from marts.campaign_experiment_frame").df()
+        experiments = warehouse.reader(con).frame("select * from marts.campaign_experiment_frame")
         effects = estimate_campaign_effects(experiments)
         if effects.empty:
             context.log.warning("no randomized campaign (both a treatment and a control group) in the data: scenarios "
@@ -160,12 +161,17 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
         con = warehouse.connect()
         try:
             model, design, fitted_on, as_of = latest_model(con)
-            survival = con.execute("select * from marts.churn_survival_frame").df()
+            reader = warehouse.reader(con)
+            users, window_days = reader.scalars(
+                "select count(*), max(days_in_window) from marts.churn_survival_frame")
             segment_base = con.execute(f"select * from {SCHEMA}.user_segment_base").df()
-            experiments = con.execute("select * from marts.campaign_experiment_frame").df()
+            experiments = reader.frame("select * from marts.campaign_experiment_frame")
+            buckets = warehouse.buckets(users)
             context.log.info(f"{spec.name}: {spec.draws} draws of the {model.kind} model fitted on "
-                             f"{fitted_on.date()} over {len(segment_base):,} active users")
-            run = run_scenario(spec, path, model, design, survival, segment_base, experiments)
+                             f"{fitted_on.date()} over {len(segment_base):,} active users, read in {buckets} "
+                             f"bucket(s) from {reader.engine}")
+            survival = (reader.table_frame("marts.churn_survival_frame", bucket=b) for b in all_buckets(buckets))
+            run = run_scenario(spec, path, model, design, survival, segment_base, experiments, window_days)
             stamp = {"as_of": as_of, "fitted_on": fitted_on}
             result = result_frame(run.result).assign(**stamp)
             replace_rows(con, SCHEMA, "scenario_results", result, {"scenario": spec.name})
@@ -185,7 +191,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(metadata={
             "status": r["status"], "status_reason": r["status_reason"],
             "users_affected": int(r["users_affected"]), "effect_kind": r["effect_kind"], "effect": r["effect_source"],
-            "dagster/row_count": len(run.users), "seconds": seconds,
+            "dagster/row_count": len(run.users), "seconds": seconds, "user_buckets": buckets,
             "result": dg.MetadataValue.md(pd.Series(r).to_frame("value").to_markdown(floatfmt=".4f")),
             "plot": dg.MetadataValue.path(str(plot)) if plot else dg.MetadataValue.text("empty segment"),
         })

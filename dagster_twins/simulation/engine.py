@@ -130,6 +130,19 @@ def simulate(model: SurvivalModel, params: ParameterDraws, x: np.ndarray, tenure
     return SimulationOutcome(n, base_sum, scen_sum, placebo_sum, p_base, p_scen, kept_lo, kept_hi)
 
 
+def combine(outcomes: list[SimulationOutcome], draws: int) -> SimulationOutcome:
+    """One outcome from the outcomes of disjoint buckets of a segment (simulated with the same draws)."""
+    if not outcomes:
+        zeros, empty = np.zeros(draws), np.empty(0)
+        return SimulationOutcome(0, zeros, zeros, zeros, empty, empty, empty, empty)
+    total = sum(o.users for o in outcomes)
+    per_draw = [np.sum([getattr(o, f) for o in outcomes], axis=0)
+                for f in ("churners_baseline", "churners_scenario", "churners_placebo")]
+    per_user = [np.concatenate([getattr(o, f) for o in outcomes])
+                for f in ("user_p_baseline", "user_p_scenario", "user_kept_lower", "user_kept_upper")]
+    return SimulationOutcome(total, *per_draw, *per_user)
+
+
 def summarize_outcome(outcome: SimulationOutcome) -> dict[str, float]:
     """Retention at the horizon without and with the intervention, their difference and the users kept, each as
     the mean over draws with a 90% interval; the Monte Carlo error of the mean difference; the placebo's

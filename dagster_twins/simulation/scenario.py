@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from dagster_twins.churn.covariates import Design
 from dagster_twins.churn.models import SurvivalModel
 from dagster_twins.churn.pipeline import with_derived
 from dagster_twins.simulation.effects import EffectUnavailable, HazardRatioDistribution, estimated_distribution
-from dagster_twins.simulation.engine import draw_parameters, simulate, summarize_outcome
+from dagster_twins.simulation.engine import combine, draw_parameters, simulate, summarize_outcome
 from dagster_twins.simulation.specs import ScenarioSpec, ScenarioSpecError, segment_mask
 
 EFFECT_KINDS = {
@@ -81,13 +82,15 @@ def shifted(frame: pd.DataFrame, spec: ScenarioSpec, path: Path) -> pd.DataFrame
     return out
 
 
-def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: Design, survival: pd.DataFrame,
-                 segment_base: pd.DataFrame, experiments: pd.DataFrame) -> ScenarioRun:
-    """``survival``: the raw churn survival frame; ``segment_base``: one row per active user (predictions, twin,
-    covariates) that segments filter; ``experiments``: the randomized campaign frame."""
+def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: Design,
+                 survival: pd.DataFrame | Iterable[pd.DataFrame], segment_base: pd.DataFrame,
+                 experiments: pd.DataFrame, window_days: float | None = None) -> ScenarioRun:
+    """``survival``: the raw churn survival frame, whole or as disjoint buckets of users (each bucket is simulated
+    with the same parameter draws, then combined); ``segment_base``: one row per active user (predictions, twin,
+    covariates) that segments filter; ``experiments``: the randomized campaign frame; ``window_days``: the
+    feature window over the population (see ``with_derived``)."""
     base = segment_base.sort_values("user_id", kind="stable").reset_index(drop=True)
     members = base.loc[segment_mask(base, spec.segment, path), "user_id"]
-    raw = survival.set_index("user_id").loc[members].reset_index()
     identity = {"scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
                 "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
                 "users_affected": len(members), "horizon_days": spec.horizon_days, "draws": spec.draws,
@@ -100,20 +103,39 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: D
         # skipped with the reason, so the rest of the pipeline still runs and the gap is visible.
         return ScenarioRun({**identity, "status": "skipped", "status_reason": f"{path.name}: {exc}"},
                            pd.DataFrame(columns=USER_COLUMNS), pd.DataFrame(columns=DRAW_COLUMNS))
-    x = design.transform(with_derived(raw)).to_numpy()
-    x_scenario = design.transform(with_derived(shifted(raw, spec, path))).to_numpy() if effect is None else None
-    tenure = np.maximum(raw["duration_days"].to_numpy(dtype=float), 1e-3)
 
     rng = np.random.default_rng(spec.seed)
     params = draw_parameters(model, rng, spec.draws)
     ratio = effect.draw(rng, spec.draws) if effect is not None else None
     placebo = effect.placebo().draw(rng, spec.draws) if effect is not None else None
-    outcome = simulate(model, params, x, tenure, spec.horizon_days, hazard_ratio=ratio, placebo_ratio=placebo,
-                       x_scenario=x_scenario)
+    wanted = set(members)
+    outcomes, user_frames, beyond = [], [], 0
+    for part in [survival] if isinstance(survival, pd.DataFrame) else survival:
+        raw = part[part["user_id"].isin(wanted)].sort_values("user_id", kind="stable").reset_index(drop=True)
+        if raw.empty:
+            continue
+        x = design.transform(with_derived(raw, window_days)).to_numpy()
+        x_scenario = (design.transform(with_derived(shifted(raw, spec, path), window_days)).to_numpy()
+                      if effect is None else None)
+        tenure = np.maximum(raw["duration_days"].to_numpy(dtype=float), 1e-3)
+        outcome = simulate(model, params, x, tenure, spec.horizon_days, hazard_ratio=ratio, placebo_ratio=placebo,
+                           x_scenario=x_scenario)
+        outcomes.append(outcome)
+        user_frames.append(pd.DataFrame({
+            "scenario": spec.name, "user_id": raw["user_id"].to_numpy(), "tenure_days": tenure,
+            "baseline_churn_probability": outcome.user_p_baseline,
+            "scenario_churn_probability": outcome.user_p_scenario,
+            "churn_reduction": outcome.user_p_baseline - outcome.user_p_scenario,
+            "churn_reduction_lower_90": outcome.user_kept_lower, "churn_reduction_upper_90": outcome.user_kept_upper,
+        }))
+        if model.kind == "cox" and len(model.baseline_times):
+            beyond += int((tenure + spec.horizon_days > model.baseline_times.max()).sum())
+    outcome = combine(outcomes, spec.draws)
+    if outcome.users != len(members):
+        raise ValueError(f"{spec.name}: {len(members) - outcome.users:,} segment users have no row in the churn "
+                         "survival frame (predictions and frame out of step: re-run dbt and churn)")
 
     lower, upper = effect.interval_90() if effect is not None else (np.nan, np.nan)
-    beyond = (int((tenure + spec.horizon_days > model.baseline_times.max()).sum())
-              if model.kind == "cox" and len(model.baseline_times) else 0)
     result = {
         **identity, "status": "simulated", "status_reason": "" if len(members) else "the segment is empty",
         "effect_source": effect.source if effect is not None else "; ".join(
@@ -123,12 +145,7 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: D
         **(summarize_outcome(outcome) if len(members) else {}),
         "users_beyond_model_range": beyond,
     }
-    users = pd.DataFrame({
-        "scenario": spec.name, "user_id": members.to_numpy(), "tenure_days": tenure,
-        "baseline_churn_probability": outcome.user_p_baseline, "scenario_churn_probability": outcome.user_p_scenario,
-        "churn_reduction": outcome.user_p_baseline - outcome.user_p_scenario,
-        "churn_reduction_lower_90": outcome.user_kept_lower, "churn_reduction_upper_90": outcome.user_kept_upper,
-    })
+    users = pd.concat(user_frames, ignore_index=True) if user_frames else pd.DataFrame(columns=USER_COLUMNS)
     difference, placebo_difference = outcome.differences()
     draws = pd.DataFrame({"draw": np.arange(spec.draws), "retention_difference": difference,
                           "placebo_difference": placebo_difference}) if len(members) else pd.DataFrame(
