@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-STAGES = ("generate", "ingest", "dbt", "twins_rebuild", "twins_increment", "churn_refit", "churn_score")
+STAGES = ("generate", "ingest", "dbt", "twins_rebuild", "twins_increment", "churn_refit", "churn_score",
+          "simulation", "quality", "serving")
 # The asset whose own working time (without process start-up) each Dagster stage reports.
 STAGE_ASSETS = {"twins_rebuild": "twins/user_beliefs", "twins_increment": "twins/user_beliefs",
                 "churn_refit": "churn/churn_model_metrics", "churn_score": "churn/churn_model_metrics"}
@@ -66,6 +67,10 @@ def stage_commands(workdir: Path, users: int, days: int) -> dict[str, list[str]]
         # stored fit is recent, so only scoring runs (the daily path between weekly refits).
         "churn_refit": cli + ["run", "--only", "churn"],
         "churn_score": cli + ["run", "--only", "churn"],
+        # The rest of the graph: every scenario, the data-quality report, the serving copy for BI.
+        "simulation": cli + ["run", "--only", "simulation"],
+        "quality": cli + ["run", "--only", "quality"],
+        "serving": cli + ["run", "--only", "serving"],
     }
 
 
