@@ -20,6 +20,7 @@ TABLES = {
     "twins.user_twins": ["user_id"],
     "twins.belief_priors": ["belief", "category"],
     "churn.churn_predictions": ["user_id"],
+    "churn.scored_user_covariates": ["user_id"],
     "simulation.scenario_user_effects": ["scenario", "user_id"],
     "simulation.scenario_results": ["scenario"],
 }

@@ -22,6 +22,12 @@ PREDICTIONS_KEY = dg.AssetKey(["churn", "churn_predictions"])
 METRICS_KEY = dg.AssetKey(["churn", "churn_model_metrics"])
 
 
+# Columns of marts.churn_survival_frame kept per scored user in churn.scored_user_covariates.
+SEGMENT_COVARIATES = ["user_id", "plan", "acquisition_channel", "days_since_last_active", "events_in_window",
+                      "active_days_in_window", "tickets_in_window", "open_tickets", "campaign_treated",
+                      "campaign_control"]
+
+
 class ChurnConfig(dg.Config):
     model: str = "auto"  # "auto" (best held-out concordance), "cox" or "weibull"
     refit_every_days: int = 7  # refit weekly; score daily with the latest fit in between
@@ -48,7 +54,8 @@ def _save(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of
                                  "churn_model_coefficients."),
         dg.AssetSpec(PREDICTIONS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[METRICS_KEY],
                      description="Every active user: P(churn within 7, 14, 30 days | survived to current tenure), "
-                                 "median remaining days (capped and flagged), risk tier, top three drivers."),
+                                 "median remaining days (capped and flagged), risk tier, top three drivers. Also "
+                                 "churn.scored_user_covariates (the frame's segment columns per scored user)."),
     ],
     check_specs=[
         dg.AssetCheckSpec("backtest_concordance_above_floor", asset=METRICS_KEY,
@@ -103,6 +110,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
                          f"{buckets} bucket(s)")
         scored = TableRewrite(con, SCHEMA, "churn_predictions")
         history = TableRewrite(con, SCHEMA, "churn_predictions_history", {"as_of": pd.Timestamp(as_of)})
+        covariates = TableRewrite(con, SCHEMA, "scored_user_covariates")
         tally = ScoreTally()
         for bucket in all_buckets(buckets):
             frame = reader.table_frame("marts.churn_survival_frame", bucket=bucket)
@@ -110,9 +118,13 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
             scored.write(predictions.assign(model=model.kind, fitted_on=pd.Timestamp(fitted_on),
                                             as_of=pd.Timestamp(as_of)))
             history.write(predictions[["user_id", "p_churn_30d", "risk_tier"]].assign(as_of=pd.Timestamp(as_of)))
+            # The survival frame's columns segments filter on, beside the scores, so the simulation's segment
+            # view reads the warehouse alone, whichever engine built the marts.
+            covariates.write(frame.loc[frame["user_id"].isin(predictions["user_id"]), SEGMENT_COVARIATES])
             tally.add(predictions)
         scored.finish()
         history.finish()
+        covariates.finish()
         calibration = con.execute(f"select * from {SCHEMA}.churn_calibration where as_of = ? and model = ?",
                                   [pd.Timestamp(fitted_on), model.kind]).df()
     finally:

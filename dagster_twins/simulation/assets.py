@@ -43,7 +43,7 @@ select
     p.as_of
 from churn.churn_predictions as p
 left join twins.user_twins as t on p.user_id = t.user_id
-left join marts.churn_survival_frame as f on p.user_id = f.user_id
+left join churn.scored_user_covariates as f on p.user_id = f.user_id
 """
 
 
