@@ -80,6 +80,9 @@ class BucketReader(ABC):
         rows = self.arrow(sql, params).slice(0, 1).to_pylist()
         return tuple(rows[0].values()) if rows else ()
 
+    def close(self) -> None:  # noqa: B027 - most readers hold nothing of their own
+        """Release what the reader holds (the DuckDB connection belongs to the caller)."""
+
     def table_frame(self, table: str, columns: Sequence[str] = ("*",), where: str = "true",
                     bucket: Bucket | None = None, params: Sequence[Any] = ()) -> pd.DataFrame:
         """``select columns from table where ... and <bucket>`` as a frame."""
@@ -118,6 +121,12 @@ class SparkReader(BucketReader):
 
     def arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         return self.spark.sql(sql, args=list(params) or None).toArrow()
+
+    def close(self) -> None:
+        # The local Derby metastore admits one JVM: end this one so the next dbt run can start its own.
+        from dagster_twins.spark_engine import stop_spark_session
+
+        stop_spark_session()
 
 
 def reader_for(engine: str, con: duckdb.DuckDBPyConnection) -> BucketReader:

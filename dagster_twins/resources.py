@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -34,9 +36,19 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         return connect(Path(self.path), read_only=read_only)
 
-    def reader(self, con: duckdb.DuckDBPyConnection) -> BucketReader:
-        """Reads the dbt-built inputs, a bucket at a time, from the engine dbt builds on (``con`` for DuckDB)."""
-        return reader_for(self.engine, con)
+    @contextmanager
+    def reading(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, BucketReader]]:
+        """A write connection to the warehouse and a reader of the dbt-built inputs, a bucket at a time, on the
+        engine dbt builds on (DuckDB: through the same connection); both closed on exit."""
+        con = self.connect()
+        reader = None
+        try:
+            reader = reader_for(self.engine, con)
+            yield con, reader
+        finally:
+            if reader is not None:
+                reader.close()
+            con.close()
 
     def buckets(self, users: int) -> int:
         return bucket_count(users, self.user_buckets)

@@ -69,10 +69,8 @@ def _save(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of
 )
 def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehouse: WarehouseResource):
     started = time.perf_counter()
-    con = warehouse.connect()
-    try:
+    with warehouse.reading() as (con, reader):
         con.execute(f"create schema if not exists {SCHEMA}")
-        reader = warehouse.reader(con)
         users, observed_to, window_days = reader.scalars(
             "select count(*), max(as_of), max(days_in_window) from marts.churn_survival_frame")
         if not users:
@@ -127,8 +125,6 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
         covariates.finish()
         calibration = con.execute(f"select * from {SCHEMA}.churn_calibration where as_of = ? and model = ?",
                                   [pd.Timestamp(fitted_on), model.kind]).df()
-    finally:
-        con.close()
 
     chosen = metrics[metrics["model"] == model.kind].iloc[0]
     plot = calibration_plot(calibration, Path(warehouse.path).parent / "reports" / f"churn_calibration_{as_of}.png",

@@ -61,17 +61,14 @@ def _md(frame: pd.DataFrame) -> dg.MetadataValue:
                                                "the 95% interval contains the 90% one.")],
 )
 def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    con = warehouse.connect()
-    try:
-        experiments = warehouse.reader(con).frame("select * from marts.campaign_experiment_frame")
+    with warehouse.reading() as (con, reader):
+        experiments = reader.frame("select * from marts.campaign_experiment_frame")
         effects = estimate_campaign_effects(experiments)
         if effects.empty:
             context.log.warning("no randomized campaign (both a treatment and a control group) in the data: scenarios "
                                 "cannot use an estimated effect")
             effects = pd.DataFrame(columns=["campaign_id", "followup_days", "estimable", "hazard_ratio"])
         replace_rows(con, SCHEMA, "campaign_effects", effects)
-    finally:
-        con.close()
     estimable = effects[effects["estimable"].astype(bool)] if len(effects) else effects
     ordered = bool(len(estimable) == 0 or (
         (estimable["hazard_ratio"] > 0)
@@ -158,10 +155,8 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
     )
     def _scenario(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         started = time.perf_counter()
-        con = warehouse.connect()
-        try:
+        with warehouse.reading() as (con, reader):
             model, design, fitted_on, as_of = latest_model(con)
-            reader = warehouse.reader(con)
             users, window_days = reader.scalars(
                 "select count(*), max(days_in_window) from marts.churn_survival_frame")
             segment_base = con.execute(f"select * from {SCHEMA}.user_segment_base").df()
@@ -177,8 +172,6 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
             replace_rows(con, SCHEMA, "scenario_results", result, {"scenario": spec.name})
             replace_rows(con, SCHEMA, "scenario_results_history", result, {"scenario": spec.name, "as_of": as_of})
             replace_rows(con, SCHEMA, "scenario_user_effects", run.users.assign(**stamp), {"scenario": spec.name})
-        finally:
-            con.close()
         r = result_frame(run.result).iloc[0].to_dict()
         seconds = round(time.perf_counter() - started, 2)
         if r["status"] == "skipped":

@@ -60,9 +60,7 @@ CHECKS = [
 )
 def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehouse: WarehouseResource):
     started = time.perf_counter()
-    con = warehouse.connect()
-    try:
-        reader = warehouse.reader(con)
+    with warehouse.reading() as (con, reader):
         window = run_window(context.run.tags) or store.landing_span(reader)
         if window is None:
             raise dg.Failure("marts.fct_events is empty: run ingestion and dbt first")
@@ -107,8 +105,6 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
             tally.summarized(beliefs, twins)
         belief_rows, twin_rows = beliefs_out.finish(), twins_out.finish()
         con.execute(store.EXPLANATIONS_VIEW)
-    finally:
-        con.close()
 
     seconds = round(time.perf_counter() - started, 2)
     yield dg.MaterializeResult(asset_key=BELIEFS_KEY, metadata={
