@@ -37,7 +37,8 @@ class Simulated:
             self.rows[source][name].append(np.asarray(values))
 
     def columns(self, source: str) -> dict[str, np.ndarray]:
-        return {name: np.concatenate(parts) for name, parts in self.rows[source].items()}
+        return {name: parts[0] if len(parts) == 1 else np.concatenate(parts)
+                for name, parts in self.rows[source].items()}
 
 
 def _text_codes(rng: np.random.Generator, users: np.ndarray, topics: np.ndarray, pop: Population,
@@ -197,14 +198,23 @@ def _campaign_clicks(sim: Simulated, rng: np.random.Generator, users: np.ndarray
 
 def drop_after_churn(sim: Simulated) -> None:
     """Nothing happens after a user churns (a click on yesterday's email included); the cancellation row
-    itself stays."""
+    itself stays. Each source ends up as one array per column (filtered part by part, so the rows are never
+    held twice over)."""
     assert sim.churned_s is not None
     for source in list(sim.rows):
         if source == "users":
             continue
-        cols = sim.columns(source)
-        churn_at = sim.churned_s[cols["user"]]
-        keep = (churn_at < 0) | (cols["t"] < churn_at)
-        if source == "subscriptions":
-            keep |= cols["action"] == 4
-        sim.rows[source] = {name: [values[keep]] for name, values in cols.items()}
+        parts = sim.rows[source]
+        keeps = []
+        for i, (user, t) in enumerate(zip(parts["user"], parts["t"], strict=True)):
+            churn_at = sim.churned_s[user]
+            keep = (churn_at < 0) | (t < churn_at)
+            if source == "subscriptions":
+                keep |= parts["action"][i] == 4
+            keeps.append(keep)
+        kept: dict[str, list[np.ndarray]] = {}
+        for name in list(parts):
+            filtered = [values[keep] for values, keep in zip(parts.pop(name), keeps, strict=True)]
+            kept[name] = [filtered[0] if len(filtered) == 1 else np.concatenate(filtered)]
+            del filtered
+        sim.rows[source] = kept

@@ -33,6 +33,18 @@ def assign_landing_days(frame: pd.DataFrame, start_s: int, n_days: int, late_rat
 def inject_faults(source: str, frame: pd.DataFrame, dirty_rate: float, n_days: int,
                   rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, int]]:
     """Extra bad rows (copies of real rows with one field broken, under a new id) and exact duplicates."""
+    extra, counts, order = draw_faults(source, frame, dirty_rate, n_days, rng)
+    out = pd.concat([frame, *extra], ignore_index=True)
+    if source == "conversations":
+        out["_raw_json"] = out.get("_raw_json", pd.Series(index=out.index, dtype=object)).fillna("")
+    # Rows inside a day's file arrive out of order.
+    return out.iloc[order].reset_index(drop=True), counts
+
+
+def draw_faults(source: str, frame: pd.DataFrame, dirty_rate: float, n_days: int,
+                rng: np.random.Generator) -> tuple[list[pd.DataFrame], dict[str, int], np.ndarray]:
+    """The draws of ``inject_faults``: the extra rows (small frames, to go after ``frame``), their counts by kind,
+    and the order of ``frame`` followed by the extra rows in which the rows are written."""
     counts: dict[str, int] = {}
     extra: list[pd.DataFrame] = []
 
@@ -69,8 +81,4 @@ def inject_faults(source: str, frame: pd.DataFrame, dirty_rate: float, n_days: i
     rows = copies("duplicate")
     rows["_landing_day"] = np.minimum(rows["_landing_day"].to_numpy() + rng.integers(0, 3, len(rows)), n_days - 1)
     extra.append(rows)
-    out = pd.concat([frame, *extra], ignore_index=True)
-    if source == "conversations":
-        out["_raw_json"] = out.get("_raw_json", pd.Series(index=out.index, dtype=object)).fillna("")
-    # Rows inside a day's file arrive out of order.
-    return out.iloc[rng.permutation(len(out))].reset_index(drop=True), counts
+    return extra, counts, rng.permutation(len(frame) + sum(len(rows) for rows in extra))

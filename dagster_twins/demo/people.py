@@ -41,7 +41,9 @@ class Population:
         return len(self.user_ids)
 
 
-def draw_population(rng: np.random.Generator, n_users: int, n_days: int, start_s: int, vocab: Vocabulary) -> Population:
+def draw_population(rng: np.random.Generator, n_users: int, n_days: int, start_s: int, vocab: Vocabulary,
+                    first_id: int = 0) -> Population:
+    """``n_users`` users numbered from ``first_id`` (a chunk of a larger population starts further on)."""
     day = 86_400
     existing = rng.random(n_users) < 0.6
     signup_day = np.where(existing, -rng.integers(1, 366, n_users), rng.integers(0, max(n_days - 1, 1), n_users))
@@ -51,7 +53,7 @@ def draw_population(rng: np.random.Generator, n_users: int, n_days: int, start_s
     z = (log_activity - log_activity.mean()) / (log_activity.std() or 1.0)
     channel_alpha = np.array([1.5, 1.2, 1.2, 0.3])
     return Population(
-        user_ids=np.array([f"user_{i:07d}" for i in range(n_users)]),
+        user_ids=np.array([f"user_{i:07d}" for i in range(first_id, first_id + n_users)]),
         signup_s=signup_s.astype(np.int64),
         signup_day=signup_day.astype(np.int64),
         activity_rate=activity,
