@@ -126,19 +126,21 @@ def bench_simulation(users: int, days: int, draws: int, repeat: int, root: Path)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def bench_env(workdir: Path) -> dict[str, str]:
+def bench_env(workdir: Path, engine: str = "duckdb") -> dict[str, str]:
     (workdir / "dagster_home").mkdir(parents=True, exist_ok=True)
     return {
         **os.environ,
         "TWINS_WAREHOUSE": str(workdir / "warehouse.duckdb"),
         "TWINS_LANDING_DIR": str(workdir / "landing"),
         "DAGSTER_HOME": str(workdir / "dagster_home"),
+        "TWINS_DBT_TARGET": engine,
+        "TWINS_SPARK_DIR": str(workdir / "spark"),
     }
 
 
-def bench_once(users: int, days: int, root: Path) -> list[StageRun]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench_{users}_", dir=root))
-    env = bench_env(workdir)
+def bench_once(users: int, days: int, root: Path, engine: str = "duckdb") -> list[StageRun]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench_{engine}_{users}_", dir=root))
+    env = bench_env(workdir, engine)
     try:
         runs = []
         timings = workdir / "timings.json"
@@ -187,8 +189,12 @@ def markdown_table(results: list[dict]) -> str:
         "| users | days | repeats | ingest + dbt s | peak MB (ingest, dbt) | total s | peak MB (any stage) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def label(r: dict) -> str:
+        return f"{r['users']:,}" + (f" ({r['engine']})" if r.get("engine", "duckdb") != "duckdb" else "")
+
     for r in results:
-        lines.append(f"| {r['users']:,} | {r['days']} | {r['repeats']} | "
+        lines.append(f"| {label(r)} | {r['days']} | {r['repeats']} | "
                      f"{r['median_ingest_plus_dbt_seconds']:.1f} | {r['peak_rss_ingest_dbt_mb']:,.0f} | "
                      f"{r['median_total_seconds']:.1f} | {r['peak_rss_mb']:,.0f} |")
     lines += ["", "| users | stage | process s (median) | in the asset s (median) | peak MB (median) | all runs s |",
@@ -197,7 +203,7 @@ def markdown_table(results: list[dict]) -> str:
         for stage, st in r["stages"].items():
             own = f"{st['median_asset_seconds']:.1f}" if "median_asset_seconds" in st else ""
             runs = ", ".join(f"{x:.1f}" for x in st["seconds_all"])
-            lines.append(f"| {r['users']:,} | {stage} | {st['median_seconds']:.1f} | {own} | "
+            lines.append(f"| {label(r)} | {stage} | {st['median_seconds']:.1f} | {own} | "
                          f"{st['median_peak_rss_mb']:,.0f} | {runs} |")
     return "\n".join(lines) + "\n"
 
@@ -256,8 +262,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     results = []
     for users in args.users:
-        repeats = [bench_once(users, args.days, root) for _ in range(args.repeat)]
-        results.append(summarize(users, args.days, repeats))
+        repeats = [bench_once(users, args.days, root, args.engine) for _ in range(args.repeat)]
+        results.append({"engine": args.engine, **summarize(users, args.days, repeats)})
         print(json.dumps(results[-1], indent=2))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--simulation", action="store_true",
                        help="time one scenario over every active user instead (a warehouse is built first)")
     bench.add_argument("--draws", type=int, default=1000, help="draws of the simulation benchmark's scenario")
+    bench.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                       help="where dbt builds the marts (spark: local PySpark, needs the spark extra)")
     bench.set_defaults(func=cmd_bench)
     quality = sub.add_parser("model-quality", help="score the models against the demo's planted truth")
     quality.add_argument("--users", type=int, default=10_000)
