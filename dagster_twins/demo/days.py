@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dagster_twins.demo.people import Hazard, Population, sample_rows
+from dagster_twins.demo.people import Hazard, Population, sample_cumulative
 from dagster_twins.demo.vocabulary import EVENT_TYPE_PROBS, EVENT_TYPES, TICKET_CATEGORIES, Vocabulary
 
 DAY = 86_400
@@ -113,7 +113,7 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
             sent = day_s + 8 * 3600
             sim.add("campaigns", user=digest, t=np.full(len(digest), sent),
                     campaign=np.ones(len(digest), dtype=np.int8),
-                    group=np.ones(len(digest), dtype=np.int8), topic=sample_rows(rng, pop.interest[digest]))
+                    group=np.ones(len(digest), dtype=np.int8), topic=sample_cumulative(rng, pop.cum_interest[digest]))
             responders = digest[rng.random(len(digest)) < pop.campaign_response[digest]]
             event_seq = _campaign_clicks(sim, rng, responders, sent, event_seq, pop)
 
@@ -136,19 +136,19 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
         # A session starts after sign-up on the sign-up day.
         session_start = day_s + rng.integers(0, DAY - 1800, len(session_user))
         session_start = np.maximum(session_start, pop.signup_s[session_user])
-        session_channel = sample_rows(rng, pop.channel_pref[session_user][:, :3])  # email is for campaigns
+        session_channel = sample_cumulative(rng, pop.cum_session_channel[session_user])  # email is for campaigns
         per_session = 1 + rng.poisson(2.5, len(session_user))
         ev_session = np.repeat(np.arange(len(session_user)), per_session)
         users = session_user[ev_session]
         m = len(users)
         etype = rng.choice(len(EVENT_TYPES), m, p=np.array(EVENT_TYPE_PROBS))
-        topic = sample_rows(rng, pop.interest[users])
+        topic = sample_cumulative(rng, pop.cum_interest[users])
         goal, pick = _text_codes(rng, users, topic, pop, vocab)
         value = np.where(etype == PURCHASE, np.round(rng.lognormal(3.0, 0.6, m), 2), np.nan)
         sim.add("events", seq=np.arange(event_seq, event_seq + m), user=users,
                 t=session_start[ev_session] + rng.integers(0, 1800, m), etype=etype.astype(np.int8),
                 topic=topic.astype(np.int16), channel=session_channel[ev_session].astype(np.int8),
-                fmt=sample_rows(rng, pop.format_pref[users]).astype(np.int8), value=value,
+                fmt=sample_cumulative(rng, pop.cum_format[users]).astype(np.int8), value=value,
                 goal=np.where(etype == SEARCH, goal, -1).astype(np.int16), pick=pick)
         event_seq += m
 
@@ -158,13 +158,13 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
         if len(rec_user):
             shown = np.repeat(session_start, n_recs) + rng.integers(0, 1800, len(rec_user))
             from_interest = rng.random(len(rec_user)) < 0.7
-            rec_topic = np.where(from_interest, sample_rows(rng, pop.interest[rec_user]),
+            rec_topic = np.where(from_interest, sample_cumulative(rng, pop.cum_interest[rec_user]),
                                  rng.integers(0, len(vocab.topics), len(rec_user)))
             clicked = rng.random(len(rec_user)) < pop.click_propensity[rec_user]
             response = np.where(clicked, 0, np.where(rng.random(len(rec_user)) < 0.4, 1, 2)).astype(np.int8)
             sim.add("recommendations", user=rec_user, t=shown, topic=rec_topic.astype(np.int16), response=response,
                     responded=np.where(response < 2, shown + rng.integers(2, 600, len(rec_user)), -1),
-                    fmt=sample_rows(rng, pop.format_pref[rec_user]).astype(np.int8))
+                    fmt=sample_cumulative(rng, pop.cum_format[rec_user]).astype(np.int8))
 
         # Chat: more likely on days with an open problem.
         chat_p = 0.004 + 0.25 * (last_ticket_day[active] == d)
@@ -174,7 +174,7 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
             msg_user = np.repeat(chatting, 2 * turns)
             thread_start = np.repeat(day_s + rng.integers(0, DAY - 3600, len(chatting)), 2 * turns)
             order = np.concatenate([np.arange(2 * k) for k in turns])
-            topic = sample_rows(rng, pop.interest[msg_user])
+            topic = sample_cumulative(rng, pop.cum_interest[msg_user])
             goal, pick = _text_codes(rng, msg_user, topic, pop, vocab)
             sim.add("conversations", user=msg_user, t=thread_start + 45 * order, agent=(order % 2 == 1),
                     topic=topic.astype(np.int16), goal=goal.astype(np.int16), pick=pick)
@@ -190,7 +190,8 @@ def _campaign_clicks(sim: Simulated, rng: np.random.Generator, users: np.ndarray
         return seq
     m = len(users)
     sim.add("events", seq=np.arange(seq, seq + m), user=users, t=sent_s + rng.integers(60, DAY, m),
-            etype=np.full(m, CLICK, dtype=np.int8), topic=sample_rows(rng, pop.interest[users]).astype(np.int16),
+            etype=np.full(m, CLICK, dtype=np.int8),
+            topic=sample_cumulative(rng, pop.cum_interest[users]).astype(np.int16),
             channel=np.full(m, EMAIL, dtype=np.int8), fmt=np.zeros(m, dtype=np.int8), value=np.full(m, np.nan),
             goal=np.full(m, -1, dtype=np.int16), pick=np.zeros(m))
     return seq + m

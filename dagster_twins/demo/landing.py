@@ -85,16 +85,29 @@ def numbered_bytes(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
 
 def _objects(text: np.ndarray) -> np.ndarray:
     """An object array of ``str`` from a numpy bytes (ASCII) or str array."""
-    return pa.array(text, type=pa.string()).to_numpy(zero_copy_only=False)
+    return _strings(text).to_numpy(zero_copy_only=False)
 
 
 def _user_ids(pop: Population) -> np.ndarray:
     return pop.user_ids.astype(object)
 
 
-def _labels(*values: str) -> np.ndarray:
-    """Labels to index with codes: an object array, so a row shares its label's ``str`` instead of copying it."""
-    return np.array(values, dtype=object)
+def _strings(text: np.ndarray) -> pa.Array:
+    """Arrow strings from a numpy bytes (ASCII), str or object array (numpy pads bytes with NULs: Arrow's binary
+    conversion drops them, its direct conversion to strings would not)."""
+    if text.dtype.kind == "S":
+        return pa.array(text).cast(pa.string())
+    return pa.array(text, type=pa.string())
+
+
+def _arrow(text: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """A pandas column of Arrow strings from a numpy bytes (ASCII) or str array."""
+    return pd.arrays.ArrowExtensionArray(_strings(text))
+
+
+def _arrow_labels(labels, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """A pandas column of Arrow strings: ``labels[code]`` for every code."""
+    return pd.arrays.ArrowExtensionArray(_strings(np.asarray(labels)).take(codes))
 
 
 def _pick(options: dict, keys: np.ndarray, uniform: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
@@ -114,13 +127,18 @@ def _text(vocab: Vocabulary, goal: np.ndarray, topic: np.ndarray, pick: np.ndarr
     return phrase + " " + keyword
 
 
+# The CSV sources below are built as Arrow strings (pandas' ArrowDtype), the form they are written in: no
+# Python string per value. The small frames of injected rows copied from them hold Python strings, as do the
+# sources built with object columns (tickets, whose times are rewritten through pandas, and conversations).
+
+
 def build_users(u: dict[str, np.ndarray], pop: Population, user_base: int = 0) -> pd.DataFrame:
     number = u["user"] + user_base  # the user's number in the whole population
     return pd.DataFrame({
-        "user_id": _user_ids(pop)[u["user"]], "signed_up_at": iso(u["t"]),
-        "plan": PLANS[pop.plan_pro[u["user"]].astype(np.intp)],
-        "country": np.array(["US", "GB", "DE", "FR", "BR", "IN"])[number % 6],
-        "acquisition_channel": np.array(["organic", "paid_search", "social", "referral"])[(number * 7) % 4],
+        "user_id": _arrow_labels(pop.user_ids, u["user"]), "signed_up_at": _arrow(iso_bytes(u["t"])),
+        "plan": _arrow_labels(PLANS, pop.plan_pro[u["user"]].astype(np.intp)),
+        "country": _arrow_labels(["US", "GB", "DE", "FR", "BR", "IN"], number % 6),
+        "acquisition_channel": _arrow_labels(["organic", "paid_search", "social", "referral"], (number * 7) % 4),
         "_t": u["t"]})
 
 
@@ -157,14 +175,17 @@ def build_conversations(c: dict[str, np.ndarray], pop: Population, vocab: Vocabu
 def build_recommendations(r: dict[str, np.ndarray], pop: Population, vocab: Vocabulary,
                           id_base: int = 0) -> pd.DataFrame:
     n = len(r["t"])
-    rec_topic = np.array(vocab.topics)[r["topic"]]
+    k = len(vocab.topics)
+    items = [f"{fmt}-{topic}" for fmt in FORMATS for topic in vocab.topics]
+    responded = iso_bytes(r["responded"])
+    responded[r["responded"] < 0] = b""
     return pd.DataFrame({
-        "rec_id": numbered("rec", np.arange(id_base, id_base + n), 9), "user_id": _user_ids(pop)[r["user"]],
-        "shown_at": iso(r["t"]),
-        "item_id": np.strings.add(np.strings.add(np.array(FORMATS)[r["fmt"]], "-"), rec_topic).astype(object),
-        "topic": rec_topic.astype(object), "response": RESPONSES[r["response"]],
+        "rec_id": _arrow(numbered_bytes("rec", np.arange(id_base, id_base + n), 9)),
+        "user_id": _arrow_labels(pop.user_ids, r["user"]), "shown_at": _arrow(iso_bytes(r["t"])),
+        "item_id": _arrow_labels(items, r["fmt"].astype(np.intp) * k + r["topic"]),
+        "topic": _arrow_labels(vocab.topics, r["topic"]), "response": _arrow_labels(RESPONSES, r["response"]),
         # A recommendation row is exported once its response is known: it lands on the day of the response.
-        "responded_at": iso(r["responded"], r["responded"] < 0), "_t": np.maximum(r["t"], r["responded"])})
+        "responded_at": _arrow(responded), "_t": np.maximum(r["t"], r["responded"])})
 
 
 def build_support_tickets(t: dict[str, np.ndarray], pop: Population, id_base: int = 0) -> pd.DataFrame:
@@ -178,19 +199,21 @@ def build_support_tickets(t: dict[str, np.ndarray], pop: Population, id_base: in
 
 
 def build_subscriptions(s: dict[str, np.ndarray], pop: Population) -> pd.DataFrame:
+    pro = s["pro"].astype(np.intp)
     return pd.DataFrame({
-        "user_id": _user_ids(pop)[s["user"]], "occurred_at": iso(s["t"]), "action": ACTIONS[s["action"]],
-        "plan": PLANS[s["pro"].astype(np.intp)],
-        "mrr": np.where(s["action"] == 4, "0.00", _labels("9.00", "29.00")[s["pro"].astype(np.intp)]), "_t": s["t"]})
+        "user_id": _arrow_labels(pop.user_ids, s["user"]), "occurred_at": _arrow(iso_bytes(s["t"])),
+        "action": _arrow_labels(ACTIONS, s["action"]), "plan": _arrow_labels(PLANS, pro),
+        "mrr": _arrow_labels(["9.00", "29.00", "0.00"], np.where(s["action"] == 4, 2, pro)), "_t": s["t"]})
 
 
 def build_campaigns(k: dict[str, np.ndarray], pop: Population, vocab: Vocabulary, id_base: int = 0) -> pd.DataFrame:
     n = len(k["t"])
     return pd.DataFrame({
-        "send_id": numbered("send", np.arange(id_base, id_base + n), 9), "user_id": _user_ids(pop)[k["user"]],
-        "sent_at": iso(k["t"]), "campaign_id": _labels(RETENTION_CAMPAIGN, DIGEST_CAMPAIGN)[k["campaign"]],
-        "group": _labels("none", "treatment", "control")[k["group"]],
-        "topic": np.array(vocab.topics, dtype=object)[k["topic"]], "_t": k["t"]})
+        "send_id": _arrow(numbered_bytes("send", np.arange(id_base, id_base + n), 9)),
+        "user_id": _arrow_labels(pop.user_ids, k["user"]), "sent_at": _arrow(iso_bytes(k["t"])),
+        "campaign_id": _arrow_labels([RETENTION_CAMPAIGN, DIGEST_CAMPAIGN], k["campaign"]),
+        "group": _arrow_labels(["none", "treatment", "control"], k["group"]),
+        "topic": _arrow_labels(vocab.topics, k["topic"]), "_t": k["t"]})
 
 
 def build_frame(source: str, sim: Simulated, pop: Population, vocab: Vocabulary, user_base: int = 0,
@@ -316,7 +339,7 @@ class EventFiles:
         item = ((e["fmt"].astype(np.int64) * k + e["topic"]) * 500 + seq % 500)
         text = pa.array(_text(self.vocab, e["goal"][search], e["topic"][search], e["pick"][search]), type=pa.string())
         arrays = [
-            pa.array(numbered_bytes("ev", seq, 9), type=pa.string()),
+            _strings(numbered_bytes("ev", seq, 9)),
             self.users.take(e["user"]),
             pa.array(e["t"] * 1_000_000_000).cast(pa.timestamp("ns", tz="UTC")),
             self.event_types.take(e["etype"]),
@@ -345,8 +368,13 @@ def _new_file(folder: Path, day: str, fmt: str, chunk: int) -> Path:
 
 def _string_table(frame: pd.DataFrame) -> pa.Table:
     """Every column as text, missing values as '' (what the CSV files hold)."""
-    return pa.table({name: pa.array(frame[name].to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-                     .fill_null("") for name in frame.columns})
+    return pa.table({name: _string_column(frame[name]) for name in frame.columns})
+
+
+def _string_column(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    if isinstance(column.dtype, pd.ArrowDtype):
+        return pa.array(column).cast(pa.string()).fill_null("")
+    return pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True).fill_null("")
 
 
 def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:

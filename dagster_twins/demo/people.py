@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,21 @@ class Population:
     def n(self) -> int:
         return len(self.user_ids)
 
+    # Per-user cumulative shares, computed once: ``sample_cumulative(rng, pop.cum_interest[rows])`` draws exactly
+    # what ``sample_rows(rng, pop.interest[rows])`` draws, without a cumsum over every row each time.
+    @functools.cached_property
+    def cum_interest(self) -> np.ndarray:
+        return np.cumsum(self.interest, axis=1)
+
+    @functools.cached_property
+    def cum_format(self) -> np.ndarray:
+        return np.cumsum(self.format_pref, axis=1)
+
+    @functools.cached_property
+    def cum_session_channel(self) -> np.ndarray:
+        """Over the channels of a session (email is for campaigns)."""
+        return np.ascontiguousarray(np.cumsum(self.channel_pref[:, :3], axis=1))
+
 
 def draw_population(rng: np.random.Generator, n_users: int, n_days: int, start_s: int, vocab: Vocabulary,
                     first_id: int = 0) -> Population:
@@ -71,9 +87,14 @@ def draw_population(rng: np.random.Generator, n_users: int, n_days: int, start_s
 
 def sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """One category per row of a (rows, K) probability matrix, by inverse CDF."""
-    cum = np.cumsum(probs, axis=1)
-    r = rng.random(len(probs)) * cum[:, -1]
+    return sample_cumulative(rng, np.cumsum(probs, axis=1))
+
+
+def sample_cumulative(rng: np.random.Generator, cum: np.ndarray) -> np.ndarray:
+    """``sample_rows`` given the rows' cumulative sums."""
+    r = rng.random(len(cum)) * cum[:, -1]
     return (r[:, None] > cum).sum(axis=1)
 
 
-__all__ = ["CHANNELS", "FORMATS", "Hazard", "Population", "draw_population", "sample_rows"]
+__all__ = ["CHANNELS", "FORMATS", "Hazard", "Population", "draw_population", "sample_cumulative",
+           "sample_rows"]
