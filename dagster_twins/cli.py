@@ -29,6 +29,18 @@ def _add_generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dirty-rate", type=float, default=0.002, help="share of malformed rows to inject")
     parser.add_argument("--late-rate", type=float, default=0.02, help="share of rows that land 1-3 days late")
     parser.add_argument("--out", type=Path, default=DEFAULT_DATA_DIR, help="output folder (landing/ and truth/)")
+    _add_chunk_args(parser)
+
+
+DEFAULT_CHUNK_USERS = 100_000  # dagster_twins.demo.DEFAULT_CHUNK_USERS (not imported: it loads pandas)
+
+
+def _add_chunk_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chunk-users", type=int, default=DEFAULT_CHUNK_USERS,
+                        help=f"users generated at a time; memory is bounded by one chunk "
+                             f"(default {DEFAULT_CHUNK_USERS:,})")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes generating chunks at once (default 1; memory grows with each)")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -42,8 +54,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         dirty_rate=args.dirty_rate,
         late_rate=args.late_rate,
+        chunk_users=args.chunk_users,
+        workers=args.workers,
     )
-    print(f"Demo data for {args.users:,} users, {summary.start_date} .. {summary.end_date}:")
+    chunks = f" in {summary.chunks} chunks" if summary.chunks > 1 else ""
+    print(f"Demo data for {args.users:,} users{chunks}, {summary.start_date} .. {summary.end_date} "
+          f"({summary.elapsed_seconds:,.0f} s):")
     for source, rows in summary.rows_written.items():
         print(f"  {source:<16} {rows:>12,} rows")
     print(f"Landing files: {summary.landing_dir}\nPlanted truth (tests and reports only): {summary.truth_dir}")
