@@ -52,11 +52,12 @@ def run_stage(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def stage_commands(workdir: Path, users: int, days: int) -> dict[str, list[str]]:
+def stage_commands(workdir: Path, users: int, days: int, chunk_users: int | None = None) -> dict[str, list[str]]:
     cli = [sys.executable, "-m", "dagster_twins.cli"]
+    chunking = ["--chunk-users", str(chunk_users)] if chunk_users else []
     return {
         "generate": cli + ["generate", "--users", str(users), "--days", str(days), "--end-date",
-                           BENCH_END_DATE.isoformat(), "--out", str(workdir)],
+                           BENCH_END_DATE.isoformat(), "--out", str(workdir), *chunking],
         "ingest": cli + ["run", "--only", "ingestion"],
         "dbt": cli + ["run", "--only", "transform"],
         # Twins over every landing day but the last (a full rebuild: no state yet), then the last day alone
@@ -85,7 +86,8 @@ seed: 1
 """
 
 
-def bench_simulation(users: int, days: int, draws: int, repeat: int, root: Path) -> dict:
+def bench_simulation(users: int, days: int, draws: int, repeat: int, root: Path,
+                     chunk_users: int | None = None) -> dict:
     """Build a warehouse once (every stage of the pipeline), then run one scenario over every active user
     ``repeat`` times, each in its own process; medians of its process time and of the asset's own time."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench_sim_{users}_", dir=root))
@@ -96,7 +98,7 @@ def bench_simulation(users: int, days: int, draws: int, repeat: int, root: Path)
     env["TWINS_SCENARIOS_DIR"] = str(scenarios)
     cli = [sys.executable, "-m", "dagster_twins.cli"]
     try:
-        for stage, cmd in stage_commands(workdir, users, days).items():
+        for stage, cmd in stage_commands(workdir, users, days, chunk_users).items():
             if stage not in ("twins_increment", "churn_score"):
                 seconds, _ = run_stage(cmd, env)
                 print(f"  build {stage:<15} {seconds:8.1f} s", flush=True)
@@ -138,13 +140,14 @@ def bench_env(workdir: Path, engine: str = "duckdb") -> dict[str, str]:
     }
 
 
-def bench_once(users: int, days: int, root: Path, engine: str = "duckdb") -> list[StageRun]:
+def bench_once(users: int, days: int, root: Path, engine: str = "duckdb",
+               chunk_users: int | None = None) -> list[StageRun]:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench_{engine}_{users}_", dir=root))
     env = bench_env(workdir, engine)
     try:
         runs = []
         timings = workdir / "timings.json"
-        for stage, cmd in stage_commands(workdir, users, days).items():
+        for stage, cmd in stage_commands(workdir, users, days, chunk_users).items():
             if stage in STAGE_ASSETS:
                 cmd = cmd + ["--timings", str(timings)]
             seconds, peak = run_stage(cmd, env)
@@ -255,14 +258,16 @@ def main(args: argparse.Namespace) -> int:
     root = args.workdir or Path(tempfile.gettempdir())
     root.mkdir(parents=True, exist_ok=True)
     if args.simulation:
-        result = bench_simulation(args.users[0], args.days, args.draws, args.repeat, root)
+        result = bench_simulation(args.users[0], args.days, args.draws, args.repeat, root,
+                                  getattr(args, "chunk_users", None))
         print(json.dumps(result, indent=2))
         if args.output:
             args.output.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     results = []
     for users in args.users:
-        repeats = [bench_once(users, args.days, root, args.engine) for _ in range(args.repeat)]
+        repeats = [bench_once(users, args.days, root, args.engine, getattr(args, "chunk_users", None))
+                   for _ in range(args.repeat)]
         results.append({"engine": args.engine, **summarize(users, args.days, repeats)})
         print(json.dumps(results[-1], indent=2))
     if args.output:

@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time and measure memory of each stage at a given scale")
     bench.add_argument("--users", type=int, nargs="+", default=[10_000])
     bench.add_argument("--days", type=int, default=180)
+    bench.add_argument("--chunk-users", type=int, default=None,
+                       help=f"users the generate stage generates at a time (default {DEFAULT_CHUNK_USERS:,})")
     bench.add_argument("--repeat", type=int, default=3)
     bench.add_argument("--workdir", type=Path, default=None)
     bench.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
