@@ -251,3 +251,15 @@ def test_chunked_demo_ingests_with_every_row_accounted_for(chunked_demo, tmp_pat
         assert con.execute("select count(distinct user_id), count(*) from raw.users").fetchone() == (900, 900)
     finally:
         con.close()
+
+
+def test_worker_processes_write_the_same_files_and_a_tiny_last_chunk_works(tmp_path: Path):
+    config = {"n_users": 601, "n_days": 12, "end_date": date(2026, 3, 31), "seed": 2, "chunk_users": 300}
+    one = generate_demo(tmp_path / "one", **config)
+    two = generate_demo(tmp_path / "two", workers=2, **config)
+    assert one.chunks == two.chunks == 3  # the last of one user: sources without a single row are fine
+    files = sorted(str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*") if p.is_file())
+    _, mismatch, errors = filecmp.cmpfiles(tmp_path / "one", tmp_path / "two", files, shallow=False)
+    assert mismatch == [] and errors == []
+    assert len(pd.read_parquet(one.truth_dir / "users.parquet")) == 601

@@ -37,8 +37,24 @@ class Simulated:
             self.rows[source][name].append(np.asarray(values))
 
     def columns(self, source: str) -> dict[str, np.ndarray]:
+        if not self.rows.get(source):  # nothing of this source happened (a tiny population): no rows
+            return {name: np.empty(0, dtype=dtype) for name, dtype in CODE_COLUMNS[source].items()}
         return {name: parts[0] if len(parts) == 1 else np.concatenate(parts)
                 for name, parts in self.rows[source].items()}
+
+
+# The code columns of every source, as ``simulate`` adds them (what a source without rows has).
+_I64, _I8, _I16 = np.int64, np.int8, np.int16
+CODE_COLUMNS: dict[str, dict[str, type]] = {
+    "users": {"user": _I64, "t": _I64},
+    "events": {"seq": _I64, "user": _I64, "t": _I64, "etype": _I8, "topic": _I16, "channel": _I8, "fmt": _I8,
+               "value": np.float64, "goal": _I16, "pick": np.float64},
+    "conversations": {"user": _I64, "t": _I64, "agent": np.bool_, "topic": _I16, "goal": _I16, "pick": np.float64},
+    "recommendations": {"user": _I64, "t": _I64, "topic": _I16, "response": _I8, "responded": _I64, "fmt": _I8},
+    "support_tickets": {"user": _I64, "t": _I64, "category": _I64, "closed": _I64, "satisfaction": np.float64},
+    "subscriptions": {"user": _I64, "t": _I64, "action": _I8, "pro": np.bool_},
+    "campaigns": {"user": _I64, "t": _I64, "campaign": _I8, "group": _I8, "topic": _I64},
+}
 
 
 def _text_codes(rng: np.random.Generator, users: np.ndarray, topics: np.ndarray, pop: Population,
@@ -203,9 +219,9 @@ def drop_after_churn(sim: Simulated) -> None:
     held twice over)."""
     assert sim.churned_s is not None
     for source in list(sim.rows):
-        if source == "users":
-            continue
         parts = sim.rows[source]
+        if source == "users" or not parts:
+            continue
         keeps = []
         for i, (user, t) in enumerate(zip(parts["user"], parts["t"], strict=True)):
             churn_at = sim.churned_s[user]
