@@ -12,6 +12,10 @@ that work out of the box from a fresh clone.
 | TWINS_EXPECTATIONS_DIR | expectations | Great Expectations suites, one JSON file each (one asset check per suite) |
 | TWINS_SERVING_PATH | data/serving/warehouse.duckdb | read-only copy for BI, replaced at the end of each run |
 | TWINS_USER_BUCKETS | 0 (auto: ~50,000 users a bucket) | user-hash buckets the Python assets read and fold at a time |
+| TWINS_SPARK_DIR | data/spark (beside the warehouse) | Spark target: its tables, Derby metastore and raw Parquet lake |
+| TWINS_SPARK_MASTER | local[2] | the local Spark session (these three: read by dbt's `spark` profile) |
+| TWINS_SPARK_DRIVER_MEMORY | 1g | its driver's memory |
+| TWINS_SPARK_SHUFFLE_PARTITIONS | 2 | its spark.sql.shuffle.partitions |
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ def default_serving_path(warehouse_path: Path) -> Path:
     return warehouse_path.parent / "serving" / warehouse_path.name
 
 
+def default_spark_dir(warehouse_path: Path) -> Path:
+    """Where the Spark target keeps its tables, metastore and raw Parquet lake unless TWINS_SPARK_DIR says: spark/
+    beside the warehouse (data/spark by default)."""
+    return warehouse_path.parent / "spark"
+
+
 def _path(environ: Mapping[str, str], key: str, default: Path | None) -> Path | None:
     value = environ.get(key)
     return Path(value).expanduser().resolve() if value else default
@@ -54,11 +64,17 @@ class Settings:
     expectations_dir: Path = PROJECT_ROOT / "expectations"
     serving_path: Path | None = None  # None: default_serving_path(warehouse_path), which follows the warehouse
     user_buckets: int = 0  # 0: enough buckets for about 50,000 users each (dagster_twins.bucket_io)
+    spark_dir_override: Path | None = None  # None: default_spark_dir(warehouse_path), which follows the warehouse
 
     @property
     def serving_file(self) -> Path:
         """The serving copy's path: serving_path, or serving/ beside the warehouse."""
         return self.serving_path or default_serving_path(self.warehouse_path)
+
+    @property
+    def spark_dir(self) -> Path:
+        """The Spark target's folder (absolute): warehouse/ (dbt's tables), metastore/ (Derby), lake/ (raw Parquet)."""
+        return (self.spark_dir_override or default_spark_dir(self.warehouse_path)).resolve()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +89,7 @@ class Settings:
             expectations_dir=_path(env, "TWINS_EXPECTATIONS_DIR", PROJECT_ROOT / "expectations"),
             serving_path=_path(env, "TWINS_SERVING_PATH", None),
             user_buckets=int(env.get("TWINS_USER_BUCKETS", "0")),
+            spark_dir_override=_path(env, "TWINS_SPARK_DIR", None),
         )
 
 

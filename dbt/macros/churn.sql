@@ -124,9 +124,9 @@ history as (
         e.value,
         e.spend,
         s.end_at,
-        e.occurred_at >= {{ dbt.dateadd('day', -window_days, 's.end_at') }} as in_window,
-        e.occurred_at < {{ dbt.dateadd('day', -window_days, 's.end_at') }}
-            and e.occurred_at >= {{ dbt.dateadd('day', -2 * window_days, 's.end_at') }} as in_previous_window
+        e.occurred_at >= {{ add_days('s.end_at', -window_days) }} as in_window,
+        e.occurred_at < {{ add_days('s.end_at', -window_days) }}
+            and e.occurred_at >= {{ add_days('s.end_at', -2 * window_days) }} as in_previous_window
     from {{ ref('fct_events') }} as e
     inner join status as s on e.user_id = s.user_id and e.occurred_at < s.end_at
 ),
@@ -178,7 +178,7 @@ select
     {{ days_between('coalesce(c.last_active_at, s.start_at)', 's.end_at') }} as days_since_last_active,
     coalesce(c.recs_shown, 0) as recs_shown,
     coalesce(c.recs_clicked, 0) as recs_clicked,
-    case when coalesce(c.recs_shown, 0) > 0 then 1.0 * c.recs_clicked / c.recs_shown end as rec_click_rate,
+    case when coalesce(c.recs_shown, 0) > 0 then {{ ratio('c.recs_clicked', 'c.recs_shown') }} end as rec_click_rate,
     coalesce(c.tickets_total, 0) as tickets_total,
     coalesce(c.tickets_in_window, 0) as tickets_in_window,
     coalesce(ot.open_tickets, 0) as open_tickets,

@@ -38,7 +38,7 @@ before_send as (
     inner join {{ ref('fct_events') }} as e
         on a.user_id = e.user_id
         and e.occurred_at < a.sent_at
-        and e.occurred_at >= {{ dbt.dateadd('day', -window_days, 'a.sent_at') }}
+        and e.occurred_at >= {{ add_days('a.sent_at', -window_days) }}
     group by a.campaign_id, a.user_id
 )
 

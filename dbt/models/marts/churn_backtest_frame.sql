@@ -15,7 +15,7 @@ select
     c.*,
     case
         when c.churned = 0 and n.churned = 1
-            and n.end_at < {{ dbt.dateadd('day', var('backtest_horizon_days'), 'c.as_of') }} then 1
+            and n.end_at < {{ add_days('c.as_of', var('backtest_horizon_days')) }} then 1
         else 0
     end as churned_within_horizon,
     {{ days_between('c.as_of', 'coalesce(n.end_at, c.as_of)') }} as days_observed_after_cutoff,

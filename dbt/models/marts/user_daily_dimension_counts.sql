@@ -6,6 +6,9 @@
         on_schema_change='append_new_columns'
     )
 }}
+{#- On Spark (no delete, no merge on Parquet) a run overwrites the activity-day partitions it touched, recomputed
+    whole (spark__touched_interactions_cte; README "Engines"). -#}
+{%- if target.type == 'spark' %}{{ config(incremental_strategy='insert_overwrite', partition_by=['activity_date']) }}{% endif %}
 {#-
     Per user and day, interaction counts by event type, topic, channel, content format and goal, in long
     form so the columns never depend on the data. Incremental exactly like user_daily_features.

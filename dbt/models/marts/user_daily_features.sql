@@ -6,6 +6,9 @@
         on_schema_change='append_new_columns'
     )
 }}
+{#- On Spark (no delete, no merge on Parquet) a run overwrites the activity-day partitions it touched, recomputed
+    whole (spark__touched_interactions_cte; README "Engines"). -#}
+{%- if target.type == 'spark' %}{{ config(incremental_strategy='insert_overwrite', partition_by=['activity_date']) }}{% endif %}
 {#-
     One row per user per activity day. On incremental runs, exactly the (user, day) pairs touched by rows
     that landed in the window are re-aggregated from all of fct_events, so a late event updates its day.

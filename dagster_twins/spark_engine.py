@@ -1,0 +1,117 @@
+"""Spark, dbt's second engine (``TWINS_DBT_TARGET=spark``): the one Spark configuration dbt and Python share.
+
+dbt-spark's ``session`` method (dbt/adapters/spark/session.py) builds its session on every statement as
+``SparkSession.builder.enableHiveSupport()``, then ``.config(key, value)`` for each of the profile's
+``server_side_parameters`` (plus ``spark.sql.ansi.enabled=false``, which dbt-spark always adds), then
+``getOrCreate()``. ``spark_conf`` reads those parameters from the ``spark`` output of ``dbt/profiles.yml`` and
+renders them for the given settings, so ``spark_session`` is configured exactly like dbt's: same warehouse
+folder, same Derby metastore (under ``settings.spark_dir``), same time zone. Python sees the tables dbt built::
+
+    from dagster_twins.settings import Settings
+    from dagster_twins.spark_engine import spark_session, stop_spark_session
+
+    spark = spark_session(Settings.from_env())
+    table = spark.sql("select * from marts.user_daily_features").toArrow()
+    stop_spark_session()  # releases the metastore: dbt's own session cannot start while this one runs
+
+The Derby metastore admits one JVM at a time, so a Python session and a dbt run on the Spark target must not
+overlap: stop the session (which ends its JVM) before dbt runs again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dagster_twins.settings import DBT_PROJECT_DIR, Settings
+
+PROFILE_NAME = "dagster_twins"
+SPARK_TARGET = "spark"
+# dbt-spark adds this to every session's parameters (SparkCredentials.__post_init__), whatever the profile says.
+DBT_SPARK_FORCED = {"spark.sql.ansi.enabled": "false"}
+
+
+def spark_environ(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment dbt's profile is rendered in for ``settings``: ``environ`` (default os.environ) with
+    TWINS_SPARK_DIR set to the settings' absolute Spark folder."""
+    env = dict(os.environ if environ is None else environ)
+    env["TWINS_SPARK_DIR"] = str(settings.spark_dir)
+    return env
+
+
+def _render(value: Any, env: Mapping[str, str]) -> str:
+    """Renders a profile value the way dbt does for the only function the Spark output uses: env_var."""
+    import jinja2
+
+    def env_var(name: str, default: str | None = None) -> str:
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise KeyError(f"Env var required but not provided: {name!r}")
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(str(value)).render(env_var=env_var)
+
+
+def spark_conf(settings: Settings, environ: Mapping[str, str] | None = None,
+               profiles_dir: Path = DBT_PROJECT_DIR, target: str = SPARK_TARGET) -> dict[str, str]:
+    """Every Spark parameter dbt's ``target`` session gets (the profile's server_side_parameters, rendered for
+    ``settings``, plus what dbt-spark forces), as strings."""
+    profile = yaml.safe_load((profiles_dir / "profiles.yml").read_text())[PROFILE_NAME]["outputs"][target]
+    if profile.get("method") != "session":
+        raise ValueError(f"dbt target {target!r} is not a local Spark session (method: {profile.get('method')})")
+    env = spark_environ(settings, environ)
+    conf = {str(k): _render(v, env) for k, v in (profile.get("server_side_parameters") or {}).items()}
+    conf.update(DBT_SPARK_FORCED)
+    return conf
+
+
+def spark_session(settings: Settings, environ: Mapping[str, str] | None = None):
+    """A SparkSession configured exactly like dbt's on the Spark target (an existing session of this process is
+    returned as it is: static settings such as the warehouse folder only apply when the JVM starts)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:  # the optional dependency group
+        raise ImportError("pyspark is not installed: pip install -r requirements-spark.lock "
+                          "(or pip install '.[spark]')") from exc
+
+    conf = spark_conf(settings, environ)
+    for folder in ("warehouse", "metastore"):
+        (settings.spark_dir / folder).mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.enableHiveSupport()
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def stop_spark_session() -> None:
+    """Stops this process's SparkSession and its JVM, which releases the Derby metastore for the next dbt run
+    (stopping the session alone keeps Derby booted inside the JVM)."""
+    try:
+        from pyspark import SparkContext
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    gateway.shutdown()
+    proc = getattr(gateway, "proc", None)  # the spark-submit process PySpark started, if it started one
+    if proc is not None:
+        if proc.stdin is not None:
+            proc.stdin.close()  # PySpark's JVM exits when its standard input closes
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    SparkContext._gateway = None
+    SparkContext._jvm = None

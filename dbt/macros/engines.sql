@@ -1,0 +1,84 @@
+{#-
+    What differs between the engines the project runs on (DuckDB, the default, and Spark), one macro each,
+    dispatched on the adapter. default__ is DuckDB's SQL, unchanged; spark__ is Spark SQL giving the same results
+    (tests/test_spark_parity.py compares every mart between the two).
+-#}
+
+{#-
+    On-run-start: declare the raw sources on Spark as tables over the Parquet lake the pipeline exports from
+    DuckDB (dagster_twins/transform/lake.py): <TWINS_SPARK_DIR>/lake/raw/<table>/<landing day>_<n>.parquet.
+    Columns and types come from the sources' YAML. Re-declared on every run (dropping an external table keeps its
+    files), so a changed contract or a new day's file is always seen. Nothing to do on DuckDB: ingestion writes
+    the raw schema itself.
+-#}
+{% macro register_raw_lake() -%}
+    {{ return(adapter.dispatch('register_raw_lake')()) }}
+{%- endmacro %}
+
+{% macro default__register_raw_lake() -%}
+{%- endmacro %}
+
+{% macro spark__register_raw_lake() -%}
+    {%- if execute -%}
+        {%- set lake = env_var('TWINS_SPARK_DIR') ~ '/lake/raw' -%}
+        {%- set sources = graph.sources.values() | selectattr('source_name', 'equalto', 'raw') | list -%}
+        {%- for schema in sources | map(attribute='schema') | unique -%}
+            {%- do run_query('create database if not exists ' ~ adapter.quote(schema)) -%}
+        {%- endfor -%}
+        {%- for node in sources -%}
+            {%- set relation = adapter.quote(node.schema) ~ '.' ~ adapter.quote(node.identifier) -%}
+            {%- if not node.columns -%}
+                {{ exceptions.raise_compiler_error('source raw.' ~ node.name ~ ' lists no columns (_sources.yml)') }}
+            {%- endif -%}
+            {%- set columns = [] -%}
+            {%- for column in node.columns.values() -%}
+                {%- do columns.append(adapter.quote(column.name) ~ ' ' ~ column.data_type) -%}
+            {%- endfor -%}
+            {%- do run_query('drop table if exists ' ~ relation) -%}
+            {%- do run_query('create table ' ~ relation ~ ' (' ~ columns | join(', ') ~ ') using parquet'
+                             ~ " location '" ~ lake ~ '/' ~ node.identifier ~ "'") -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A timestamp plus a number of days (negative: minus), to the microsecond. -#}
+{% macro add_days(timestamp, days) -%}
+    {{ return(adapter.dispatch('add_days')(timestamp, days)) }}
+{%- endmacro %}
+
+{% macro default__add_days(timestamp, days) -%}
+    {{ dbt.dateadd('day', days, timestamp) }}
+{%- endmacro %}
+
+{#- dbt-spark's dateadd goes through unix seconds, dropping fractions of a second; timestampadd keeps them. -#}
+{% macro spark__add_days(timestamp, days) -%}
+    timestampadd(day, {{ days }}, {{ timestamp }})
+{%- endmacro %}
+
+{#- Days between two timestamps as a double, counted in whole seconds as DuckDB's datediff('second') does. -#}
+{% macro days_between(start_ts, end_ts) -%}
+    {{ return(adapter.dispatch('days_between')(start_ts, end_ts)) }}
+{%- endmacro %}
+
+{% macro default__days_between(start_ts, end_ts) -%}
+    ({{ dbt.datediff(start_ts, end_ts, 'second') }} / 86400.0)
+{%- endmacro %}
+
+{#- Spark reads 86400.0 as a decimal and would return a decimal; unix_seconds truncates like DuckDB's datediff. -#}
+{% macro spark__days_between(start_ts, end_ts) -%}
+    (cast(unix_seconds({{ end_ts }}) - unix_seconds({{ start_ts }}) as double) / 86400)
+{%- endmacro %}
+
+{#- numerator / denominator as a double (the caller guards against a zero denominator). -#}
+{% macro ratio(numerator, denominator) -%}
+    {{ return(adapter.dispatch('ratio')(numerator, denominator)) }}
+{%- endmacro %}
+
+{% macro default__ratio(numerator, denominator) -%}
+    1.0 * {{ numerator }} / {{ denominator }}
+{%- endmacro %}
+
+{#- On Spark 1.0 is a decimal literal, and 1.0 * n / d a decimal. -#}
+{% macro spark__ratio(numerator, denominator) -%}
+    cast({{ numerator }} as double) / {{ denominator }}
+{%- endmacro %}
