@@ -236,18 +236,6 @@ def build_frame(source: str, sim: Simulated, pop: Population, vocab: Vocabulary,
     raise ValueError(f"no frame builder for {source!r}")
 
 
-def build_frames(sim: Simulated, pop: Population, vocab: Vocabulary) -> dict[str, pd.DataFrame]:
-    """Every source as a frame of strings, all at once (small demos and tests; the generator streams)."""
-    frames = {}
-    for source in SOURCE_ORDER:
-        if source == "events":
-            e = sim.columns("events")
-            frames[source] = build_events(e, _user_ids(pop), vocab).assign(_t=e["t"])
-        else:
-            frames[source] = build_frame(source, sim, pop, vocab)
-    return frames
-
-
 def offset_some_times(frame: pd.DataFrame, column: str, share: float, rng: np.random.Generator) -> None:
     """Write some times with a +01:00 offset: the same instant, another notation."""
     chosen = np.flatnonzero((rng.random(len(frame)) < share) & (frame[column] != ""))
@@ -390,5 +378,5 @@ def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
         pacsv.write_csv(_string_table(frame), path, pacsv.WriteOptions(quoting_style="needed"))
 
 
-__all__ = ["ID_STRIDE", "SOURCE_ORDER", "EventFiles", "build_events", "build_frame", "build_frames", "iso",
+__all__ = ["ID_STRIDE", "SOURCE_ORDER", "EventFiles", "build_events", "build_frame", "iso",
            "landing_file", "offset_some_times", "write_csv_source", "write_source"]
