@@ -16,6 +16,7 @@ from dagster_twins.settings import Settings
 from dagster_twins.simulation.assets import simulation_assets
 from dagster_twins.transform.assets import dbt_models
 from dagster_twins.twins.assets import twins_beliefs
+from dagster_twins.twins.parallel import twins_rebuild_job
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -27,11 +28,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=gx_checks(settings.expectations_dir, {key for asset in assets for key in asset.keys}),
-        jobs=[twins_pipeline_job],
+        jobs=[twins_pipeline_job, twins_rebuild_job],
         schedules=[daily_schedule],
         sensors=[new_landing_files],
         resources=build_resources(settings),
-        # DuckDB allows one writer at a time, so the steps of a run execute one after another.
+        # DuckDB allows one writer at a time, so the steps of a run execute one after another (the parallel
+        # rebuild job sets its own executor: only its first and last steps open the warehouse).
         executor=dg.in_process_executor,
     )
 
