@@ -10,7 +10,7 @@ the same functions, as steps:
 
 Only the first and last steps open the warehouse (DuckDB admits one writer, and no reader beside it); the bucket
 steps hand Parquet files over in a work folder, so any number of them can run at once. The job runs under
-Dagster's multiprocess executor (``max_concurrent`` steps, default 2 on this 2-core machine); on a cluster,
+Dagster's multiprocess executor (``max_concurrent`` steps, default: the number of cores); on a cluster,
 swap in dagster-k8s's ``k8s_job_executor`` or dagster-celery's ``celery_executor`` and point the work folder at
 storage every worker sees (see docs/scaling-out.md).
 """
@@ -181,7 +181,8 @@ def twins_rebuild_graph():
 twins_rebuild_job = twins_rebuild_graph.to_job(
     name="twins_rebuild_parallel",
     description="Full rebuild of the twins with each user bucket as its own step: run it under the multiprocess "
-                "executor (default, 2 steps at a time) or a cluster executor. The daily increment stays in the "
+                "executor (as many steps at once as cores) or a cluster executor. The daily increment stays in the "
                 "twins asset.",
-    executor_def=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+    # As many steps at once as the machine has cores, unless run config says (execution.config.max_concurrent).
+    executor_def=dg.multiprocess_executor,
 )
