@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup browser demo run dev test lint bench bench-simulation model-quality dq-screenshot clean
+.PHONY: setup setup-spark browser demo run dev test lint bench bench-simulation model-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -25,13 +25,22 @@ dbt/target/manifest.json: $(BIN)/dagster-twins $(shell find dbt -name '*.sql' -o
 
 setup: $(BIN)/dagster-twins dbt/target/manifest.json  ## install everything pinned in requirements.lock
 
-demo: setup  ## generate demo data and run the whole pipeline on it
+# The optional Spark group (dbt-spark, pyspark; Java 17 needed to run it): TWINS_DBT_TARGET=spark, and the tests.
+$(VENV)/.spark-installed: requirements-spark.lock $(BIN)/dagster-twins
+	$(BIN)/pip install --quiet -r requirements-spark.lock
+	touch $@
+
+setup-spark: setup $(VENV)/.spark-installed  ## also install the Spark engine pinned in requirements-spark.lock
+# demo, run and dev install it too when the pipeline runs dbt on Spark (TWINS_DBT_TARGET=spark make demo).
+ENGINE_SETUP := $(if $(filter spark%,$(TWINS_DBT_TARGET)),setup-spark)
+
+demo: setup $(ENGINE_SETUP)  ## generate demo data and run the whole pipeline on it
 	$(BIN)/dagster-twins demo --users $(USERS) --days $(DAYS)
 
-run: setup  ## run the pipeline on whatever is in the landing folder (your own files)
+run: setup $(ENGINE_SETUP)  ## run the pipeline on whatever is in the landing folder (your own files)
 	$(BIN)/dagster-twins run
 
-dev: setup  ## the Dagster UI at http://127.0.0.1:3000
+dev: setup $(ENGINE_SETUP)  ## the Dagster UI at http://127.0.0.1:3000
 	$(BIN)/dagster dev
 
 # Chromium renders the data-quality report in its browser test (Debian's package; root or sudo).
@@ -40,7 +49,7 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
-test: setup browser  ## the whole test suite
+test: setup setup-spark browser  ## the whole test suite (Spark parity included)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

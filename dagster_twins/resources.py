@@ -15,19 +15,25 @@ from dagster_dbt import DbtCliResource
 from dagster_twins.bucket_io import BucketReader, bucket_count, reader_for
 from dagster_twins.ingestion.mapping import SourceMapping, load_mappings
 from dagster_twins.ingestion.warehouse import connect
-from dagster_twins.settings import DBT_PROJECT_DIR, Settings, default_serving_path
+from dagster_twins.settings import DBT_PROJECT_DIR, Settings, default_serving_path, default_spark_dir
 
 
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file. DuckDB allows one writer: open, use and close per step. ``serving_path`` is the
     read-only copy published for BI tools at the end of a run (empty: serving/ beside the warehouse).
     ``engine`` is where dbt builds the marts the Python assets read (duckdb or spark), ``user_buckets`` how many
-    user-hash buckets they read them in (0: about 50,000 users a bucket)."""
+    user-hash buckets they read them in (0: about 50,000 users a bucket). ``spark_dir`` is the Spark target's
+    folder (its tables, metastore and raw Parquet lake; empty: spark/ beside the warehouse)."""
 
     path: str
     serving_path: str = ""
     engine: str = "duckdb"
     user_buckets: int = 0
+    spark_dir: str = ""
+
+    @property
+    def spark_folder(self) -> Path:
+        return Path(self.spark_dir) if self.spark_dir else default_spark_dir(Path(self.path))
 
     @property
     def serving_file(self) -> Path:
@@ -78,7 +84,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": WarehouseResource(path=str(settings.warehouse_path), serving_path=str(settings.serving_file),
                                        engine="spark" if settings.dbt_target.startswith("spark") else "duckdb",
-                                       user_buckets=settings.user_buckets),
+                                       user_buckets=settings.user_buckets, spark_dir=str(settings.spark_dir)),
         "landing": LandingResource(
             landing_dir=str(settings.landing_dir), sources_config=str(settings.sources_config)
         ),

@@ -36,6 +36,16 @@ SPARK_TARGET = "spark"
 DBT_SPARK_FORCED = {"spark.sql.ansi.enabled": "false"}
 
 
+def _profile_outputs(profiles_dir: Path = DBT_PROJECT_DIR) -> dict[str, Any]:
+    return yaml.safe_load((profiles_dir / "profiles.yml").read_text())[PROFILE_NAME]["outputs"]
+
+
+def is_spark_target(target: str | None, profiles_dir: Path = DBT_PROJECT_DIR) -> bool:
+    """Whether dbt's ``target`` (None: TWINS_DBT_TARGET, else duckdb) is a Spark output of the profile."""
+    name = target or os.environ.get("TWINS_DBT_TARGET", "duckdb")
+    return (_profile_outputs(profiles_dir).get(name) or {}).get("type") == "spark"
+
+
 def spark_environ(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment dbt's profile is rendered in for ``settings``: ``environ`` (default os.environ) with
     TWINS_SPARK_DIR set to the settings' absolute Spark folder."""
@@ -62,7 +72,7 @@ def spark_conf(settings: Settings, environ: Mapping[str, str] | None = None,
                profiles_dir: Path = DBT_PROJECT_DIR, target: str = SPARK_TARGET) -> dict[str, str]:
     """Every Spark parameter dbt's ``target`` session gets (the profile's server_side_parameters, rendered for
     ``settings``, plus what dbt-spark forces), as strings."""
-    profile = yaml.safe_load((profiles_dir / "profiles.yml").read_text())[PROFILE_NAME]["outputs"][target]
+    profile = _profile_outputs(profiles_dir)[target]
     if profile.get("method") != "session":
         raise ValueError(f"dbt target {target!r} is not a local Spark session (method: {profile.get('method')})")
     env = spark_environ(settings, environ)

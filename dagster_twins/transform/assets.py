@@ -11,6 +11,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from dagster_twins.partitions import run_window, single_run
 from dagster_twins.resources import WarehouseResource
+from dagster_twins.spark_engine import is_spark_target, stop_spark_session
+from dagster_twins.transform.lake import export_raw_lake
 from dagster_twins.transform.project import dbt_project
 
 
@@ -54,4 +56,23 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
         context.log.info(f"dbt build for landing days {dbt_vars['min_date']} .. {dbt_vars['max_date']} (exclusive)")
     else:
         context.log.info("dbt build over all landed data (no landing-day window in this run)")
+    if is_spark_target(dbt.target):
+        prepare_spark(context, warehouse)
     yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+
+
+def prepare_spark(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
+    """Before dbt runs on Spark: the raw tables ingestion loaded into DuckDB go to the Parquet lake dbt's Spark
+    sources read (the run's landing days, and any the lake lacks), and the profile learns the Spark folder. A Spark
+    session this process still holds (a Python asset of an earlier run) is stopped: its JVM keeps the Derby
+    metastore, which dbt's own session must open."""
+    os.environ["TWINS_SPARK_DIR"] = str(warehouse.spark_folder)
+    stop_spark_session()
+    con = warehouse.connect(read_only=True)
+    try:
+        export = export_raw_lake(con, warehouse.spark_folder, run_window(context.run.tags))
+    finally:
+        con.close()
+    context.log.info(f"Raw tables to the Spark lake {warehouse.spark_folder / 'lake'}: "
+                     f"{sum(export.rows_written.values()):,} rows over {sum(export.days_written.values())} table-days "
+                     f"written, {sum(export.days_removed.values())} table-days removed")
