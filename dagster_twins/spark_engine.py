@@ -81,16 +81,24 @@ def spark_conf(settings: Settings, environ: Mapping[str, str] | None = None,
     return conf
 
 
+# Settings fixed when the JVM starts: a session of this process started with others is for another warehouse.
+STATIC_KEYS = ("spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.ConnectionURL")
+
+
 def spark_session(settings: Settings, environ: Mapping[str, str] | None = None):
-    """A SparkSession configured exactly like dbt's on the Spark target (an existing session of this process is
-    returned as it is: static settings such as the warehouse folder only apply when the JVM starts)."""
+    """A SparkSession configured exactly like dbt's on the Spark target. A session this process already runs is
+    reused when it has the same warehouse and metastore, else stopped (with its JVM) and replaced."""
     try:
+        from pyspark import SparkContext
         from pyspark.sql import SparkSession
     except ImportError as exc:  # the optional dependency group
         raise ImportError("pyspark is not installed: pip install -r requirements-spark.lock "
                           "(or pip install '.[spark]')") from exc
 
     conf = spark_conf(settings, environ)
+    running = SparkContext._active_spark_context
+    if running is not None and any(running.getConf().get(k) != conf.get(k) for k in STATIC_KEYS):
+        stop_spark_session()
     for folder in ("warehouse", "metastore"):
         (settings.spark_dir / folder).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.enableHiveSupport()
@@ -107,9 +115,11 @@ def stop_spark_session() -> None:
         from pyspark.sql import SparkSession
     except ImportError:
         return
-    session = SparkSession.getActiveSession()
+    session = SparkSession.getActiveSession() or SparkSession._instantiatedSession
     if session is not None:
-        session.stop()
+        session.stop()  # stops its SparkContext too
+    elif SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
     gateway = SparkContext._gateway
     if gateway is None:
         return

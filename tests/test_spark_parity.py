@@ -222,3 +222,75 @@ def test_lake_export_rewrites_the_window_and_what_is_missing(tmp_path):
     assert [u for u, _ in lake] == ["u1", "u5", "u6"]
     # Timestamps are UTC instants in the files (TIMESTAMPTZ), the same wall-clock time in UTC.
     assert str(lake[0][1].astimezone(UTC)) == "2026-01-01 10:00:00+00:00"
+
+
+# The Python layers' per-user outputs, with their keys, compared between the two engines.
+PYTHON_OUTPUTS = {
+    "twins.user_beliefs": ["user_id", "belief", "category"], "twins.user_twins": ["user_id"],
+    "churn.churn_predictions": ["user_id"], "simulation.scenario_user_effects": ["scenario", "user_id"],
+    "simulation.scenario_results": ["scenario"],
+}
+
+
+def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
+    """Twins, churn and simulation run once on DuckDB's marts and once on Spark's, read a bucket at a time through
+    dagster_twins.bucket_io: the same outputs. Spark's copy of the warehouse has no marts schema at all, so
+    nothing can fall back to DuckDB's."""
+    duck_settings, spark_settings, _ = parity
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(duck_settings.warehouse_path, copy)
+    con = duckdb.connect(str(copy))
+    con.execute("drop schema marts cascade")
+    con.close()
+    on_spark = replace(spark_settings, warehouse_path=copy, spark_dir_override=spark_settings.spark_dir,
+                       user_buckets=3)
+    start, end = END - timedelta(days=DAYS - 1), END
+    twins_metadata = {}
+    for settings in (duck_settings, on_spark):
+        for layer in ("twins", "churn", "simulation"):
+            result = run_pipeline(settings, start, end, layer=layer, instance=dg.DagsterInstance.ephemeral())
+            assert result.success, (settings.dbt_target, layer)
+            if layer == "twins":
+                event = result.get_asset_materialization_events()[0]
+                twins_metadata[settings.dbt_target] = event.materialization.metadata
+    assert twins_metadata["spark"]["engine"].value == "spark" and twins_metadata["spark"]["user_buckets"].value == 3
+    assert twins_metadata["duckdb"]["engine"].value == "duckdb"
+    problems = []
+    for table, key in PYTHON_OUTPUTS.items():
+        frames = []
+        for path in (duck_settings.warehouse_path, copy):
+            con = duckdb.connect(str(path), read_only=True)
+            frames.append(con.sql(f"select * from {table}").df().sort_values(key).reset_index(drop=True))
+            con.close()
+        duck, spark = frames
+        assert len(duck) == len(spark) > 0, table
+        for column in duck.columns:
+            if pd.api.types.is_float_dtype(duck[column]):
+                if not np.allclose(duck[column], spark[column], rtol=1e-6, atol=1e-9, equal_nan=True):
+                    problems.append(f"{table}.{column}")
+            elif not duck[column].astype(str).equals(spark[column].astype(str)):
+                problems.append(f"{table}.{column}")
+    assert problems == [], problems
+
+
+def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, monkeypatch):
+    """spark_conf renders dbt's own profile entries: the warehouse and metastore are absolute paths under the
+    settings' Spark folder whatever the working directory, the session runs in UTC, dbt-spark's forced setting
+    is there; the target's type decides whether the dbt asset prepares Spark."""
+    from dagster_twins.spark_engine import is_spark_target, spark_conf
+
+    monkeypatch.chdir(tmp_path)
+    settings = replace(make_settings(tmp_path / "data"), spark_dir_override=None)
+    conf = spark_conf(settings, environ={})
+    spark_dir = tmp_path / "data" / "spark"
+    assert settings.spark_dir == spark_dir
+    assert conf["spark.sql.warehouse.dir"] == f"{spark_dir}/warehouse"
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == (
+        f"jdbc:derby:;databaseName={spark_dir}/metastore/metastore_db;create=true")
+    assert f"-Dderby.system.home={spark_dir}/metastore" in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    assert "-Duser.timezone=UTC" in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.master"] == "local[2]" and conf["spark.ui.enabled"] == "false"
+    assert conf["spark.sql.ansi.enabled"] == "false"
+    assert spark_conf(settings, environ={"TWINS_SPARK_MASTER": "local[4]"})["spark.master"] == "local[4]"
+    assert is_spark_target("spark") and not is_spark_target("duckdb")
