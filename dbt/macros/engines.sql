@@ -41,6 +41,36 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#-
+    fct_events' pre-hook on incremental runs: empty the window's landing days first, so a re-run leaves exactly what
+    the re-landed files hold (a corrected file's dropped rows, or a whole day gone). Without a window, every day.
+-#}
+{% macro clear_landing_window(relation) -%}
+    {{ return(adapter.dispatch('clear_landing_window')(relation)) }}
+{%- endmacro %}
+
+{% macro default__clear_landing_window(relation) -%}
+    delete from {{ relation }} where {{ landing_window_filter('landing_date') }}
+{%- endmacro %}
+
+{#- Spark's Parquet tables have no delete: drop the window's landing-day partitions (insert_overwrite then
+    rewrites those that have rows). Runs the statements itself and renders nothing. -#}
+{% macro spark__clear_landing_window(relation) -%}
+    {%- set min_date = var('min_date', none) -%}
+    {%- set max_date = var('max_date', none) -%}
+    {%- if min_date and max_date -%}
+        {%- set first = modules.datetime.date.fromisoformat(min_date) -%}
+        {%- set days = (modules.datetime.date.fromisoformat(max_date) - first).days -%}
+        {%- for i in range(days) -%}
+            {%- set day = first + modules.datetime.timedelta(days=i) -%}
+            {%- do run_query('alter table ' ~ relation ~ " drop if exists partition (landing_date = date '"
+                             ~ day.isoformat() ~ "')") -%}
+        {%- endfor -%}
+    {%- else -%}
+        {%- do run_query('truncate table ' ~ relation) -%}
+    {%- endif -%}
+{%- endmacro %}
+
 {#- A timestamp plus a number of days (negative: minus), to the microsecond. -#}
 {% macro add_days(timestamp, days) -%}
     {{ return(adapter.dispatch('add_days')(timestamp, days)) }}

@@ -4,11 +4,12 @@
         unique_key='interaction_id',
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
-        pre_hook="{% if is_incremental() and target.type != 'spark' %}delete from {{ this }} where {{ landing_window_filter('landing_date') }}{% endif %}"
+        pre_hook="{% if is_incremental() %}{{ clear_landing_window(this) }}{% endif %}"
     )
 }}
 {#- Spark's Parquet tables have neither delete nor merge: there a run overwrites the landing-day partitions it
-    rebuilt, which replaces the same rows (an interaction_id lands on one day only; README "Engines"). -#}
+    rebuilt (the pre_hook drops the window's first), which replaces the same rows (an interaction_id lands on one
+    day only; README "Engines"). -#}
 {%- if target.type == 'spark' %}{{ config(incremental_strategy='insert_overwrite', partition_by=['landing_date']) }}{% endif %}
 {#-
     Every interaction, one row each, with topic and goal resolved. Processes the rows that landed in the
