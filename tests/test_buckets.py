@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import dagster as dg
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 
 from dagster_twins.bucket_io import DuckDBReader, bucket_count, to_frame
 from dagster_twins.pipeline import run_pipeline
+from tests.tables import assert_same_table, read_sorted
 
 # Every table the twins, churn and simulation layers write per user, with its key.
 TABLES = {
@@ -24,15 +24,6 @@ TABLES = {
     "simulation.scenario_user_effects": ["scenario", "user_id"],
     "simulation.scenario_results": ["scenario"],
 }
-
-
-def read_table(path, table: str, key: list[str]) -> pd.DataFrame:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        frame = con.execute(f"select * from {table}").df()
-    finally:
-        con.close()
-    return frame.sort_values(key, kind="stable").reset_index(drop=True)
 
 
 def test_sixteen_buckets_equal_one(built, built_copy):
@@ -52,16 +43,8 @@ def test_sixteen_buckets_equal_one(built, built_copy):
         verdicts = {(e.asset_key, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
         assert verdicts and verdicts.items() <= one_bucket_verdicts.items()
     for table, key in TABLES.items():
-        one, sixteen = read_table(settings.warehouse_path, table, key), read_table(local.warehouse_path, table, key)
-        assert len(one) == len(sixteen) > 0, table
-        assert list(one.columns) == list(sixteen.columns), table
-        for column in one.columns:
-            if pd.api.types.is_float_dtype(one[column]):
-                # Equal up to the order floats are summed in (a bucket's rows arrive in another order).
-                np.testing.assert_allclose(sixteen[column], one[column], rtol=1e-9, atol=1e-12,
-                                           err_msg=f"{table}.{column}")
-            else:
-                pd.testing.assert_series_equal(sixteen[column], one[column], check_names=False, obj=f"{table}.{column}")
+        one, sixteen = read_sorted(settings.warehouse_path, table, key), read_sorted(local.warehouse_path, table, key)
+        assert_same_table(one, sixteen, table)
 
 
 def test_buckets_partition_the_users(built):

@@ -6,11 +6,9 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-import duckdb
-import numpy as np
-import pandas as pd
 
 from dagster_twins.settings import Settings
+from tests.tables import assert_same_table, read_sorted
 
 KEYS = {"twins.user_beliefs": ["user_id", "belief", "category"], "twins.user_twins": ["user_id"],
         "twins.belief_priors": ["belief", "category"]}
@@ -21,15 +19,6 @@ def rebuild_job() -> dg.JobDefinition:
     from dagster_twins.definitions import build_definitions
 
     return build_definitions(Settings.from_env()).resolve_job_def("twins_rebuild_parallel")
-
-
-def read(path, table: str) -> pd.DataFrame:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        frame = con.execute(f"select * from {table}").df().drop(columns="as_of", errors="ignore")
-    finally:
-        con.close()
-    return frame.sort_values(KEYS[table], kind="stable").reset_index(drop=True)
 
 
 def test_parallel_rebuild_in_processes_equals_the_asset(built, built_copy, tmp_path, monkeypatch):
@@ -54,18 +43,6 @@ def test_parallel_rebuild_in_processes_equals_the_asset(built, built_copy, tmp_p
         materialized = {e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
         assert materialized == {dg.AssetKey(["twins", "user_beliefs"]), dg.AssetKey(["twins", "user_twins"])}
     assert len(list(work.glob("state_*.parquet"))) == 4
-    for table in KEYS:
-        one, parallel = read(settings.warehouse_path, table), read(local.warehouse_path, table)
-        assert len(one) == len(parallel) > 0, table
-        assert list(one.columns) == list(parallel.columns), table
-        for column in one.columns:
-            if pd.api.types.is_float_dtype(one[column]):
-                np.testing.assert_allclose(parallel[column], one[column], rtol=1e-9, atol=1e-12,
-                                           err_msg=f"{table}.{column}")
-            elif pd.api.types.is_datetime64_any_dtype(one[column]):  # equal instants; units may differ (us, ns)
-                pd.testing.assert_series_equal(parallel[column].astype("datetime64[us]"),
-                                               one[column].astype("datetime64[us]"), check_names=False,
-                                               obj=f"{table}.{column}")
-            else:
-                pd.testing.assert_series_equal(parallel[column], one[column], check_names=False, check_dtype=False,
-                                               obj=f"{table}.{column}")
+    for table, key in KEYS.items():
+        assert_same_table(read_sorted(settings.warehouse_path, table, key).drop(columns="as_of", errors="ignore"),
+                          read_sorted(local.warehouse_path, table, key).drop(columns="as_of", errors="ignore"), table)
