@@ -122,11 +122,9 @@ class SparkReader(BucketReader):
     def arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         return self.spark.sql(sql, args=list(params) or None).toArrow()
 
-    def close(self) -> None:
-        # The local Derby metastore admits one JVM: end this one so the next dbt run can start its own.
-        from dagster_twins.spark_engine import stop_spark_session
-
-        stop_spark_session()
+    # No close: the session lives as long as the process, shared by every asset that reads through Spark
+    # (starting a JVM costs seconds; restarting one in a process proved fragile). The dbt asset stops it before
+    # dbt starts its own session on the local Derby metastore, which admits one JVM.
 
 
 def reader_for(engine: str, con: duckdb.DuckDBPyConnection) -> BucketReader:
