@@ -129,3 +129,15 @@ def test_a_suite_on_an_unknown_asset_fails_loading_unless_optional(tmp_path):
     suite["meta"]["dagster_twins"]["optional"] = True
     (tmp_path / "typo.json").write_text(json.dumps(suite))
     assert gx_checks(tmp_path, {dg.AssetKey(["raw", "users"])}) == []
+
+
+def test_report_of_a_run_without_checks_renders(tmp_path):
+    """The report materialized alone sees no checks of its own run: it says so instead of failing (found by the
+    benchmark's quality stage)."""
+    from dagster_twins.quality.report import render_html, results_frame
+
+    current = results_frame([], "run-1", pd.Timestamp("2026-06-30"))
+    assert current.empty and current["passed"].dtype == bool
+    html = render_html(current, current, "run-1", pd.Timestamp("2026-06-30"), tmp_path / "docs.html",
+                       tmp_path / "dq_report.html")
+    assert "<html" in html.lower()

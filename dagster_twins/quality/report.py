@@ -54,7 +54,9 @@ def results_frame(evaluations: list, run_id: str, checked_at: pd.Timestamp) -> p
             "severity": "warn" if e.severity.value == "WARN" else "error", "observed": _observed(e.metadata),
         })
     columns = ["run_id", "checked_at", "source", "layer", "asset", "check_name", "passed", "severity", "observed"]
-    return pd.DataFrame(rows, columns=columns)
+    # Typed even when empty (a run of the report alone has no checks): an empty object column used as a mask
+    # would select columns instead of rows.
+    return pd.DataFrame(rows, columns=columns).astype({"passed": bool})
 
 
 def status_of(frame: pd.DataFrame) -> pd.Series:
