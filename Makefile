@@ -59,7 +59,7 @@ lint: setup
 bench: setup  ## stage timings and peak memory at 10k and 100k users (see docs/benchmarks.md)
 	$(BIN)/dagster-twins bench --users 10000 100000 --days 180 --repeat 3 --output docs/benchmarks.json
 
-bench-1m: setup  ## the whole DuckDB pipeline at 1,000,000 users x 180 days, once (see docs/benchmarks.md; about 2 hours)
+bench-1m: setup  ## the whole DuckDB pipeline at 1,000,000 users x 180 days, once (see docs/benchmarks.md; hours here)
 	$(BIN)/dagster-twins bench --users 1000000 --days 180 --repeat 1 --output docs/benchmarks-1m.json
 
 bench-spark: setup setup-spark  ## the same stages with dbt on local Spark beside DuckDB, at 2,000 users

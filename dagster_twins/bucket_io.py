@@ -65,8 +65,14 @@ class BucketReader(ABC):
     engine: str
 
     @abstractmethod
+    def bucket_of(self, buckets: int, column: str = "user_id") -> str:
+        """A SQL expression: the bucket (0 .. buckets - 1) of each row's ``column``."""
+
     def bucket_filter(self, bucket: Bucket | None, column: str = "user_id") -> str:
         """A SQL predicate true for the rows of ``bucket`` (``true`` for None or a single bucket)."""
+        if bucket is None or bucket[1] == 1:
+            return "true"
+        return f"{self.bucket_of(bucket[1], column)} = {bucket[0]}"
 
     @abstractmethod
     def arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
@@ -96,10 +102,8 @@ class DuckDBReader(BucketReader):
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self.con = con
 
-    def bucket_filter(self, bucket: Bucket | None, column: str = "user_id") -> str:
-        if bucket is None or bucket[1] == 1:
-            return "true"
-        return f"hash({column}) % {bucket[1]} = {bucket[0]}"
+    def bucket_of(self, buckets: int, column: str = "user_id") -> str:
+        return f"hash({column}) % {buckets}"
 
     def arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         return self.con.execute(sql, list(params)).to_arrow_table()
@@ -114,10 +118,8 @@ class SparkReader(BucketReader):
     def __init__(self, spark):
         self.spark = spark
 
-    def bucket_filter(self, bucket: Bucket | None, column: str = "user_id") -> str:
-        if bucket is None or bucket[1] == 1:
-            return "true"
-        return f"pmod(xxhash64({column}), {bucket[1]}) = {bucket[0]}"
+    def bucket_of(self, buckets: int, column: str = "user_id") -> str:
+        return f"pmod(xxhash64({column}), {buckets})"
 
     def arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         return self.spark.sql(sql, args=list(params) or None).toArrow()

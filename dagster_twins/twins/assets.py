@@ -69,11 +69,11 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
         base_as_of = None if config.full_rebuild else store.saved_state_day(con, start)
         mode = "full rebuild" if base_as_of is None else f"incremental from the state of {base_as_of}"
         interactions = store.landed_interactions(reader, base_as_of, end)
-        users = store.known_users(reader, as_of)
+        buckets = warehouse.buckets(int(reader.scalars("select count(*) from marts.dim_users")[0]))
+        users = store.known_users(reader, as_of, buckets)
         categories = store.belief_categories(reader)
         # Users are folded and summarized a bucket at a time (a user's state depends on their own evidence, the
         # priors on population moments gathered in between), so memory follows the bucket, not the population.
-        buckets = warehouse.buckets(len(users))
         context.log.info(f"twins as of {as_of} on {reader.engine}: {mode}; folding {interactions:,} landed "
                          f"interactions of {len(users):,} users in {buckets} bucket(s)")
         tally = CheckTally()
@@ -95,7 +95,7 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
         twins_out = TableRewrite(con, store.SCHEMA, "user_twins")
         store.clear_snapshots(con, "user_twins_history", as_of, start)
         for bucket in all_buckets(buckets):
-            users_b = store.known_users(reader, as_of, bucket)
+            users_b = users[users["bucket"] == bucket[0]].reset_index(drop=True)
             state = store.state_of(con, as_of, users_b["user_id"])
             beliefs = posteriors(state, users_b, categories, priors, as_of, config.half_life_days)
             twins = roll_up(beliefs, as_of)

@@ -58,6 +58,10 @@ class BucketTask:
         return Path(self.folder) / name
 
 
+def _work_folder(config: RebuildConfig, warehouse: WarehouseResource, run_id: str) -> Path:
+    return Path(config.work_dir) if config.work_dir else Path(warehouse.path).parent / "work" / "twins_rebuild" / run_id
+
+
 def _write(frame: pd.DataFrame, path: Path) -> None:
     # Microseconds, which DuckDB casts to the tables' own timestamp types (Parquet has no seconds unit).
     frame.to_parquet(path, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
@@ -72,10 +76,10 @@ def extract_buckets(context: dg.OpExecutionContext, config: RebuildConfig, wareh
             raise dg.Failure("marts.fct_events is empty: run ingestion and dbt first")
         start, end = span
         as_of = end - timedelta(days=1)
-        users = store.known_users(reader, as_of)
-        buckets = bucket_count(len(users), config.buckets or warehouse.user_buckets)
-        folder = Path(config.work_dir) if config.work_dir else (
-            Path(warehouse.path).parent / "work" / "twins_rebuild" / context.run.run_id)
+        buckets = bucket_count(int(reader.scalars("select count(*) from marts.dim_users")[0]),
+                               config.buckets or warehouse.user_buckets)
+        users = store.known_users(reader, as_of, buckets)
+        folder = _work_folder(config, warehouse, context.run.run_id)
         folder.mkdir(parents=True, exist_ok=True)
         _write(users, folder / "users.parquet")
         (folder / "categories.json").write_text(json.dumps(store.belief_categories(reader)))
@@ -84,7 +88,7 @@ def extract_buckets(context: dg.OpExecutionContext, config: RebuildConfig, wareh
         for b in range(buckets):
             task = BucketTask(b, buckets, str(folder), as_of, start, config.half_life_days)
             _write(store.landed_evidence(reader, None, end, (b, buckets)), task.path("evidence"))
-            _write(store.known_users(reader, as_of, (b, buckets)), task.path("users"))
+            _write(users[users["bucket"] == b], task.path("users"))
             yield dg.DynamicOutput(task, mapping_key=f"bucket_{b:04d}")
 
 
@@ -137,8 +141,7 @@ def load_twins(context: dg.OpExecutionContext, summaries: list[dict], config: Re
                warehouse: WarehouseResource) -> None:
     """The single writer: the bucket files into the twin tables, then the materializations of both assets."""
     started = time.perf_counter()
-    folder = Path(config.work_dir) if config.work_dir else (
-        Path(warehouse.path).parent / "work" / "twins_rebuild" / context.run.run_id)
+    folder = _work_folder(config, warehouse, context.run.run_id)
     as_of = pd.read_parquet(folder / "state_0000.parquet", columns=["as_of"])["as_of"].iloc[0].date()
     users = int(sum(s["users"] for s in summaries))
 

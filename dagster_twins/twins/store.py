@@ -75,13 +75,14 @@ def bucket_users(reader: BucketReader, bucket: Bucket | None = None) -> pd.Serie
     return reader.table_frame("marts.dim_users", ["user_id"], bucket=bucket)["user_id"]
 
 
-def known_users(reader: BucketReader, as_of: date, bucket: Bucket | None = None) -> pd.DataFrame:
+def known_users(reader: BucketReader, as_of: date, buckets: int = 1) -> pd.DataFrame:
     """Users known by ``as_of`` with the first day of their exposure (sign-up, but not before the data
-    starts), in user_id order."""
+    starts) and their bucket of ``buckets``, in user_id order."""
     users = reader.frame(
         "select user_id, cast(greatest(coalesce(signed_up_at, first_seen_at), "
-        "(select min(occurred_at) from marts.fct_events)) as date) as first_day from marts.dim_users "
-        f"where coalesce(signed_up_at, first_seen_at) < ? and {reader.bucket_filter(bucket)} order by user_id",
+        "(select min(occurred_at) from marts.fct_events)) as date) as first_day, "
+        f"{reader.bucket_of(buckets)} as bucket from marts.dim_users "
+        "where coalesce(signed_up_at, first_seen_at) < ? order by user_id",
         [as_of + timedelta(days=1)],
     )
     users["first_day"] = pd.to_datetime(users["first_day"])
