@@ -140,14 +140,41 @@ def bench_env(workdir: Path, engine: str = "duckdb") -> dict[str, str]:
     }
 
 
-def bench_once(users: int, days: int, root: Path, engine: str = "duckdb",
-               chunk_users: int | None = None) -> list[StageRun]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench_{engine}_{users}_", dir=root))
+def reset_for_stage(warehouse: Path, stage: str) -> None:
+    """Before resuming at ``dbt``, drop everything a killed run may have built after ingestion (every schema but
+    ``raw``), so dbt builds from scratch as in an uninterrupted run. Later stages replace their own outputs."""
+    if stage != "dbt" or not warehouse.exists():
+        return
+    from dagster_twins.contract import RAW_SCHEMA
+    from dagster_twins.ingestion.warehouse import connect
+
+    con = connect(warehouse)
+    try:
+        schemas = [s for (s,) in con.execute(
+            "select schema_name from duckdb_schemas() where database_name = current_database() "
+            "and not internal and schema_name not in (?, 'main')", [RAW_SCHEMA]).fetchall()]
+        for schema in schemas:
+            con.execute(f'drop schema "{schema}" cascade')
+        print(f"  reset for {stage}: dropped schemas {', '.join(schemas) or '(none)'}", flush=True)
+    finally:
+        con.close()
+
+
+def bench_once(users: int, days: int, root: Path, engine: str = "duckdb", chunk_users: int | None = None,
+               resume: Path | None = None, from_stage: str | None = None, keep: bool = False) -> list[StageRun]:
+    """Every stage once over a fresh work folder; or, with ``resume``, the stages from ``from_stage`` on over
+    the work folder a kept run left (``keep``: a long run can be continued after a stop)."""
+    workdir = resume or Path(tempfile.mkdtemp(prefix=f"bench_{engine}_{users}_", dir=root))
     env = bench_env(workdir, engine)
+    first = STAGES.index(from_stage) if from_stage else 0
+    if keep or resume:
+        print(f"  work folder (kept): {workdir}", flush=True)
     try:
         runs = []
         timings = workdir / "timings.json"
-        for stage, cmd in stage_commands(workdir, users, days, chunk_users).items():
+        for stage, cmd in list(stage_commands(workdir, users, days, chunk_users).items())[first:]:
+            if stage == from_stage:
+                reset_for_stage(workdir / "warehouse.duckdb", stage)
             if stage in STAGE_ASSETS:
                 cmd = cmd + ["--timings", str(timings)]
             seconds, peak = run_stage(cmd, env)
@@ -157,13 +184,16 @@ def bench_once(users: int, days: int, root: Path, engine: str = "duckdb",
             print(f"  {users:>9,} users  {stage:<15} {seconds:8.1f} s  {peak:8.0f} MB{inside}", flush=True)
         return runs
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not (keep or resume):
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def summarize(users: int, days: int, repeats: list[list[StageRun]]) -> dict:
     stages = {}
     for stage in STAGES:
         runs = [r for rep in repeats for r in rep if r.stage == stage]
+        if not runs:  # before a resumed run's first stage
+            continue
         stages[stage] = {
             "median_seconds": round(statistics.median(r.seconds for r in runs), 2),
             "median_peak_rss_mb": round(statistics.median(r.peak_rss_mb for r in runs), 0),
@@ -181,7 +211,8 @@ def summarize(users: int, days: int, repeats: list[list[StageRun]]) -> dict:
         "median_ingest_plus_dbt_seconds": round(statistics.median(ingest_dbt), 2),
         "median_total_seconds": round(statistics.median(totals), 2),
         "peak_rss_mb": max(r.peak_rss_mb for rep in repeats for r in rep),
-        "peak_rss_ingest_dbt_mb": max(r.peak_rss_mb for rep in repeats for r in rep if r.stage in ("ingest", "dbt")),
+        "peak_rss_ingest_dbt_mb": max((r.peak_rss_mb for rep in repeats for r in rep if r.stage in ("ingest", "dbt")),
+                                      default=0),
     }
 
 
@@ -266,9 +297,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     results = []
     for users in args.users:
-        repeats = [bench_once(users, args.days, root, args.engine, getattr(args, "chunk_users", None))
+        repeats = [bench_once(users, args.days, root, args.engine, getattr(args, "chunk_users", None),
+                              args.resume, args.from_stage, args.keep)
                    for _ in range(args.repeat)]
-        results.append({"engine": args.engine, **summarize(users, args.days, repeats)})
+        resumed = {"resumed_from_stage": args.from_stage} if args.resume else {}
+        results.append({"engine": args.engine, **resumed, **summarize(users, args.days, repeats)})
         print(json.dumps(results[-1], indent=2))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

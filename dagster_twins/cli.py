@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from dagster_twins.bench import STAGES
 from dagster_twins.settings import DEFAULT_DATA_DIR, Settings, apply_offline_env
 
 
@@ -161,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--draws", type=int, default=1000, help="draws of the simulation benchmark's scenario")
     bench.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                        help="where dbt builds the marts (spark: local PySpark, needs the spark extra)")
+    bench.add_argument("--keep", action="store_true", help="keep the work folder (to resume a long run)")
+    bench.add_argument("--resume", type=Path, default=None,
+                       help="continue in this kept work folder instead of a fresh one (with --from-stage)")
+    bench.add_argument("--from-stage", choices=STAGES, default=None,
+                       help="with --resume: the first stage to run (resuming at dbt drops what dbt and later built)")
     bench.set_defaults(func=cmd_bench)
     quality = sub.add_parser("model-quality", help="score the models against the demo's planted truth")
     quality.add_argument("--users", type=int, default=10_000)
