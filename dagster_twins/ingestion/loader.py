@@ -163,6 +163,12 @@ def files_by_landing_date(
     return {f: landing_date_of(con, source, mapping, f) for f in discover(landing_root / mapping.folder)}
 
 
+# Landing days staged at a time. A backfill's files are read, validated and deduplicated a slice of days at a
+# time (one transaction for the whole window), so its temporary tables and sorts stay the size of the slice:
+# at a million users, staging 180 days at once spilled a 100-million-row window sort to disk.
+LOAD_SLICE_DAYS = 7
+
+
 def load_source(
     con: duckdb.DuckDBPyConnection,
     source: str,
@@ -170,6 +176,7 @@ def load_source(
     landing_root: Path,
     landing_dates: Iterable[date],
     load_id: str | None = None,
+    slice_days: int = LOAD_SLICE_DAYS,
 ) -> LoadResult:
     """Replace ``raw.<source>`` rows of ``landing_dates`` with the landing files of those dates."""
     ensure_raw_schema(con)
@@ -177,60 +184,22 @@ def load_source(
     load_id = load_id or uuid.uuid4().hex
     result = LoadResult(source, dates)
     wanted = {f: d for f, d in files_by_landing_date(con, source, mapping, landing_root).items() if d in dates}
-
-    _create_batch(con, source)
-    rows_read = _stage(con, source, mapping, wanted)
-    log.info("%s: staged %d file(s), %d rows", source, len(wanted), sum(rows_read.values()))
-
-    table = raw_table(source)
-    date_list = ", ".join(f"date '{d.isoformat()}'" for d in dates) or "null"
     loaded_at = datetime.now().replace(microsecond=0)
     con.execute("begin transaction")
     try:
-        con.execute(f"delete from {table} where _landing_date in ({date_list})")
+        date_list = _date_list(dates)
+        con.execute(f"delete from {raw_table(source)} where _landing_date in ({date_list})")
         con.execute(
             f"delete from {RAW_SCHEMA}.{QUARANTINE_TABLE} where source = ? and landing_date in ({date_list})",
             [source],
         )
-        # A good row is a duplicate when its key is already in the table (from another landing date) or
-        # appears earlier in this batch; only the first of each key is inserted.
-        con.execute(
-            f"insert into {table} by name select * exclude (_reason, _record, _rank), "
-            f"timestamp '{loaded_at}' as _loaded_at from (select *, row_number() over (partition by _row_id "
-            f"order by _landing_date, _source_file, _source_line) as _rank from {_BATCH} where _reason is null) "
-            f"where _rank = 1 and _row_id not in (select _row_id from {table} where _landing_date not in ({date_list}))"
-        )
-        con.execute(
-            f"insert into {RAW_SCHEMA}.{QUARANTINE_TABLE} select {sql_literal(source)}, _source_file, "
-            f"_source_line, _reason, _record, _landing_date, timestamp '{loaded_at}' "
-            f"from {_BATCH} where _reason is not null"
-        )
-        per_file = con.execute(
-            f"select _source_file, count(*) filter (where _reason is null), "
-            f"count(*) filter (where _reason is not null) "
-            f"from {_BATCH} group by 1"
-        ).fetchall()
-        good = {f: int(n) for f, n, _ in per_file}
-        bad = {f: int(n) for f, _, n in per_file}
-        loaded_per_file = dict(
-            con.execute(
-                f"select _source_file, count(*) from {table} where _landing_date in ({date_list}) group by 1"
-            ).fetchall()
-        )
-        for file, landing in sorted(wanted.items(), key=lambda item: (item[1], str(item[0].path))):
-            key = str(file.path)
-            loaded = int(loaded_per_file.get(key, 0))
-            duplicate = good.get(key, 0) - loaded
-            result.files.append(FileStats(key, landing, rows_read.get(key, 0), loaded, duplicate, bad.get(key, 0)))
-        log_rows = pd.DataFrame(
-            [(load_id, source, f.source_file, f.landing_date, f.rows_read, f.rows_loaded, f.rows_duplicate,
-              f.rows_quarantined, loaded_at) for f in result.files],
-            columns=["load_id", "source", "source_file", "landing_date", "rows_read", "rows_loaded",
-                     "rows_duplicate", "rows_quarantined", "loaded_at"],
-        )
-        con.register("_landing_log_rows", log_rows)
-        con.execute(f"insert into {RAW_SCHEMA}.{LOAD_LOG_TABLE} by name select * from _landing_log_rows")
-        con.unregister("_landing_log_rows")
+        # Slices in date order: a key seen in an earlier slice is already in the table, so the earliest landing
+        # wins exactly as if the window were ranked at once.
+        for first in range(0, len(dates), slice_days):
+            days = set(dates[first:first + slice_days])
+            files = {f: d for f, d in wanted.items() if d in days}
+            result.files += _load_slice(con, source, mapping, files, loaded_at)
+        _write_load_log(con, load_id, source, result.files, loaded_at)
         con.execute("commit")
     except Exception:
         con.execute("rollback")
@@ -239,14 +208,80 @@ def load_source(
         con.execute(f"drop table if exists {_BATCH}")
 
     result.quarantine_reasons = _reason_counts(con, source, dates)
-    result.rows_in_table = int(con.execute(f"select count(*) from {table}").fetchone()[0])
+    result.rows_in_table = int(con.execute(f"select count(*) from {raw_table(source)}").fetchone()[0])
     return result
+
+
+def _date_list(dates: Iterable[date]) -> str:
+    return ", ".join(f"date '{d.isoformat()}'" for d in dates) or "null"
+
+
+def _load_slice(
+    con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, files: dict[LandingFile, date],
+    loaded_at: datetime,
+) -> list[FileStats]:
+    """Stage the files of some landing days and insert their first row of each new key; rows of other keys are
+    counted as duplicates, malformed rows quarantined. Runs inside ``load_source``'s transaction."""
+    _create_batch(con, source)
+    rows_read = _stage(con, source, mapping, files)
+    log.info("%s: staged %d file(s), %d rows", source, len(files), sum(rows_read.values()))
+    table = raw_table(source)
+    # A good row is a duplicate when its key is already in the table (another landing date, or an earlier
+    # slice) or appears earlier in this batch; only the first of each key is inserted. The keys already in the
+    # table come from an inner join, which builds its hash table on the (smaller) batch, not on the table.
+    con.execute(
+        f"create or replace temp table _landing_seen as select distinct b._row_id from {_BATCH} b "
+        f"join {table} t on t._row_id = b._row_id where b._reason is null"
+    )
+    con.execute(
+        f"insert into {table} by name select * exclude (_reason, _record, _rank), "
+        f"timestamp '{loaded_at}' as _loaded_at from (select *, row_number() over (partition by _row_id "
+        f"order by _landing_date, _source_file, _source_line) as _rank from {_BATCH} where _reason is null "
+        f"and _row_id not in (select _row_id from _landing_seen)) where _rank = 1"
+    )
+    con.execute("drop table _landing_seen")
+    con.execute(
+        f"insert into {RAW_SCHEMA}.{QUARANTINE_TABLE} select {sql_literal(source)}, _source_file, "
+        f"_source_line, _reason, _record, _landing_date, timestamp '{loaded_at}' "
+        f"from {_BATCH} where _reason is not null"
+    )
+    per_file = con.execute(
+        f"select _source_file, count(*) filter (where _reason is null), count(*) filter (where _reason is not null) "
+        f"from {_BATCH} group by 1"
+    ).fetchall()
+    good = {f: int(n) for f, n, _ in per_file}
+    bad = {f: int(n) for f, _, n in per_file}
+    loaded_per_file = dict(con.execute(
+        f"select _source_file, count(*) from {table} where _landing_date in ({_date_list(set(files.values()))}) "
+        "group by 1"
+    ).fetchall())
+    stats = []
+    for file, landing in sorted(files.items(), key=lambda item: (item[1], str(item[0].path))):
+        key = str(file.path)
+        loaded = int(loaded_per_file.get(key, 0))
+        stats.append(FileStats(key, landing, rows_read.get(key, 0), loaded, good.get(key, 0) - loaded,
+                               bad.get(key, 0)))
+    return stats
+
+
+def _write_load_log(
+    con: duckdb.DuckDBPyConnection, load_id: str, source: str, files: list[FileStats], loaded_at: datetime
+) -> None:
+    log_rows = pd.DataFrame(
+        [(load_id, source, f.source_file, f.landing_date, f.rows_read, f.rows_loaded, f.rows_duplicate,
+          f.rows_quarantined, loaded_at) for f in files],
+        columns=["load_id", "source", "source_file", "landing_date", "rows_read", "rows_loaded",
+                 "rows_duplicate", "rows_quarantined", "loaded_at"],
+    )
+    con.register("_landing_log_rows", log_rows)
+    con.execute(f"insert into {RAW_SCHEMA}.{LOAD_LOG_TABLE} by name select * from _landing_log_rows")
+    con.unregister("_landing_log_rows")
 
 
 def _reason_counts(con: duckdb.DuckDBPyConnection, source: str, dates: list[date]) -> dict[str, int]:
     if not dates:
         return {}
-    date_list = ", ".join(f"date '{d.isoformat()}'" for d in dates)
+    date_list = _date_list(dates)
     # Group by the kind of problem (the text before the offending value) so the counts stay readable.
     rows = con.execute(
         f"select split_part(reason, ':', 1) as kind, count(*) from {RAW_SCHEMA}.{QUARANTINE_TABLE} "
