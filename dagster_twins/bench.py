@@ -141,8 +141,15 @@ def bench_env(workdir: Path, engine: str = "duckdb") -> dict[str, str]:
 
 
 def reset_for_stage(warehouse: Path, stage: str) -> None:
-    """Before resuming at ``dbt``, drop everything a killed run may have built after ingestion (every schema but
-    ``raw``), so dbt builds from scratch as in an uninterrupted run. Later stages replace their own outputs."""
+    """Before resuming at ``ingest``, remove the warehouse; at ``dbt``, drop everything a killed run may have
+    built after ingestion (every schema but ``raw``): each then starts from what an uninterrupted run would
+    give it. Later stages replace their own outputs."""
+    if stage == "ingest":
+        for path in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(warehouse.with_name(warehouse.name + ".tmp"), ignore_errors=True)
+        print(f"  reset for {stage}: removed {warehouse}", flush=True)
+        return
     if stage != "dbt" or not warehouse.exists():
         return
     from dagster_twins.contract import RAW_SCHEMA
@@ -161,18 +168,20 @@ def reset_for_stage(warehouse: Path, stage: str) -> None:
 
 
 def bench_once(users: int, days: int, root: Path, engine: str = "duckdb", chunk_users: int | None = None,
-               resume: Path | None = None, from_stage: str | None = None, keep: bool = False) -> list[StageRun]:
+               resume: Path | None = None, from_stage: str | None = None, keep: bool = False,
+               to_stage: str | None = None) -> list[StageRun]:
     """Every stage once over a fresh work folder; or, with ``resume``, the stages from ``from_stage`` on over
-    the work folder a kept run left (``keep``: a long run can be continued after a stop)."""
+    the work folder a kept run left (``keep``: a long run can be continued after a stop); up to ``to_stage``."""
     workdir = resume or Path(tempfile.mkdtemp(prefix=f"bench_{engine}_{users}_", dir=root))
     env = bench_env(workdir, engine)
     first = STAGES.index(from_stage) if from_stage else 0
+    last = STAGES.index(to_stage) if to_stage else len(STAGES) - 1
     if keep or resume:
         print(f"  work folder (kept): {workdir}", flush=True)
     try:
         runs = []
         timings = workdir / "timings.json"
-        for stage, cmd in list(stage_commands(workdir, users, days, chunk_users).items())[first:]:
+        for stage, cmd in list(stage_commands(workdir, users, days, chunk_users).items())[first:last + 1]:
             if stage == from_stage:
                 reset_for_stage(workdir / "warehouse.duckdb", stage)
             if stage in STAGE_ASSETS:
@@ -298,9 +307,11 @@ def main(args: argparse.Namespace) -> int:
     results = []
     for users in args.users:
         repeats = [bench_once(users, args.days, root, args.engine, getattr(args, "chunk_users", None),
-                              args.resume, args.from_stage, args.keep)
+                              args.resume, args.from_stage, args.keep, args.to_stage)
                    for _ in range(args.repeat)]
         resumed = {"resumed_from_stage": args.from_stage} if args.resume else {}
+        if args.to_stage:
+            resumed["stopped_after_stage"] = args.to_stage
         results.append({"engine": args.engine, **resumed, **summarize(users, args.days, repeats)})
         print(json.dumps(results[-1], indent=2))
     if args.output:

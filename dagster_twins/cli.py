@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue in this kept work folder instead of a fresh one (with --from-stage)")
     bench.add_argument("--from-stage", choices=STAGES, default=None,
                        help="with --resume: the first stage to run (resuming at dbt drops what dbt and later built)")
+    bench.add_argument("--to-stage", choices=STAGES, default=None, help="the last stage to run (default: all)")
     bench.set_defaults(func=cmd_bench)
     quality = sub.add_parser("model-quality", help="score the models against the demo's planted truth")
     quality.add_argument("--users", type=int, default=10_000)
