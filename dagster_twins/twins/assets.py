@@ -87,6 +87,8 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
             store.append_snapshot(con, "belief_state", state.assign(as_of=pd.Timestamp(as_of)))
             inputs.add(state)
             tally.folded(base, base_as_of, state, evidence, as_of, config.half_life_days)
+            context.log.info(f"folded bucket {bucket[0] + 1}/{buckets}: {len(evidence):,} evidence rows into "
+                             f"{len(state):,} user states ({time.perf_counter() - started:.0f} s so far)")
         store.prune_state(con, as_of, config.state_retention_days)
         priors = inputs.estimate()
         store.save_snapshot(con, "belief_priors", priors.frame, as_of, start)
@@ -103,6 +105,8 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
             twins_out.write(twins)
             store.append_snapshot(con, "user_twins_history", twins.rename(columns={"last_updated": "as_of"}))
             tally.summarized(beliefs, twins)
+            context.log.info(f"summarized bucket {bucket[0] + 1}/{buckets}: {len(twins):,} twins "
+                             f"({time.perf_counter() - started:.0f} s so far)")
         belief_rows, twin_rows = beliefs_out.finish(), twins_out.finish()
         con.execute(store.EXPLANATIONS_VIEW)
 
