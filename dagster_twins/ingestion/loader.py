@@ -1,6 +1,6 @@
 """Load the landing files of one source for a set of landing dates into ``raw.<source>``.
 
-Idempotent by construction: the rows of those landing dates are replaced in one transaction, and a
+Idempotent by construction: the rows of those landing dates are replaced (a few days per transaction), and a
 row whose key (``_row_id``) is already loaded from another date, or repeats within the batch, is
 counted as a duplicate instead of loaded. Malformed rows go to ``raw.quarantine`` with file, line
 and reason. For every file, rows read = loaded + duplicate + quarantined.
@@ -163,9 +163,9 @@ def files_by_landing_date(
     return {f: landing_date_of(con, source, mapping, f) for f in discover(landing_root / mapping.folder)}
 
 
-# Landing days staged at a time. A backfill's files are read, validated and deduplicated a slice of days at a
-# time (one transaction for the whole window), so its temporary tables and sorts stay the size of the slice:
-# at a million users, staging 180 days at once spilled a 100-million-row window sort to disk.
+# Landing days loaded per transaction. A backfill's files are read, validated and deduplicated a slice of days at
+# a time, each slice committed, so its temporary tables, sorts and uncommitted rows stay the size of the slice: at
+# a million users, 180 days in one transaction spilled tens of GB to disk.
 LOAD_SLICE_DAYS = 7
 
 
@@ -178,34 +178,39 @@ def load_source(
     load_id: str | None = None,
     slice_days: int = LOAD_SLICE_DAYS,
 ) -> LoadResult:
-    """Replace ``raw.<source>`` rows of ``landing_dates`` with the landing files of those dates."""
+    """Replace ``raw.<source>`` rows of ``landing_dates`` with the landing files of those dates.
+
+    The first transaction removes every row of the window and loads its first slice of days; each later slice is
+    its own transaction. A failure leaves the slices before it loaded and the rest of the window empty (never a
+    half-loaded day), and the run fails: re-running the window loads it whole.
+    """
     ensure_raw_schema(con)
     dates = sorted(set(landing_dates))
     load_id = load_id or uuid.uuid4().hex
     result = LoadResult(source, dates)
     wanted = {f: d for f, d in files_by_landing_date(con, source, mapping, landing_root).items() if d in dates}
     loaded_at = datetime.now().replace(microsecond=0)
-    con.execute("begin transaction")
-    try:
-        date_list = _date_list(dates)
-        con.execute(f"delete from {raw_table(source)} where _landing_date in ({date_list})")
-        con.execute(
-            f"delete from {RAW_SCHEMA}.{QUARANTINE_TABLE} where source = ? and landing_date in ({date_list})",
-            [source],
-        )
-        # Slices in date order: a key seen in an earlier slice is already in the table, so the earliest landing
-        # wins exactly as if the window were ranked at once.
-        for first in range(0, len(dates), slice_days):
-            days = set(dates[first:first + slice_days])
-            files = {f: d for f, d in wanted.items() if d in days}
-            result.files += _load_slice(con, source, mapping, files, loaded_at)
-        _write_load_log(con, load_id, source, result.files, loaded_at)
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    finally:
-        con.execute(f"drop table if exists {_BATCH}")
+    # Slices in date order: a key seen in an earlier slice is already in the table, so the earliest landing wins
+    # exactly as if the window were ranked at once.
+    for first in range(0, len(dates), slice_days):
+        days = set(dates[first:first + slice_days])
+        files = {f: d for f, d in wanted.items() if d in days}
+        con.execute("begin transaction")
+        try:
+            if first == 0:
+                date_list = _date_list(dates)
+                con.execute(f"delete from {raw_table(source)} where _landing_date in ({date_list})")
+                con.execute(f"delete from {RAW_SCHEMA}.{QUARANTINE_TABLE} where source = ? "
+                            f"and landing_date in ({date_list})", [source])
+            stats = _load_slice(con, source, mapping, files, loaded_at)
+            _write_load_log(con, load_id, source, stats, loaded_at)
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
+        finally:
+            con.execute(f"drop table if exists {_BATCH}")
+        result.files += stats
 
     result.quarantine_reasons = _reason_counts(con, source, dates)
     result.rows_in_table = int(con.execute(f"select count(*) from {raw_table(source)}").fetchone()[0])
