@@ -85,7 +85,8 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     try:
         for name in selected:
             started = time.perf_counter()
-            result = load_source(con, name, mappings[name], landing.root, dates, load_id=context.run_id)
+            result = load_source(con, name, mappings[name], landing.root, dates, load_id=context.run_id,
+                                 progress=context.log.info)
             totals = result.summary()
             context.log.info(
                 f"raw.{name}: {totals['rows_read']:,} read, {totals['rows_loaded']:,} loaded, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -177,6 +177,7 @@ def load_source(
     landing_dates: Iterable[date],
     load_id: str | None = None,
     slice_days: int = LOAD_SLICE_DAYS,
+    progress: Callable[[str], None] = log.info,
 ) -> LoadResult:
     """Replace ``raw.<source>`` rows of ``landing_dates`` with the landing files of those dates.
 
@@ -211,6 +212,9 @@ def load_source(
         finally:
             con.execute(f"drop table if exists {_BATCH}")
         result.files += stats
+        if len(dates) > slice_days:  # a backfill: say how far it got
+            progress(f"raw.{source}: landing days {min(days)} .. {max(days)} loaded "
+                     f"({sum(f.rows_loaded for f in stats):,} rows; {len(result.files)} of {len(wanted)} files so far)")
 
     result.quarantine_reasons = _reason_counts(con, source, dates)
     result.rows_in_table = int(con.execute(f"select count(*) from {raw_table(source)}").fetchone()[0])
@@ -229,7 +233,6 @@ def _load_slice(
     counted as duplicates, malformed rows quarantined. Runs inside ``load_source``'s transaction."""
     _create_batch(con, source)
     rows_read = _stage(con, source, mapping, files)
-    log.info("%s: staged %d file(s), %d rows", source, len(files), sum(rows_read.values()))
     table = raw_table(source)
     # A good row is a duplicate when its key is already in the table (another landing date, or an earlier
     # slice) or appears earlier in this batch; only the first of each key is inserted. The keys already in the
