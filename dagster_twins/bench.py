@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -28,6 +28,7 @@ STAGES = ("generate", "ingest", "dbt", "twins_rebuild", "twins_increment", "chur
 STAGE_ASSETS = {"twins_rebuild": "twins/user_beliefs", "twins_increment": "twins/user_beliefs",
                 "churn_refit": "churn/churn_model_metrics", "churn_score": "churn/churn_model_metrics"}
 BENCH_END_DATE = date(2026, 6, 30)  # fixed, so every run sees the same data
+STAGE_RECORD = "stage_runs.json"  # in a kept work folder: every stage's last run, for a resumed run's results
 
 
 @dataclass(frozen=True)
@@ -171,15 +172,17 @@ def bench_once(users: int, days: int, root: Path, engine: str = "duckdb", chunk_
                resume: Path | None = None, from_stage: str | None = None, keep: bool = False,
                to_stage: str | None = None) -> list[StageRun]:
     """Every stage once over a fresh work folder; or, with ``resume``, the stages from ``from_stage`` on over
-    the work folder a kept run left (``keep``: a long run can be continued after a stop); up to ``to_stage``."""
+    the work folder a kept run left (``keep``: a long run can be continued after a stop); up to ``to_stage``.
+    A kept folder records each stage as it ends, so a resumed run returns the earlier runs' stages with its own."""
     workdir = resume or Path(tempfile.mkdtemp(prefix=f"bench_{engine}_{users}_", dir=root))
     env = bench_env(workdir, engine)
     first = STAGES.index(from_stage) if from_stage else 0
     last = STAGES.index(to_stage) if to_stage else len(STAGES) - 1
+    record = workdir / STAGE_RECORD
+    recorded = {r["stage"]: StageRun(**r) for r in json.loads(record.read_text())} if resume and record.exists() else {}
     if keep or resume:
         print(f"  work folder (kept): {workdir}", flush=True)
     try:
-        runs = []
         timings = workdir / "timings.json"
         for stage, cmd in list(stage_commands(workdir, users, days, chunk_users).items())[first:last + 1]:
             if stage == from_stage:
@@ -188,10 +191,12 @@ def bench_once(users: int, days: int, root: Path, engine: str = "duckdb", chunk_
                 cmd = cmd + ["--timings", str(timings)]
             seconds, peak = run_stage(cmd, env)
             own = json.loads(timings.read_text()).get(STAGE_ASSETS[stage]) if stage in STAGE_ASSETS else None
-            runs.append(StageRun(stage, seconds, peak, own))
+            recorded[stage] = StageRun(stage, seconds, peak, own)
+            if keep or resume:
+                record.write_text(json.dumps([asdict(r) for r in recorded.values()], indent=1))
             inside = f"  ({own:.1f} s in the asset)" if own is not None else ""
             print(f"  {users:>9,} users  {stage:<15} {seconds:8.1f} s  {peak:8.0f} MB{inside}", flush=True)
-        return runs
+        return [recorded[stage] for stage in STAGES if stage in recorded]
     finally:
         if not (keep or resume):
             shutil.rmtree(workdir, ignore_errors=True)
@@ -201,7 +206,7 @@ def summarize(users: int, days: int, repeats: list[list[StageRun]]) -> dict:
     stages = {}
     for stage in STAGES:
         runs = [r for rep in repeats for r in rep if r.stage == stage]
-        if not runs:  # before a resumed run's first stage
+        if not runs:  # a stage no run of the work folder has reached
             continue
         stages[stage] = {
             "median_seconds": round(statistics.median(r.seconds for r in runs), 2),
@@ -309,6 +314,7 @@ def main(args: argparse.Namespace) -> int:
         repeats = [bench_once(users, args.days, root, args.engine, getattr(args, "chunk_users", None),
                               args.resume, args.from_stage, args.keep, args.to_stage)
                    for _ in range(args.repeat)]
+        # A resumed run's stages before its first come from earlier runs of the same folder.
         resumed = {"resumed_from_stage": args.from_stage} if args.resume else {}
         if args.to_stage:
             resumed["stopped_after_stage"] = args.to_stage
