@@ -231,3 +231,25 @@ def test_loading_in_slices_of_days_equals_loading_the_window_at_once(tmp_path_fa
             con.close()
 
     assert load(slice_days) == load(len(dates))
+
+
+def test_a_failed_backfill_keeps_whole_days_and_a_rerun_loads_the_window(con, tmp_path):
+    """Each slice of a backfill commits: a failure leaves the days before it loaded and the rest of the window
+    empty (never half a day), and loading the window again after the fix gives every day."""
+    landing = tmp_path / "landing"
+    days = [date(2026, 5, 1 + i) for i in range(4)]
+    for day in days:
+        write(landing, f"events/{day}.csv",
+              f"event_id,user_id,occurred_at,event_type\ne{day.day},u1,{day}T10:00:00Z,view\n")
+    mapping = default_mappings()["events"]
+    load_source(con, "events", mapping, landing, days)
+    broken = write(landing, f"events/{days[2]}.csv", "event_id,occurred_at,event_type\ne9,2026-05-03T10:00:00Z,view\n")
+    with pytest.raises(MissingColumnError):
+        load_source(con, "events", mapping, landing, days, load_id="failed", slice_days=1)
+    loaded = [d for (d,) in con.execute("select distinct _landing_date from raw.events order by 1").fetchall()]
+    assert loaded == days[:2]
+    assert con.execute("select count(distinct landing_date) from raw.load_log where load_id = 'failed'"
+                       ).fetchone()[0] == 2
+    broken.write_text(f"event_id,user_id,occurred_at,event_type\ne3,u1,{days[2]}T10:00:00Z,view\n")
+    result = load_source(con, "events", mapping, landing, days, slice_days=1)
+    assert result.reconciles and result.rows_in_table == 4
