@@ -141,3 +141,4 @@ def test_report_of_a_run_without_checks_renders(tmp_path):
     html = render_html(current, current, "run-1", pd.Timestamp("2026-06-30"), tmp_path / "docs.html",
                        tmp_path / "dq_report.html")
     assert "<html" in html.lower()
+    assert "no checks in this run" in html and "all checks passed" not in html

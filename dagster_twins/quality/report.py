@@ -125,8 +125,11 @@ def render_html(current: pd.DataFrame, history: pd.DataFrame, run_id: str, check
                 data_docs: Path | None, report_path: Path) -> str:
     counts = status_of(current).value_counts()
     passed, warned, failed = (int(counts.get(k, 0)) for k in ("passed", "warning", "failed"))
-    verdict_class = "bad" if failed else ("warnbox" if warned else "ok")
-    verdict = (f"{failed} failed" if failed else "all checks passed" if not warned else "passed with warnings")
+    verdict_class = "bad" if failed else ("warnbox" if warned or current.empty else "ok")
+    verdict = (f"{failed} failed" if failed else "passed with warnings" if warned
+               # Checks run in the run of the assets they check; a report materialized alone has none of its own.
+               else "no checks in this run: run the report with the assets it checks" if current.empty
+               else "all checks passed")
     problems = current[~current["passed"]].assign(status=status_of(current[~current["passed"]]))
     problems = problems[["status", "source", "asset", "check_name", "observed"]]
     trend = trend_frame(history)
