@@ -230,7 +230,7 @@ def _load_slice(
     loaded_at: datetime,
 ) -> list[FileStats]:
     """Stage the files of some landing days and insert their first row of each new key; rows of other keys are
-    counted as duplicates, malformed rows quarantined. Runs inside ``load_source``'s transaction."""
+    counted as duplicates, malformed rows quarantined. Runs inside the slice's transaction (``load_source``)."""
     _create_batch(con, source)
     rows_read = _stage(con, source, mapping, files)
     table = raw_table(source)

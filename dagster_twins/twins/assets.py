@@ -69,7 +69,7 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
         base_as_of = None if config.full_rebuild else store.saved_state_day(con, start)
         mode = "full rebuild" if base_as_of is None else f"incremental from the state of {base_as_of}"
         interactions = store.landed_interactions(reader, base_as_of, end)
-        buckets = warehouse.buckets(int(reader.scalars("select count(*) from marts.dim_users")[0]))
+        buckets = warehouse.buckets(store.user_count(reader))
         users = store.known_users(reader, as_of, buckets)
         categories = store.belief_categories(reader)
         # Users are folded and summarized a bucket at a time (a user's state depends on their own evidence, the

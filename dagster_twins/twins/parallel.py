@@ -76,8 +76,7 @@ def extract_buckets(context: dg.OpExecutionContext, config: RebuildConfig, wareh
             raise dg.Failure("marts.fct_events is empty: run ingestion and dbt first")
         start, end = span
         as_of = end - timedelta(days=1)
-        buckets = bucket_count(int(reader.scalars("select count(*) from marts.dim_users")[0]),
-                               config.buckets or warehouse.user_buckets)
+        buckets = bucket_count(store.user_count(reader), config.buckets or warehouse.user_buckets)
         users = store.known_users(reader, as_of, buckets)
         folder = _work_folder(config, warehouse, context.run.run_id)
         folder.mkdir(parents=True, exist_ok=True)

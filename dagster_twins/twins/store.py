@@ -70,6 +70,11 @@ def landed_evidence(reader: BucketReader, after: date | None, end: date,
     return frame
 
 
+def user_count(reader: BucketReader) -> int:
+    """Every user in marts.dim_users, known by now or not: what the number of buckets follows."""
+    return int(reader.scalars("select count(*) from marts.dim_users")[0])
+
+
 def bucket_users(reader: BucketReader, bucket: Bucket | None = None) -> pd.Series:
     """Every user of ``bucket`` in marts.dim_users, known by now or not."""
     return reader.table_frame("marts.dim_users", ["user_id"], bucket=bucket)["user_id"]
