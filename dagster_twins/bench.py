@@ -272,21 +272,22 @@ def engine_seconds(warehouse: Path, users: int, draws: int, repeat: int) -> list
     resampled (with replacement) to that many rows; effect and parameter draws as a scenario makes them."""
     import numpy as np
 
-    from dagster_twins.churn.pipeline import with_derived
+    from dagster_twins.churn.forecast import CHURN
     from dagster_twins.ingestion.warehouse import connect
-    from dagster_twins.simulation.assets import latest_model
+    from dagster_twins.simulation.assets import latest_forecast
     from dagster_twins.simulation.effects import HazardRatioDistribution
     from dagster_twins.simulation.engine import draw_parameters, simulate
 
     con = connect(warehouse, read_only=True)
     try:
-        model, design, _, _ = latest_model(con)
-        alive = con.execute("select * from marts.churn_survival_frame where churned = 0").df()
+        forecast, _, _ = latest_forecast(con)
+        alive = con.execute("select * from churn.scored_user_covariates where state = 'active'").df()
     finally:
         con.close()
+    model = forecast.models[CHURN].model
     rows = alive.sample(n=users, replace=True, random_state=0)
-    x = design.transform(with_derived(rows)).to_numpy()
-    tenure = np.maximum(rows["duration_days"].to_numpy(dtype=float), 1e-3)
+    x = forecast.churn_matrix(rows)
+    tenure = np.zeros(len(rows))  # the churn model's clock starts on the as-of day
     effect = HazardRatioDistribution.from_interval(0.7, 0.6, 0.8, "benchmark")
     seconds = []
     for i in range(repeat):

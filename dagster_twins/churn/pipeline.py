@@ -1,106 +1,126 @@
-"""The churn modelling run as plain functions: backtest both models, choose, refit, score everyone alive."""
+"""The churn layer's run as plain functions over a bucket reader: fit as of a day on a sample of users'
+landmark frames, then score every user a bucket at a time. The asset around them reads, calls, writes, reports.
+
+The fit is bounded: it reads one user-hash bucket, sized so that its users times the landmarks stay under
+``max_fit_rows`` (metadata says how many users it sampled). Scoring reads each bucket once, builds its users'
+covariates on the as-of landmark alone, and is O(users x horizons).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
-from dagster_twins.churn.covariates import Design, fit_design, stratified_cap
-from dagster_twins.churn.metrics import auc, brier, calibration_by_decile, concordance
-from dagster_twins.churn.models import SurvivalModel, fit_cox, fit_weibull
-from dagster_twins.churn.score import conditional_churn, score_users
+from dagster_twins.bucket_io import BucketReader
+from dagster_twins.churn.backtest import ForecastConfig, ForecastRun, run_forecast
+from dagster_twins.churn.forecast import CHURN, RETURN, QuestionModel, derive, top_drivers
+from dagster_twins.churn.landmarks import ACTIVE, History, day_number, landmark_features, landmark_grid
+from dagster_twins.churn.store import first_landing_day, known_users, read_history
 
-# Counts over the feature window become rates over the days the user was observed in it, and lifetime totals
-# rates per 30 days of tenure: raw counts grow with exposure, so a new user would look disengaged and a
-# long-tenured one loyal for no other reason (on the demo, raw counts cost 0.04 of held-out concordance).
-NUMERIC = ["events_per_day", "active_day_share", "days_since_last_active", "rec_click_rate", "tickets_in_window",
-           "mean_satisfaction", "purchases_per_30d", "campaign_treated"]
-# Derived but not in the default model: the demo plants no trend, where it only adds noise; add it by config.
-OPTIONAL = ["engagement_trend", "tickets_per_30d", "spend_per_30d"]
-CATEGORICAL = ["plan", "acquisition_channel"]
-FITTERS = {"cox": fit_cox, "weibull": fit_weibull}
+TIERS = ((0.05, "low"), (0.15, "medium"), (0.35, "high"), (np.inf, "very high"))  # by P(churn) at the tier horizon
+TIER_HORIZON = 30
 
 
 @dataclass(frozen=True)
-class ChurnRun:
-    model: SurvivalModel
-    design: Design
-    predictions: pd.DataFrame
-    metrics: pd.DataFrame  # one row per model kind: backtest metrics
-    calibration: pd.DataFrame
-    fit_rows: int
+class Forecast:
+    """What scoring needs: both questions' models, the horizons, the covariates' definition and the day the
+    warehouse's view begins (rates are per day observed since then)."""
+
+    models: dict[str, QuestionModel]
+    config: ForecastConfig
+    data_start: float
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        return self.config.horizons
+
+    def churn_matrix(self, raw: pd.DataFrame) -> np.ndarray:
+        """The churn model's columns for raw landmark covariates (``scored_user_covariates`` rows, or shifted
+        copies of them in a scenario)."""
+        return self.models[CHURN].matrix(derive(raw, self.config.spec))
+
+
+@dataclass(frozen=True)
+class FitResult:
+    forecast: Forecast
+    run: ForecastRun
+    sampled_users: int
     population: int
+    sample_buckets: int
 
 
-def with_derived(frame: pd.DataFrame, window_days: float | None = None) -> pd.DataFrame:
-    """Exposure-adjusted covariates from the survival frame's counts (see NUMERIC). ``window_days`` is the
-    feature window's length over the whole population (default: the longest in ``frame``); pass it when
-    ``frame`` is one bucket of users, so a user's covariates do not depend on their bucket."""
-    out = frame.copy()
-    out["duration_days"] = np.maximum(out["duration_days"].astype(float), 1e-3)
-    in_window = np.maximum(out["days_in_window"].astype(float), 1.0)
-    tenure_months = np.maximum(out["duration_days"], 1.0) / 30.0
-    out["events_per_day"] = np.log1p(out["events_in_window"] / in_window)
-    out["active_day_share"] = np.minimum(out["active_days_in_window"] / in_window, 1.0)
-    out["purchases_per_30d"] = np.log1p(out["purchases"] / tenure_months)
-    out["tickets_per_30d"] = out["tickets_total"] / tenure_months
-    out["spend_per_30d"] = np.log1p(out["spend"] / tenure_months)
-    # The trend needs a whole previous window; where there is none it is unknown, not zero.
-    window = out["days_in_window"].max() if window_days is None else window_days
-    full_previous = out["duration_days"] >= 2 * window
-    trend = out["events_per_day"] - np.log1p(out["events_previous_window"] / in_window)
-    out["engagement_trend"] = trend.where(full_previous)
-    return out
+def as_of_moment(last_landing_day: date) -> date:
+    """Predictions "as of" a landing day use what was known at its end: the start of the next day."""
+    return date.fromordinal(last_landing_day.toordinal() + 1)
 
 
-def _fit(kind: str, frame: pd.DataFrame, max_rows: int, seed: int,
-         covariates: Sequence[str] = NUMERIC) -> tuple[SurvivalModel, Design, int]:
-    sample = stratified_cap(frame, "churned", max_rows, seed)
-    design = fit_design(sample, [c for c in covariates if c in sample], [c for c in CATEGORICAL if c in sample])
-    model = FITTERS[kind](design.transform(sample), sample["duration_days"], sample["churned"])
-    return model, design, len(sample)
+def fit_as_of(reader: BucketReader, known_at: date, config: ForecastConfig, landmark_every_days: int = 7
+              ) -> FitResult:
+    """Backtest and fit both questions on a sample of users' landmark frames, as known at ``known_at``."""
+    population = known_users(reader, known_at)
+    data_start = first_landing_day(reader, known_at)
+    if not population or data_start is None:
+        raise ValueError(f"no interactions known before {known_at}: nothing to learn churn from")
+    as_of = int(day_number([known_at])[0])
+    grid = landmark_grid(data_start, as_of, landmark_every_days)
+    buckets = max(1, math.ceil(population * max(len(grid), 1) / config.max_fit_rows))
+    history = read_history(reader, known_at, (0, buckets))
+    features = landmark_features(history, [d for d in grid if d < as_of], data_start, config.spec)
+    run = run_forecast(features, history, as_of, config)
+    return FitResult(Forecast(run.models, config, data_start), run, len(history.user_ids()), population, buckets)
 
 
-def backtest(frame: pd.DataFrame, kind: str, max_rows: int, seed: int,
-             covariates: Sequence[str] = NUMERIC) -> tuple[dict, pd.DataFrame]:
-    """Fit on the frame as of the cutoff, score users alive then, compare with who churned within the horizon."""
-    model, design, _ = _fit(kind, frame, max_rows, seed, covariates)
-    alive = frame[frame["churned"] == 0]
-    x = design.transform(alive).to_numpy()
-    p30 = conditional_churn(model, x, alive["duration_days"].to_numpy(), horizons=(30,))[:, 0]
-    outcome = alive["churned_within_horizon"].to_numpy()
-    table, ece = calibration_by_decile(p30, outcome)
-    metrics = {
-        "model": kind, "users_scored": len(alive), "churned_within_30d": int(outcome.sum()),
-        "concordance": concordance(alive["days_observed_after_cutoff"].to_numpy(), model.linear_predictor(x),
-                                   alive["churned_by_now"].to_numpy()),
-        "auc_30d": auc(p30, outcome), "brier_30d": brier(p30, outcome), "calibration_error": ece,
-        "mean_predicted_30d": float(p30.mean()), "observed_rate_30d": float(outcome.mean()),
-    }
-    return metrics, table.assign(model=kind)
+def tier(p: np.ndarray) -> np.ndarray:
+    bounds = np.array([b for b, _ in TIERS])
+    names = np.array([n for _, n in TIERS])
+    return names[np.searchsorted(bounds, p, side="left")]
 
 
-def run_churn(current: pd.DataFrame, at_cutoff: pd.DataFrame, *, model_choice: str = "auto",
-              max_fit_rows: int = 50_000, seed: int = 0, covariates: Sequence[str] = NUMERIC,
-              score: bool = True) -> ChurnRun:
-    """Backtest both models, choose, refit on ``current`` and (``score``) score everyone alive in it; without
-    ``score``, predictions are left to the caller (the asset scores a bucket of users at a time)."""
-    current, at_cutoff = with_derived(current), with_derived(at_cutoff)
-    results = [backtest(at_cutoff, kind, max_fit_rows, seed, covariates) for kind in FITTERS]
-    metrics = pd.DataFrame([m for m, _ in results])
-    kind = model_choice if model_choice != "auto" else str(metrics.sort_values("concordance").iloc[-1]["model"])
-    metrics["chosen"] = metrics["model"] == kind
-    model, design, fit_rows = _fit(kind, current, max_fit_rows, seed, covariates)
-    predictions = score_alive(model, design, current) if score else current.iloc[:0]
-    calibration = pd.concat([t for _, t in results], ignore_index=True)
-    return ChurnRun(model, design, predictions, metrics, calibration, fit_rows, len(current))
+def tier_horizon(horizons: tuple[int, ...]) -> int:
+    return TIER_HORIZON if TIER_HORIZON in horizons else max(horizons)
 
 
-def score_alive(model: SurvivalModel, design: Design, frame: pd.DataFrame) -> pd.DataFrame:
-    """Scores of every user not yet churned in a survival frame (``with_derived`` already applied)."""
-    alive = frame[frame["churned"] == 0]
-    return score_users(model, design.transform(alive).to_numpy(), alive["duration_days"].to_numpy(),
-                       alive["user_id"].to_numpy())
+def probability_columns(horizons: tuple[int, ...]) -> list[str]:
+    return [f"p_{q}_{h}d{end}" for q in (CHURN, RETURN) for h in horizons for end in ("", "_lower_90", "_upper_90")]
+
+
+def score_history(forecast: Forecast, history: History, known_at: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every user with any history known at ``known_at``: (predictions, raw covariates on that day). Active users
+    answer "will they churn within h days", lapsed users "will they come back within h days"."""
+    as_of = int(day_number([known_at])[0])
+    raw = landmark_features(history, [as_of], forecast.data_start, forecast.config.spec)
+    derived = derive(raw, forecast.config.spec)
+    horizons = forecast.horizons
+    out = pd.DataFrame({
+        "user_id": raw["user_id"].to_numpy(), "state": raw["state"].to_numpy(),
+        "question": np.where(raw["state"] == ACTIVE, CHURN, RETURN),
+        "tenure_days": raw["tenure_days"].to_numpy(float),
+        "days_since_last_active": raw["days_since_last_active"].to_numpy(float),
+    })
+    for column in probability_columns(horizons):
+        out[column] = np.nan
+    out["log_hazard_ratio"] = np.nan
+    out["top_drivers"] = ""
+    out["model"] = ""
+    for question, qm in forecast.models.items():
+        rows = (out["question"] == question).to_numpy()
+        if not rows.any():
+            continue
+        part = derived.loc[rows]
+        p, lo, hi = qm.predict(part, horizons)
+        for j, h in enumerate(horizons):
+            out.loc[rows, f"p_{question}_{h}d"] = p[:, j]
+            out.loc[rows, f"p_{question}_{h}d_lower_90"] = lo[:, j]
+            out.loc[rows, f"p_{question}_{h}d_upper_90"] = hi[:, j]
+        x = qm.matrix(part)
+        out.loc[rows, "log_hazard_ratio"] = qm.model.linear_predictor(x) if qm.model is not None else 0.0
+        out.loc[rows, "top_drivers"] = top_drivers(qm, x)
+        out.loc[rows, "model"] = qm.kind
+    at = tier_horizon(horizons)
+    churn_rows = (out["question"] == CHURN).to_numpy()
+    out["risk_tier"] = np.where(churn_rows, tier(out[f"p_{CHURN}_{at}d"].fillna(0).to_numpy()), "lapsed")
+    return out, raw

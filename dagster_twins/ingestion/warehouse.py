@@ -115,9 +115,19 @@ def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame,
             return
         clause = " and ".join(f"{quote_ident(c)} = ?" for c in where) or "1 = 1"
         con.execute(f"delete from {name} where {clause}", list(where.values()))
+        add_new_columns(con, name, "_rows_frame")
         con.execute(f"insert into {name} by name select * from _rows_frame")
     finally:
         con.unregister("_rows_frame")
+
+
+def add_new_columns(con: duckdb.DuckDBPyConnection, table: str, relation: str) -> None:
+    """Columns of ``relation`` the table lacks are added (empty for its existing rows), as dbt's
+    ``on_schema_change: append_new_columns`` does: a table kept across runs survives a release that adds a column."""
+    have = {row[0] for row in con.execute(f"describe {table}").fetchall()}
+    for column, sql_type, *_ in con.execute(f"describe {relation}").fetchall():
+        if column not in have:
+            con.execute(f"alter table {table} add column {quote_ident(column)} {sql_type}")
 
 
 class TableRewrite:

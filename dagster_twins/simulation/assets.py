@@ -9,8 +9,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from dagster_twins.bucket_io import all_buckets
+from dagster_twins.bucket_io import DuckDBReader, all_buckets
 from dagster_twins.churn.assets import PREDICTIONS_KEY
+from dagster_twins.churn.forecast import CHURN
+from dagster_twins.churn.pipeline import Forecast
 from dagster_twins.churn.serialize import loads
 from dagster_twins.ingestion.warehouse import replace_rows, table_exists
 from dagster_twins.resources import WarehouseResource
@@ -26,15 +28,17 @@ EFFECTS_KEY = dg.AssetKey([SCHEMA, "campaign_effects"])
 SEGMENT_BASE_KEY = dg.AssetKey([SCHEMA, "user_segment_base"])
 RANKING_KEY = dg.AssetKey([SCHEMA, "scenario_policy_ranking"])
 EXPERIMENTS_KEY = dg.AssetKey(["marts", "campaign_experiment_frame"])
-SURVIVAL_KEY = dg.AssetKey(["marts", "churn_survival_frame"])
 
-# What segments can filter on: each active user's churn prediction, twin and recent behaviour.
-SEGMENT_BASE_VIEW = f"""
+def segment_base_view(churn_horizons: list[int]) -> str:
+    """What segments can filter on: each active user's churn prediction at every horizon (and its percentile),
+    twin and recent behaviour."""
+    probabilities = ", ".join(f"p.p_churn_{h}d, percent_rank() over (order by p.p_churn_{h}d) as "
+                              f"p_churn_{h}d_percentile" for h in churn_horizons)
+    return f"""
 create or replace view {SCHEMA}.user_segment_base as
 select
-    p.user_id, p.tenure_days, p.p_churn_7d, p.p_churn_14d, p.p_churn_30d,
-    percent_rank() over (order by p.p_churn_30d) as p_churn_30d_percentile,
-    p.median_remaining_days, p.risk_tier, p.log_hazard_ratio,
+    p.user_id, p.tenure_days, {probabilities},
+    p.risk_tier, p.log_hazard_ratio,
     t.top_interest, t.primary_goal, t.preferred_channel, t.preferred_format, t.rec_click_propensity,
     t.campaign_response_propensity, t.interactions_per_week, t.purchases_per_week, t.tickets_per_30_days,
     t.overall_confidence,
@@ -44,7 +48,14 @@ select
 from churn.churn_predictions as p
 left join twins.user_twins as t on p.user_id = t.user_id
 left join churn.scored_user_covariates as f on p.user_id = f.user_id
+where p.question = 'churn'
 """
+
+
+def churn_horizons(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """The horizons the churn predictions carry (configuration of the churn layer), from their columns."""
+    columns = [row[0] for row in con.execute("describe churn.churn_predictions").fetchall()]
+    return sorted(int(c[len("p_churn_"):-1]) for c in columns if c.startswith("p_churn_") and c.endswith("d"))
 
 
 def _md(frame: pd.DataFrame) -> dg.MetadataValue:
@@ -86,7 +97,7 @@ def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 
 
 @dg.asset(
-    key=SEGMENT_BASE_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[PREDICTIONS_KEY, TWINS_KEY, SURVIVAL_KEY],
+    key=SEGMENT_BASE_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[PREDICTIONS_KEY, TWINS_KEY],
     description="View: one row per active user with what scenario segments filter on (churn prediction and its "
                 "percentile, twin, recent behaviour, open tickets). Query it to size a segment before writing a "
                 "spec.",
@@ -95,7 +106,7 @@ def user_segment_base(warehouse: WarehouseResource) -> dg.MaterializeResult:
     con = warehouse.connect()
     try:
         con.execute(f"create schema if not exists {SCHEMA}")
-        con.execute(SEGMENT_BASE_VIEW)
+        con.execute(segment_base_view(churn_horizons(con)))
         rows = int(con.execute(f"select count(*) from {SCHEMA}.user_segment_base").fetchone()[0])
         preview = con.execute(f"select * from {SCHEMA}.user_segment_base limit 5").df()
     finally:
@@ -103,13 +114,14 @@ def user_segment_base(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": _md(preview)})
 
 
-def latest_model(con: duckdb.DuckDBPyConnection):
+def latest_forecast(con: duckdb.DuckDBPyConnection) -> tuple[Forecast, pd.Timestamp, pd.Timestamp]:
+    """The churn layer's fit behind the current predictions, when it was fitted, and the day they are as of."""
     fitted = con.execute("select max(fitted_on), max(as_of) from churn.churn_predictions").fetchone()
-    row = con.execute("select model_json from churn.churn_models where as_of = ? limit 1", [fitted[0]]).fetchone()
+    row = con.execute("select model_json from churn.churn_models where as_of = ? and model = 'landmark' limit 1",
+                      [fitted[0]]).fetchone()
     if row is None:
         raise dg.Failure("no stored churn model for the current predictions: materialize churn first")
-    model, design = loads(row[0])
-    return model, design, pd.Timestamp(fitted[0]), pd.Timestamp(fitted[1])
+    return loads(row[0]), pd.Timestamp(fitted[0]), pd.Timestamp(fitted[1])
 
 
 def scenario_key(name: str) -> dg.AssetKey:
@@ -144,7 +156,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key, group_name=GROUP, kinds={"python", "duckdb"},
-        deps=[EFFECTS_KEY, SEGMENT_BASE_KEY, EXPERIMENTS_KEY, SURVIVAL_KEY],
+        deps=[EFFECTS_KEY, SEGMENT_BASE_KEY, EXPERIMENTS_KEY],
         description=f"{spec.description}\n\nSegment: {spec.segment.description}. Intervention: "
                     f"{spec.intervention.description} ({spec.intervention.effect.kind} effect). Horizon "
                     f"{spec.horizon_days} days, {spec.draws} draws, seed {spec.seed}. Spec: {path.name}. Writes "
@@ -156,17 +168,22 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
     def _scenario(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         started = time.perf_counter()
         with warehouse.reading() as (con, reader):
-            model, design, fitted_on, as_of = latest_model(con)
-            users, window_days = reader.scalars(
-                "select count(*), max(days_in_window) from marts.churn_survival_frame")
+            forecast, fitted_on, as_of = latest_forecast(con)
+            model = forecast.models[CHURN].model
+            if model is None:
+                raise dg.Failure("the churn layer has no model (too few churn events to fit one): scenarios need it")
+            # The churn layer's tables live in the DuckDB file whichever engine built the marts.
+            churn_tables = DuckDBReader(con)
+            users = int(con.execute("select count(*) from churn.scored_user_covariates").fetchone()[0])
             segment_base = con.execute(f"select * from {SCHEMA}.user_segment_base").df()
             experiments = reader.frame("select * from marts.campaign_experiment_frame")
             buckets = warehouse.buckets(users)
-            context.log.info(f"{spec.name}: {spec.draws} draws of the {model.kind} model fitted on "
+            context.log.info(f"{spec.name}: {spec.draws} draws of the churn model fitted on "
                              f"{fitted_on.date()} over {len(segment_base):,} active users, read in {buckets} "
-                             f"bucket(s) from {reader.engine}")
-            survival = (reader.table_frame("marts.churn_survival_frame", bucket=b) for b in all_buckets(buckets))
-            run = run_scenario(spec, path, model, design, survival, segment_base, experiments, window_days)
+                             f"bucket(s)")
+            covariates = (churn_tables.table_frame("churn.scored_user_covariates", where="state = 'active'",
+                                                   bucket=b) for b in all_buckets(buckets))
+            run = run_scenario(spec, path, model, forecast.churn_matrix, covariates, segment_base, experiments)
             stamp = {"as_of": as_of, "fitted_on": fitted_on}
             result = result_frame(run.result).assign(**stamp)
             replace_rows(con, SCHEMA, "scenario_results", result, {"scenario": spec.name})

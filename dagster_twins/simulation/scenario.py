@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dagster_twins.churn.covariates import Design
 from dagster_twins.churn.models import SurvivalModel
-from dagster_twins.churn.pipeline import with_derived
 from dagster_twins.simulation.effects import EffectUnavailable, HazardRatioDistribution, estimated_distribution
 from dagster_twins.simulation.engine import combine, draw_parameters, simulate, summarize_outcome
 from dagster_twins.simulation.specs import ScenarioSpec, ScenarioSpecError, segment_mask
@@ -77,18 +75,20 @@ def shifted(frame: pd.DataFrame, spec: ScenarioSpec, path: Path) -> pd.DataFrame
         if shift.column not in frame or not pd.api.types.is_numeric_dtype(frame[shift.column]):
             numeric = sorted(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]))
             raise ScenarioSpecError(f"{path}: intervention.effect.shifts[{i}].column: no numeric column "
-                                    f"{shift.column!r} in the churn survival frame; shiftable: {', '.join(numeric)}")
+                                    f"{shift.column!r} in the churn covariates (churn.scored_user_covariates); "
+                                    f"shiftable: {', '.join(numeric)}")
         out[shift.column] = shift.apply(frame[shift.column])
     return out
 
 
-def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: Design,
-                 survival: pd.DataFrame | Iterable[pd.DataFrame], segment_base: pd.DataFrame,
-                 experiments: pd.DataFrame, window_days: float | None = None) -> ScenarioRun:
-    """``survival``: the raw churn survival frame, whole or as disjoint buckets of users (each bucket is simulated
-    with the same parameter draws, then combined); ``segment_base``: one row per active user (predictions, twin,
-    covariates) that segments filter; ``experiments``: the randomized campaign frame; ``window_days``: the
-    feature window over the population (see ``with_derived``)."""
+def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, to_matrix: Callable[[pd.DataFrame], np.ndarray],
+                 covariates: pd.DataFrame | Iterable[pd.DataFrame], segment_base: pd.DataFrame,
+                 experiments: pd.DataFrame) -> ScenarioRun:
+    """``model``: the churn model, a hazard in days since the as-of day; ``to_matrix``: its columns from raw
+    covariates (``churn.pipeline.Forecast.churn_matrix``); ``covariates``: the active users' raw covariates as of
+    that day, whole or as disjoint buckets of users (each bucket is simulated with the same parameter draws, then
+    combined); ``segment_base``: one row per active user (predictions, twin, covariates) that segments filter;
+    ``experiments``: the randomized campaign frame."""
     base = segment_base.sort_values("user_id", kind="stable").reset_index(drop=True)
     members = base.loc[segment_mask(base, spec.segment, path), "user_id"]
     identity = {"scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
@@ -110,15 +110,16 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: D
     placebo = effect.placebo().draw(rng, spec.draws) if effect is not None else None
     wanted = set(members)
     outcomes, user_frames, beyond = [], [], 0
-    for part in [survival] if isinstance(survival, pd.DataFrame) else survival:
+    for part in [covariates] if isinstance(covariates, pd.DataFrame) else covariates:
         raw = part[part["user_id"].isin(wanted)].sort_values("user_id", kind="stable").reset_index(drop=True)
         if raw.empty:
             continue
-        x = design.transform(with_derived(raw, window_days)).to_numpy()
-        x_scenario = (design.transform(with_derived(shifted(raw, spec, path), window_days)).to_numpy()
-                      if effect is None else None)
-        tenure = np.maximum(raw["duration_days"].to_numpy(dtype=float), 1e-3)
-        outcome = simulate(model, params, x, tenure, spec.horizon_days, hazard_ratio=ratio, placebo_ratio=placebo,
+        x = to_matrix(raw)
+        x_scenario = to_matrix(shifted(raw, spec, path)) if effect is None else None
+        # The model's clock starts on the as-of day (a landmark): every user is at time zero of their horizon.
+        start = np.zeros(len(raw))
+        tenure = raw["tenure_days"].to_numpy(dtype=float)
+        outcome = simulate(model, params, x, start, spec.horizon_days, hazard_ratio=ratio, placebo_ratio=placebo,
                            x_scenario=x_scenario)
         outcomes.append(outcome)
         user_frames.append(pd.DataFrame({
@@ -129,11 +130,11 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, design: D
             "churn_reduction_lower_90": outcome.user_kept_lower, "churn_reduction_upper_90": outcome.user_kept_upper,
         }))
         if model.kind == "cox" and len(model.baseline_times):
-            beyond += int((tenure + spec.horizon_days > model.baseline_times.max()).sum())
+            beyond += int((start + spec.horizon_days > model.baseline_times.max()).sum())
     outcome = combine(outcomes, spec.draws)
     if outcome.users != len(members):
-        raise ValueError(f"{spec.name}: {len(members) - outcome.users:,} segment users have no row in the churn "
-                         "survival frame (predictions and frame out of step: re-run dbt and churn)")
+        raise ValueError(f"{spec.name}: {len(members) - outcome.users:,} segment users have no row in "
+                         "churn.scored_user_covariates (predictions and covariates out of step: re-run churn)")
 
     lower, upper = effect.interval_90() if effect is not None else (np.nan, np.nan)
     result = {

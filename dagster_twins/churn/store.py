@@ -1,0 +1,100 @@
+"""What the churn layer reads from the warehouse: users' history as known on the as-of day, a bucket at a time.
+
+Every query keeps rows that occurred *and* landed before the as-of moment (the start of the day after the last
+landing day), so nothing read depends on what arrives later. SQL is written once for DuckDB and Spark (the
+constructs ``bucket_io`` lists).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+
+from dagster_twins.bucket_io import Bucket, BucketReader
+from dagster_twins.churn.landmarks import History, day_number, group_known_days
+
+DAILY_SQL = """
+select user_id, activity_date, landing_date,
+       count(*) filter (where source = 'events') as events,
+       count(*) filter (where is_user_initiated) as initiated,
+       count(*) filter (where spend > 0) as purchases,
+       coalesce(sum(spend), 0) as spend,
+       count(*) filter (where interaction_type = 'rec_shown') as recs_shown,
+       count(*) filter (where interaction_type = 'rec_clicked') as recs_clicked
+from marts.fct_events
+where activity_date < ? and landing_date < ? and {bucket}
+group by all
+"""
+
+
+def _known(column: str) -> str:
+    return f"{column} < ? and landing_date < ?"
+
+
+def known_users(reader: BucketReader, as_of: date) -> int:
+    """Users with any interaction known at ``as_of`` (the population the fit samples from)."""
+    return int(reader.scalars("select count(distinct user_id) from marts.fct_events "
+                              "where activity_date < ? and landing_date < ?", [as_of, as_of])[0] or 0)
+
+
+def first_known_day(reader: BucketReader, as_of: date) -> float | None:
+    value = reader.scalars("select min(activity_date) from marts.fct_events where activity_date < ? "
+                           "and landing_date < ?", [as_of, as_of])[0]
+    return None if value is None else float(day_number([value])[0])
+
+
+def first_landing_day(reader: BucketReader, as_of: date) -> float | None:
+    """The day the warehouse's view begins: its first landing day known at ``as_of`` (``landmark_features``)."""
+    value = reader.scalars("select min(landing_date) from marts.fct_events where activity_date < ? "
+                           "and landing_date < ?", [as_of, as_of])[0]
+    return None if value is None else float(day_number([value])[0])
+
+
+def last_landing_day(reader: BucketReader) -> date | None:
+    value = reader.scalars("select max(landing_date) from marts.fct_events")[0]
+    return None if value is None else pd.Timestamp(value).date()
+
+
+def campaign_known(reader: BucketReader, as_of: date) -> pd.DataFrame:
+    """Per randomized-looking campaign, the first day each group's sends were known (over everyone)."""
+    frame = reader.frame(
+        "select campaign_id, campaign_group, min(greatest(cast(sent_at as date), landing_date)) as first_known "
+        f"from staging.stg_campaigns where campaign_group in ('treatment', 'control') and {_known('sent_at')} "
+        "group by all", [as_of, as_of])
+    return group_known_days(frame.assign(known=day_number(frame["first_known"]) + 1))
+
+
+def read_history(reader: BucketReader, as_of: date, bucket: Bucket | None = None,
+                 campaigns_known: pd.DataFrame | None = None) -> History:
+    """The history of one bucket of users as known at ``as_of`` (all users when ``bucket`` is None)."""
+    where = reader.bucket_filter(bucket)
+    both = [as_of, as_of]
+    daily = reader.frame(DAILY_SQL.format(bucket=where), both)
+    daily["day"] = day_number(daily.pop("activity_date"))
+    daily["landing_day"] = day_number(daily.pop("landing_date"))
+    subs = reader.frame("select user_id, occurred_at, landing_date, action, plan from staging.stg_subscriptions "
+                        f"where {_known('occurred_at')} and {where}", both)
+    tickets = reader.frame("select user_id, opened_at, closed_at, landing_date from staging.stg_support_tickets "
+                           f"where {_known('opened_at')} and {where}", both)
+    sends = reader.frame("select user_id, campaign_id, campaign_group, sent_at, landing_date from "
+                         "staging.stg_campaigns where campaign_group in ('treatment', 'control') and "
+                         f"{_known('sent_at')} and {where}", both)
+    users = reader.frame("select user_id, signed_up_at, landing_date, plan, acquisition_channel from "
+                         f"staging.stg_users where landing_date < ? and {where}", [as_of])
+    return History(
+        daily=daily,
+        subscriptions=pd.DataFrame({"user_id": subs["user_id"], "at": day_number(subs["occurred_at"]),
+                                    "landing_day": day_number(subs["landing_date"]), "action": subs["action"],
+                                    "plan": subs["plan"]}),
+        tickets=pd.DataFrame({"user_id": tickets["user_id"], "opened": day_number(tickets["opened_at"]),
+                              "closed": day_number(tickets["closed_at"]),
+                              "landing_day": day_number(tickets["landing_date"])}),
+        campaigns=pd.DataFrame({"user_id": sends["user_id"], "campaign_id": sends["campaign_id"].astype(str),
+                                "campaign_group": sends["campaign_group"], "sent": day_number(sends["sent_at"]),
+                                "landing_day": day_number(sends["landing_date"])}),
+        campaign_known=campaigns_known if campaigns_known is not None else campaign_known(reader, as_of),
+        users=pd.DataFrame({"user_id": users["user_id"], "signup": day_number(users["signed_up_at"]),
+                            "landing_day": day_number(users["landing_date"]), "plan": users["plan"],
+                            "acquisition_channel": users["acquisition_channel"]}),
+    )
