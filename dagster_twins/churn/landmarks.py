@@ -175,7 +175,7 @@ def landmark_features(history: History, landmarks: Sequence[int], data_start: fl
         tenure = np.where(started, L - first_day, np.nan)
         observed = np.where(started, L - np.maximum(first_day, np.floor(data_start)), np.nan)
         last_active = users.extreme(d_codes, known & d_active, d_day, largest=True)
-        days_since = L - np.where(np.isfinite(last_active), last_active + 1, first_day)
+        days_since = L - np.where(np.isfinite(last_active), last_active, first_day)  # active yesterday: 1
         # The latest known subscription action and plan.
         latest_action = np.full(users.n, None, dtype=object)
         latest_plan = signup_plan.copy()

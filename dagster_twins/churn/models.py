@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter, WeibullAFTFitter
+from lifelines import CoxPHFitter
 
 ModelKind = Literal["cox", "weibull"]
 LN2 = float(np.log(2.0))
@@ -117,19 +117,3 @@ def cluster_robust_cov(x: np.ndarray, duration: np.ndarray, event: np.ndarray, c
     codes = pd.factorize(cluster)[0]
     summed = np.stack([np.bincount(codes, weights=residuals[:, c]) for c in range(residuals.shape[1])], axis=1)
     return model_cov @ (summed.T @ summed) @ model_cov
-
-
-def fit_weibull(design: pd.DataFrame, duration: pd.Series, event: pd.Series,
-                penalizer: float = 0.01) -> SurvivalModel:
-    data = design.assign(_duration=np.maximum(duration.to_numpy(), 1e-3), _event=event.to_numpy())
-    aft = WeibullAFTFitter(penalizer=penalizer).fit(data, duration_col="_duration", event_col="_event")
-    params = aft.params_
-    coef = np.array([params[("lambda_", c)] for c in design.columns])
-    se = np.array([aft.standard_errors_[("lambda_", c)] for c in design.columns])
-    order = [("lambda_", c) for c in design.columns] + [("lambda_", "Intercept"), ("rho_", "Intercept")]
-    return SurvivalModel(
-        kind="weibull", columns=list(design.columns), coef=coef, center=np.zeros(len(design.columns)),
-        baseline_times=np.array([]), baseline_cumhaz=np.array([]),
-        intercept=float(params[("lambda_", "Intercept")]), rho=float(np.exp(params[("rho_", "Intercept")])),
-        coef_se=se, param_cov=aft.variance_matrix_.loc[order, order].to_numpy(dtype=float), events=int(event.sum()),
-    )
