@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import yaml
+
 from dagster_twins.bench import STAGES
 from dagster_twins.settings import DEFAULT_DATA_DIR, Settings, apply_offline_env
 
@@ -83,12 +85,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     end = args.end or span[1]
     ensure_dagster_home()
     print(f"Running the pipeline for landing days {start} .. {end} into {settings.warehouse_path}")
+    run_config = yaml.safe_load(args.run_config.read_text()) if args.run_config else None
     result = run_pipeline(settings, start, end, instance=DagsterInstance.get(), raise_on_error=False,
-                          layer=args.only)
+                          layer=args.only, run_config=run_config)
     if not result.success:
         for event in result.all_events:
             if event.is_failure and event.step_key:
                 print(f"FAILED step {event.step_key}: {event.message}", file=sys.stderr)
+        print_check_tally(result.get_asset_check_evaluations(), file=sys.stderr)
+        print("Nothing downstream of a failed step ran: the serving copy still holds the last good run.",
+              file=sys.stderr)
         return 1
     if args.timings:
         args.timings.write_text(json.dumps(asset_seconds(result)))
@@ -98,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_check_tally(checks) -> None:
+def print_check_tally(checks, file=None) -> None:
     """Passed, failed (errors) and warnings (failed checks of severity WARN), each failure by name."""
     from dagster import AssetCheckSeverity
 
@@ -109,7 +115,7 @@ def print_check_tally(checks) -> None:
     warned = [name(c) for c in checks if not c.passed and c.severity == AssetCheckSeverity.WARN]
     print(f"\nAsset checks: {len(checks) - len(failed) - len(warned)} passed, {len(failed)} failed, "
           f"{len(warned)} warnings" + "".join(f"\n  FAILED {n}" for n in failed)
-          + "".join(f"\n  WARNING {n}" for n in warned))
+          + "".join(f"\n  WARNING {n}" for n in warned), file=file)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -145,10 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run one layer only (the benchmark times them apart)")
     run.add_argument("--timings", type=Path, default=None,
                      help="write each asset's own seconds (from its metadata) to this JSON file")
+    run.add_argument("--run-config", type=Path, default=None,
+                     help="a YAML file of Dagster run config, e.g. ops: {churn_model: {config: {horizons: [30]}}}")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="generate demo data, then run the pipeline on it")
     _add_generate_args(demo)
-    demo.set_defaults(func=cmd_demo, start=None, end=None, only=None, timings=None)
+    demo.set_defaults(func=cmd_demo, start=None, end=None, only=None, timings=None, run_config=None)
     bench = sub.add_parser("bench", help="time and measure memory of each stage at a given scale")
     bench.add_argument("--users", type=int, nargs="+", default=[10_000])
     bench.add_argument("--days", type=int, default=180)

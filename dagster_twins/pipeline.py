@@ -67,11 +67,12 @@ def run_pipeline(
     selection: Sequence[dg.AssetKey] | None = None,
     layer: str | None = None,
     raise_on_error: bool = True,
+    run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the pipeline for landing days ``start`` .. ``end`` (inclusive) as one run.
 
     ``layer`` limits the run to one layer's assets: "ingestion" (raw), "transform" (dbt), "twins", "churn" or
-    "simulation".
+    "simulation". ``run_config`` is Dagster run config (``ops: {churn_model: {config: {...}}}``).
     """
     apply_offline_env()
     from dagster_twins.definitions import build_definitions
@@ -84,6 +85,7 @@ def run_pipeline(
         tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
         asset_selection=list(selection) if selection else None,
         raise_on_error=raise_on_error,
+        run_config=run_config,
     )
 
 

@@ -90,5 +90,5 @@ def test_cluster_robust_covariance_equals_lifelines_without_ties():
 def test_tiers_and_readable_drivers():
     assert list(tier(np.array([0.01, 0.1, 0.2, 0.9]))) == ["low", "medium", "high", "very high"]
     assert readable("open_tickets", True) == "an open support ticket"
-    assert readable("plan=pro", True) == "plan pro"
+    assert readable("acquisition_channel=paid_search", True) == "acquisition channel is paid search"
     assert readable("some_new_column", False) == "low some new column"

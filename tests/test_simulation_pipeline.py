@@ -31,7 +31,7 @@ def test_the_demo_scenarios_write_results_users_and_a_ranking(built):
                             "group by scenario order by scenario").df()
         ranking = con.execute("select * from simulation.scenario_policy_ranking order by rank").df()
         segment_base = con.execute("select count(*) from simulation.user_segment_base").fetchone()[0]
-        alive = con.execute("select count(*) from churn.churn_predictions").fetchone()[0]
+        alive = con.execute("select count(*) from churn.churn_predictions where question = 'churn'").fetchone()[0]
     finally:
         con.close()
     shipped = sorted(p.stem for p in (PROJECT_ROOT / "scenarios").glob("*.yaml"))

@@ -27,7 +27,8 @@ QUESTION_STATE = {CHURN: ACTIVE, RETURN: LAPSED}
 EVENT_COLUMN = {CHURN: "churn_days", RETURN: "return_days"}
 DEFAULT_HORIZONS = (7, 14, 30, 90)
 Z90 = 1.6448536269514722
-MIN_EVENTS = 50  # fewer events than this: a constant rate, not a model (about 20 columns, a few events each)
+MIN_EVENTS = 10  # users with an event: fewer than this and the question gets a constant rate, not a model
+FULL_STRENGTH_EVENTS = 200  # below this many users with an event the ridge penalty grows (see fit_question)
 
 # Model columns derived from a landmark frame's raw covariates (see ``derive``).
 NUMERIC = ["log_activity_rate", "log_lifetime_rate", "log_active_day_rate", "events_per_day", "active_day_share",
@@ -190,8 +191,13 @@ def fit_question(rows: pd.DataFrame, question: str, max_horizon: float, *, covar
     rows = stratified_cap(rows, "_event", max_rows, seed)
     users = int(rows["user_id"].nunique())
     events = int(rows["_event"].sum())
-    if events < MIN_EVENTS or len(rows) < 5 * MIN_EVENTS:
+    # A user's one churn shows in the rows of several landmarks: count users with an event, not rows.
+    distinct_events = rows.loc[rows["_event"] == 1, "user_id"].nunique()
+    if distinct_events < MIN_EVENTS:
         return QuestionModel(question, None, None, float(events), float(rows["_duration"].sum()), len(rows), users)
+    # With few events a model of twenty columns overfits: the ridge penalty grows as the events shrink, so a small
+    # data set gets a cautious model (coefficients pulled towards no effect) rather than none.
+    penalizer = penalizer * max(1.0, FULL_STRENGTH_EVENTS / distinct_events)
     derived = derive(rows, spec)
     design = fit_design(derived, [c for c in covariates if c in derived], [c for c in CATEGORICAL if c in derived])
     model = fit_cox(design.transform(derived), rows["_duration"], rows["_event"], penalizer=penalizer,
@@ -228,8 +234,8 @@ def readable(column: str, above: bool) -> str:
     if column in LABELS:
         return LABELS[column][0 if above else 1]
     if "=" in column:  # a one-hot level
-        name, level = column.split("=", 1)
-        return f"{name.replace('_', ' ')} {level}" if above else f"{name.replace('_', ' ')} not {level}"
+        name, level = (part.replace("_", " ") for part in column.split("=", 1))
+        return f"{name} is {level}" if above else f"{name} is not {level}"
     return f"{'high' if above else 'low'} {column.replace('_', ' ')}"
 
 

@@ -81,7 +81,8 @@ def shifted(frame: pd.DataFrame, spec: ScenarioSpec, path: Path) -> pd.DataFrame
     return out
 
 
-def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, to_matrix: Callable[[pd.DataFrame], np.ndarray],
+def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel | None,
+                 to_matrix: Callable[[pd.DataFrame], np.ndarray],
                  covariates: pd.DataFrame | Iterable[pd.DataFrame], segment_base: pd.DataFrame,
                  experiments: pd.DataFrame) -> ScenarioRun:
     """``model``: the churn model, a hazard in days since the as-of day; ``to_matrix``: its columns from raw
@@ -95,8 +96,12 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel, to_matrix
                 "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
                 "users_affected": len(members), "horizon_days": spec.horizon_days, "draws": spec.draws,
                 "seed": spec.seed, "effect_kind": spec.intervention.effect.kind,
-                "effect_basis": EFFECT_KINDS[spec.intervention.effect.kind], "model": model.kind}
+                "effect_basis": EFFECT_KINDS[spec.intervention.effect.kind],
+                "model": model.kind if model is not None else "none"}
     try:
+        if model is None:
+            raise EffectUnavailable("the churn layer has no model to simulate with (too few churn events to fit "
+                                    "one; churn.churn_model_metrics says how many)")
         effect = resolve_effect(spec, path, experiments)
     except EffectUnavailable as exc:
         # Not an error in the spec but a gap in the data (own data without the campaign, say): recorded as
