@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup setup-spark browser demo run dev test lint bench bench-1m bench-spark bench-simulation model-quality dq-screenshot clean
+.PHONY: setup setup-spark browser demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn model-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -71,6 +71,9 @@ bench-spark: setup setup-spark  ## the same stages with dbt on local Spark besid
 
 bench-simulation: setup  ## one scenario over 100k active users x 1,000 draws (see docs/benchmarks.md)
 	$(BIN)/dagster-twins bench --simulation --users 100000 --days 180 --draws 1000 --repeat 5 --output docs/benchmarks-simulation.json
+
+bench-churn: setup  ## the churn layer's landmark frame, fit and scoring at 100k users (see docs/benchmarks.md)
+	$(BIN)/dagster-twins bench --churn --users 100000 --days 180 --repeat 3 --output docs/benchmarks-churn.json
 
 model-quality: setup  ## score the twins against the demo's planted truth (docs/model-quality.md)
 	$(BIN)/dagster-twins model-quality --users 10000 --days 180 --output docs/model-quality.md

@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--simulation", action="store_true",
                        help="time one scenario over every active user instead (a warehouse is built first)")
     bench.add_argument("--draws", type=int, default=1000, help="draws of the simulation benchmark's scenario")
+    bench.add_argument("--churn", action="store_true",
+                       help="time the churn layer's phases (landmark frame, fit, scoring) on a built warehouse")
     bench.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                        help="where dbt builds the marts (spark: local PySpark, needs the spark extra)")
     bench.add_argument("--keep", action="store_true", help="keep the work folder (to resume a long run)")

@@ -14,10 +14,11 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from dagster_twins.demo import generate_demo
+from dagster_twins.evaluation.churn_truth import churn_against_truth, planted_directions
+from dagster_twins.evaluation.transactions import evaluate_in_subprocess
 from dagster_twins.ingestion.warehouse import connect
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import PROJECT_ROOT, Settings
@@ -60,64 +61,92 @@ interactions per day (several per session), so the correlation is on the log sca
 
 # What the demo plants (dagster_twins.demo.people.Hazard) and the covariate that measures it: the fitted hazard
 # ratio should point the same way. Only the directions are compared; the truth file is read here, never by a model.
-PLANTED_DIRECTIONS = {
-    "events_per_day": ("engagement lowers the hazard (b_eng < 0)", -1),
-    "tickets_in_window": ("recent support trouble raises it (b_trouble > 0)", +1),
-    "campaign_treated": ("the retention campaign lowers it (planted hazard ratio {campaign_hazard_ratio})", -1),
-}
+# The model this layer replaced, as the previous docs/model-quality.md measured it with this command's defaults
+# (10,000 users, seed 42): a Cox model on covariates measured before each user's *end* (churn or censoring),
+# judged on its own 30-day backtest frame built the same way.
+REPLACED = {"auc_30d": 0.679, "calibration_error_30d": 0.0163, "mean_predicted_30d": 0.032, "observed_30d": 0.046}
 
 
-def churn_section(con, planted: dict, docs_dir: Path, calibration_png: Path | None) -> str:
-    metrics = con.execute("select * from churn.churn_model_metrics order by model").df()
-    coefficients = con.execute("select * from churn.churn_model_coefficients").df()
-    calibration = con.execute("select c.* from churn.churn_calibration c join churn.churn_model_metrics m "
-                              "using (model, as_of) where m.chosen order by decile").df()
-    chosen = metrics[metrics["chosen"]].iloc[0]
-    rows = ["| model | chosen | users scored at the cutoff | churned within 30 days | concordance | AUC (30 days) "
-            "| Brier (30 days) | calibration error | mean predicted | observed |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for m in metrics.itertuples():
-        rows.append(f"| {m.model} | {'yes' if m.chosen else ''} | {m.users_scored:,} | {m.churned_within_30d:,} | "
-                    f"{m.concordance:.3f} | {m.auc_30d:.3f} | {m.brier_30d:.4f} | {m.calibration_error:.4f} | "
-                    f"{m.mean_predicted_30d:.3f} | {m.observed_rate_30d:.3f} |")
-    directions = ["| covariate | planted | fitted hazard ratio per SD | per unit | direction agrees |",
-                  "|---|---|---:|---:|---|"]
-    for covariate, (text, sign) in PLANTED_DIRECTIONS.items():
-        fit = coefficients[coefficients["covariate"] == covariate]
-        if fit.empty:
-            directions.append(f"| {covariate} | {text.format(**planted)} | not in the model | | |")
-            continue
-        per_sd = float(fit["hazard_ratio"].iloc[0])
-        per_unit = per_sd ** (1.0 / float(fit["sd"].iloc[0]))
-        agrees = "yes" if np.sign(np.log(per_sd)) == sign else "**no**"
-        directions.append(f"| {covariate} | {text.format(**planted)} | {per_sd:.3f} | {per_unit:.3f} | {agrees} |")
-    deciles = ["| decile | users | mean predicted | observed |", "|---:|---:|---:|---:|"]
-    deciles += [f"| {d.decile} | {d.users} | {d.predicted:.3f} | {d.observed:.3f} |" for d in calibration.itertuples()]
+def churn_section(con, truth: pd.DataFrame, planted: dict, docs_dir: Path, calibration_png: Path | None) -> str:
+    table, deciles, fit = churn_against_truth(con, truth, planted)
+    directions = planted_directions(fit, planted)
+    metrics = fit.run.metrics
+    returns = metrics[metrics["question"] == "return"]
+    shown = table.rename(columns={
+        "horizon_days": "horizon (days)", "users": "users at risk", "mean_predicted": "mean predicted",
+        "mean_true": "mean true", "auc_model": "AUC model", "auc_truth": "AUC truth (best achievable)",
+        "auc_recency": "AUC recency", "auc_events_per_day": "AUC events/day", "auc_activity_rate": "AUC decayed rate",
+        "calibration_error_model": "calibration error model", "calibration_error_truth": "calibration error truth"})
+    gaps = (table["auc_truth"] - table["auc_model"])
+    best_naive = table[["auc_recency", "auc_events_per_day", "auc_activity_rate"]].max(axis=1)
     plot = ""
     if calibration_png is not None and calibration_png.exists():
         shutil.copy(calibration_png, docs_dir / "churn_calibration.png")
-        plot = "\n![calibration of the 30-day churn probability](churn_calibration.png)\n"
+        plot = "\n![held-out calibration per horizon](churn_calibration.png)\n"
+    at30 = table[table["horizon_days"] == 30]
+    replaced = ""
+    if len(at30):
+        r = at30.iloc[0]
+        replaced = (f"At 30 days the model it replaces reported AUC {REPLACED['auc_30d']:.3f} and calibration error "
+                    f"{REPLACED['calibration_error_30d']:.4f} (mean predicted {REPLACED['mean_predicted_30d']:.3f} "
+                    f"against {REPLACED['observed_30d']:.3f} observed) on its own backtest frame, which measured "
+                    "covariates at each user's end and so learnt from the future; this one: AUC "
+                    f"{r['auc_model']:.3f}, calibration error {r['calibration_error_model']:.4f} (mean "
+                    f"{r['mean_predicted']:.3f} against {r['observed']:.3f}), out of time and as of the cutoff.")
     return f"""
-## Churn: time-split backtest
+## Churn: as-of forecasts against the truth and naive rankers
 
-Both models are fit on the survival frame as of the cutoff (dbt var `backtest_horizon_days`, 30 days before the end),
-users alive at the cutoff are scored, and the scores are compared with who churned in the following 30 days.
-The chosen model (best held-out concordance) is **{chosen['model']}**.
+The churn layer fits landmark Cox models on what was known at weekly landmarks (`dagster_twins/churn/`, README
+"Churn and return"). For each horizon h the backtest refits as of a cutoff C (the latest landmark with C + h
+before the end, two landmarks before it at least), scores the users active on C, and compares with who churned
+in (C, C + h]. Beside it, on the same users: the demo's planted truth (each user's exact probability from the
+planted hazard, its engagement, trouble rate, last ticket and campaign group: the best any model can do) and
+naive rankers. The fit sampled {fit.sampled_users:,} of {fit.population:,} users ({fit.run.training_rows:,}
+landmark rows over {fit.run.landmarks} landmarks).
 
-{chr(10).join(rows)}
+{shown.to_markdown(index=False, floatfmt=".3f")}
 
-Fitted hazard ratios of the chosen model (refit on all data) against the directions the demo plants:
+Reading it: the model beats every naive ranker at every horizon (by {(table['auc_model'] - best_naive).min():.3f}
+to {(table['auc_model'] - best_naive).max():.3f} of AUC over the best of them) and its probabilities are calibrated
+(largest error {table['calibration_error_model'].max():.4f}); it stays {gaps.min():.3f} to {gaps.max():.3f} of AUC
+below the truth's own scores. Most of that gap is what no model can see: the truth knows each user's planted
+engagement and trouble rate exactly, the model only their noisy evidence (the twins recover the activity rate with
+correlation 0.78, above), so the issue's target (within 0.01 of the truth) is not met.
+{replaced}
 
-{chr(10).join(directions)}
+The fitted model's hazard ratios (per standard deviation) against the directions the demo plants. The engagement
+columns are strongly correlated, so single columns can share or swap the effect:
 
-"Per unit" is per one unit of the covariate (for `campaign_treated`, treated against everyone else, which mixes
-the randomized control group with users never in the campaign; the scenario layer estimates the effect from the
-randomized groups alone).
+{directions.to_markdown(index=False, floatfmt=".3f")}
 
-Calibration of the 30-day probability by decile of the prediction (chosen model):
-
-{chr(10).join(deciles)}
+The return question (P(return within h) for lapsed users) has {int((returns['kind'] == 'cox').sum())} backtested
+model rows here: in the demo nobody comes back after cancelling, so it is a constant rate near zero.
 {plot}"""
+
+
+def transactions_section(result: dict) -> str:
+    table = pd.DataFrame(result["table"])
+    table["horizon_days"] = table["horizon_days"].map(lambda h: "" if pd.isna(h) else int(h))
+    recency = float(table.loc[table["ranker"].str.startswith("recency"), "auc"].iloc[0])
+    best = float(table.loc[table["ranker"].str.startswith("the model"), "auc"].max())
+    return f"""
+## Churn and return on a public transaction log
+
+Data nobody here wrote: CDNOW ({result['customers']:,} customers' CD purchases from 1997-01 to 1998-06), the copy
+shipped inside the `lifetimes` package (`lifetimes/datasets/CDNOW_master.txt`, read as a file). Its purchases become
+daily landing files (`user_id, occurred_at, event_type=purchase, value`), the real pipeline (ingestion, dbt, churn
+with horizons 30, 90 and 273 days and the default 30-day inactivity rule) runs on the 39 weeks to 1997-09-30, and
+the predictions as of that day are judged on the next 39 weeks: did the customer buy at all? Code:
+`dagster_twins/evaluation/transactions.py`.
+
+Customers scored: **{result['scored']:,} of {result['customers']:,}** ({result['questions']}); bought again in the
+holdout: {result['holdout_buyers']:,}. AUC of "bought in the holdout" over every customer:
+
+{table.to_markdown(index=False, floatfmt=".3f")}
+
+The model's ranking (lapsed customers by P(return within h), active ones by 1 - P(churn within h)) reaches AUC
+{best:.3f} against recency's {recency:.3f}.
+"""
 
 
 def simulation_section(con, planted: dict, docs_dir: Path, reports_dir: Path) -> str:
@@ -196,12 +225,15 @@ def main(args: argparse.Namespace) -> int:
     con = connect(settings.warehouse_path, read_only=True)
     try:
         metrics = recovery_metrics(con, pd.read_parquet(demo.truth_dir / "users.parquet"))
-        churn = churn_section(con, planted, args.output.parent, plots[-1] if plots else None)
+        churn = churn_section(con, pd.read_parquet(demo.truth_dir / "users.parquet"), planted, args.output.parent,
+                              plots[-1] if plots else None)
         simulation = simulation_section(con, planted, args.output.parent, settings.warehouse_path.parent / "reports")
     finally:
         con.close()
     print(json.dumps(metrics, indent=2))
     header = ("# Model quality\n\nMeasured from a real run by `dagster-twins model-quality --users "
               f"{args.users} --days {args.days}` (re-run it to reproduce; the numbers below are its output).\n\n")
-    args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed) + churn + simulation)
+    transactions = transactions_section(evaluate_in_subprocess(root / "cdnow"))
+    args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed) + churn + transactions
+                           + simulation)
     return 0

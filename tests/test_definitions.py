@@ -30,7 +30,7 @@ def test_definitions_load_with_every_layer():
                 "simulation/scenario_policy_ranking"}
     assert expected <= keys
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
-    assert {"rows_reconcile", "every_user_has_a_twin", "backtest_concordance_above_floor",
+    assert {"rows_reconcile", "every_user_has_a_twin", "backtest_beats_naive_rankers",
             "placebo_covers_zero"} <= checks
     assert any(name.startswith(("unique_", "not_null_")) for name in checks)  # dbt tests as asset checks
     assert defs.resolve_job_def("twins_pipeline") is not None

@@ -118,11 +118,13 @@ def test_own_minimal_events_file_runs_through(tmp_path: Path):
             "select churn_definition, count(*) from marts.churn_survival_frame group by 1").fetchall())
         assert definitions == {"inactivity": 40}
         assert 0 < con.execute("select sum(churned) from marts.churn_survival_frame").fetchone()[0] < 40
-        # No subscriptions: churn by inactivity still gives a fit and a prediction for every user still active.
-        alive = con.execute("select count(*) from marts.churn_survival_frame where churned = 0").fetchone()[0]
-        assert count(con, "churn.churn_predictions") == alive
+        # No subscriptions: churn by inactivity still scores every customer, active ones by P(churn within h),
+        # lapsed ones by P(return within h).
+        questions = dict(con.execute("select question, count(*) from churn.churn_predictions group by 1").fetchall())
+        assert sum(questions.values()) == 40 and set(questions) == {"churn", "return"}
         assert con.execute("select count(*) from churn.churn_models").fetchone()[0] == 1
-        assert con.execute("select bool_and(p_churn_30d between 0 and 1) from churn.churn_predictions").fetchone()[0]
+        assert con.execute("select bool_and(p_churn_30d between 0 and 1) and bool_and(p_return_30d between 0 and 1) "
+                           "from churn.churn_predictions").fetchone()[0]
         # No campaigns: the scenario that needs a measured campaign effect is skipped, saying why; the others run.
         status = dict(con.execute("select scenario, status || ': ' || status_reason "
                                   "from simulation.scenario_results").fetchall())

@@ -48,6 +48,7 @@ class ForecastRun:
     models: dict[str, QuestionModel]  # by question, calibrated
     metrics: pd.DataFrame  # one row per question and horizon
     calibration: pd.DataFrame  # deciles of the held-out (cross-fitted) probabilities per question and horizon
+    held_out: pd.DataFrame  # every held-out row: question, horizon_days, cutoff_day, user_id, p, y, baseline scores
     training_rows: int
     training_users: int
     landmarks: int
@@ -84,8 +85,8 @@ def cross_fitted(p: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate(qm: QuestionModel, rows: pd.DataFrame, horizon: int, spec: LandmarkSpec) -> tuple[dict, pd.DataFrame,
-                                                                                                Calibrator]:
+def evaluate(qm: QuestionModel, rows: pd.DataFrame, horizon: int, spec: LandmarkSpec
+             ) -> tuple[dict, pd.DataFrame, Calibrator, pd.DataFrame]:
     """Held-out metrics of one question at one horizon on the rows scored at a cutoff (outcomes known)."""
     derived = derive(rows, spec)
     p = qm.raw(derived, [horizon])[0][:, 0]
@@ -110,7 +111,9 @@ def evaluate(qm: QuestionModel, rows: pd.DataFrame, horizon: int, spec: Landmark
         "calibration_error": ece_cal if use else ece_raw, "recalibrated": bool(use),
     }
     table = (table_cal if use else table_raw).assign(question=qm.question, horizon_days=horizon)
-    return metrics, table, fit_calibrator(p, y) if use else Calibrator()
+    held_out = pd.DataFrame({"question": qm.question, "horizon_days": horizon, "user_id": rows["user_id"].to_numpy(),
+                             "p": final, "y": y, **{f"score_{name}": score for name, score in scores.items()}})
+    return metrics, table, fit_calibrator(p, y) if use else Calibrator(), held_out
 
 
 def auc_gap_interval(model: np.ndarray, baseline: np.ndarray, y: np.ndarray, draws: int = 200,
@@ -135,7 +138,7 @@ def run_forecast(features: pd.DataFrame, history: History, as_of: int, config: F
     features = features[features["landmark_day"] <= as_of]
     landmarks = sorted(features["landmark_day"].unique())
     fits: dict[int, dict[str, QuestionModel]] = {}
-    metric_rows, tables = [], []
+    metric_rows, tables, held_out = [], [], []
     calibrators: dict[str, dict[int, Calibrator]] = {CHURN: {}, RETURN: {}}
     for h in config.horizons:
         usable = [c for i, c in enumerate(landmarks) if c + h <= as_of and i >= MIN_TRAINING_LANDMARKS]
@@ -156,7 +159,8 @@ def run_forecast(features: pd.DataFrame, history: History, as_of: int, config: F
                 metric_rows.append({"question": q, "horizon_days": h, "kind": "not backtested",
                                     "note": f"nobody {QUESTION_STATE[q]} on the cutoff"})
                 continue
-            metrics, table, calibrator = evaluate(qm, rows, h, config.spec)
+            metrics, table, calibrator, scored_rows = evaluate(qm, rows, h, config.spec)
+            held_out.append(scored_rows.assign(cutoff_day=cutoff))
             metric_rows.append({**metrics, "cutoff_day": cutoff, "training_rows": qm.rows,
                                 "training_events": int(qm.rate_events)})
             tables.append(table.assign(cutoff_day=cutoff))
@@ -166,7 +170,8 @@ def run_forecast(features: pd.DataFrame, history: History, as_of: int, config: F
     metrics = pd.DataFrame(metric_rows)
     calibration = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
         columns=["decile", "users", "predicted", "observed", "question", "horizon_days", "cutoff_day"])
-    return ForecastRun(final, metrics, calibration, len(train), int(train["user_id"].nunique()), len(landmarks))
+    return ForecastRun(final, metrics, calibration, pd.concat(held_out, ignore_index=True) if held_out else
+                       pd.DataFrame(), len(train), int(train["user_id"].nunique()), len(landmarks))
 
 
 def gate_failures(metrics: pd.DataFrame, calibration_ceiling: float, baseline_margin: float = 0.0,
