@@ -39,8 +39,7 @@ FIRST_WINDOW_DAYS = 40
 # Everything dbt materializes as a table, plus the interaction stream (a view over every staging model).
 COMPARED = (
     "marts.fct_events", "marts.dim_users", "marts.user_daily_features", "marts.user_daily_dimension_counts",
-    "marts.churn_survival_frame", "marts.churn_backtest_frame", "marts.campaign_experiment_frame",
-    "intermediate.int_user_churn_status", "intermediate.int_user_churn_status_at_cutoff",
+    "marts.churn_survival_frame", "marts.campaign_experiment_frame", "intermediate.int_user_churn_status",
     "intermediate.int_interactions", "reference.topic_taxonomy", "reference.goal_intents",
 )
 

@@ -20,7 +20,7 @@ from dagster_twins.churn.landmarks import LandmarkSpec
 from dagster_twins.churn.pipeline import Forecast, as_of_moment, fit_as_of, probability_columns, score_history
 from dagster_twins.churn.plots import calibration_plot
 from dagster_twins.churn.serialize import dumps, loads
-from dagster_twins.churn.store import campaign_known, last_landing_day, read_history
+from dagster_twins.churn.store import campaign_known, known_users, last_landing_day, read_history
 from dagster_twins.ingestion.warehouse import TableRewrite, replace_rows, table_exists
 from dagster_twins.partitions import run_window
 from dagster_twins.resources import WarehouseResource
@@ -146,8 +146,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
         publish = not problems
         tally = ScoreTally(forecast.horizons)
         if publish:
-            users = int(reader.scalars("select count(distinct user_id) from marts.fct_events where landing_date < ?",
-                                       [known_at])[0] or 0)
+            users = known_users(reader, known_at)
             buckets = warehouse.buckets(users)
             context.log.info(f"churn as of {as_of}: {mode}; scoring {users:,} users in {buckets} bucket(s)")
             stamp = {"fitted_on": pd.Timestamp(fitted_on), "as_of": pd.Timestamp(as_of)}

@@ -14,6 +14,14 @@ import pandas as pd
 from dagster_twins.bucket_io import Bucket, BucketReader
 from dagster_twins.churn.landmarks import History, day_number, group_known_days
 
+
+def day_literal(day: date) -> str:
+    """A date as a SQL literal both engines read. Inlined, not a ``?`` parameter: DuckDB 1.5.5 ran the daily
+    aggregate below ten times slower with parameters bound through a relation (2.3 s against 0.2 s on 1.5 million
+    interactions); the value comes from a ``date``, never from text."""
+    return f"date '{date.fromordinal(day.toordinal()).isoformat()}'"
+
+
 DAILY_SQL = """
 select user_id, activity_date, landing_date,
        count(*) filter (where source = 'events') as events,
@@ -23,31 +31,29 @@ select user_id, activity_date, landing_date,
        count(*) filter (where interaction_type = 'rec_shown') as recs_shown,
        count(*) filter (where interaction_type = 'rec_clicked') as recs_clicked
 from marts.fct_events
-where activity_date < ? and landing_date < ? and {bucket}
+where activity_date < {day} and landing_date < {day} and {bucket}
 group by all
 """
 
 
-def _known(column: str) -> str:
-    return f"{column} < ? and landing_date < ?"
+def _known(column: str, day: date) -> str:
+    return f"{column} < {day_literal(day)} and landing_date < {day_literal(day)}"
 
 
 def known_users(reader: BucketReader, as_of: date) -> int:
     """Users with any interaction known at ``as_of`` (the population the fit samples from)."""
     return int(reader.scalars("select count(distinct user_id) from marts.fct_events "
-                              "where activity_date < ? and landing_date < ?", [as_of, as_of])[0] or 0)
+                              f"where {_known('activity_date', as_of)}")[0] or 0)
 
 
 def first_known_day(reader: BucketReader, as_of: date) -> float | None:
-    value = reader.scalars("select min(activity_date) from marts.fct_events where activity_date < ? "
-                           "and landing_date < ?", [as_of, as_of])[0]
+    value = reader.scalars(f"select min(activity_date) from marts.fct_events where {_known('activity_date', as_of)}")[0]
     return None if value is None else float(day_number([value])[0])
 
 
 def first_landing_day(reader: BucketReader, as_of: date) -> float | None:
     """The day the warehouse's view begins: its first landing day known at ``as_of`` (``landmark_features``)."""
-    value = reader.scalars("select min(landing_date) from marts.fct_events where activity_date < ? "
-                           "and landing_date < ?", [as_of, as_of])[0]
+    value = reader.scalars(f"select min(landing_date) from marts.fct_events where {_known('activity_date', as_of)}")[0]
     return None if value is None else float(day_number([value])[0])
 
 
@@ -60,8 +66,8 @@ def campaign_known(reader: BucketReader, as_of: date) -> pd.DataFrame:
     """Per randomized-looking campaign, the first day each group's sends were known (over everyone)."""
     frame = reader.frame(
         "select campaign_id, campaign_group, min(greatest(cast(sent_at as date), landing_date)) as first_known "
-        f"from staging.stg_campaigns where campaign_group in ('treatment', 'control') and {_known('sent_at')} "
-        "group by all", [as_of, as_of])
+        f"from staging.stg_campaigns where campaign_group in ('treatment', 'control') and {_known('sent_at', as_of)} "
+        "group by all")
     return group_known_days(frame.assign(known=day_number(frame["first_known"]) + 1))
 
 
@@ -69,19 +75,18 @@ def read_history(reader: BucketReader, as_of: date, bucket: Bucket | None = None
                  campaigns_known: pd.DataFrame | None = None) -> History:
     """The history of one bucket of users as known at ``as_of`` (all users when ``bucket`` is None)."""
     where = reader.bucket_filter(bucket)
-    both = [as_of, as_of]
-    daily = reader.frame(DAILY_SQL.format(bucket=where), both)
+    daily = reader.frame(DAILY_SQL.format(bucket=where, day=day_literal(as_of)))
     daily["day"] = day_number(daily.pop("activity_date"))
     daily["landing_day"] = day_number(daily.pop("landing_date"))
     subs = reader.frame("select user_id, occurred_at, landing_date, action, plan from staging.stg_subscriptions "
-                        f"where {_known('occurred_at')} and {where}", both)
+                        f"where {_known('occurred_at', as_of)} and {where}")
     tickets = reader.frame("select user_id, opened_at, closed_at, landing_date from staging.stg_support_tickets "
-                           f"where {_known('opened_at')} and {where}", both)
+                           f"where {_known('opened_at', as_of)} and {where}")
     sends = reader.frame("select user_id, campaign_id, campaign_group, sent_at, landing_date from "
                          "staging.stg_campaigns where campaign_group in ('treatment', 'control') and "
-                         f"{_known('sent_at')} and {where}", both)
+                         f"{_known('sent_at', as_of)} and {where}")
     users = reader.frame("select user_id, signed_up_at, landing_date, plan, acquisition_channel from "
-                         f"staging.stg_users where landing_date < ? and {where}", [as_of])
+                         f"staging.stg_users where landing_date < {day_literal(as_of)} and {where}")
     return History(
         daily=daily,
         subscriptions=pd.DataFrame({"user_id": subs["user_id"], "at": day_number(subs["occurred_at"]),

@@ -4,9 +4,9 @@ is read, the package is never imported).
 
 The log becomes landing files (one events file a day: ``user_id, occurred_at, event_type=purchase, value``), the
 real pipeline (ingestion, dbt, churn) runs on the calibration period only, and the predictions as of its last day
-are judged against the holdout: did the customer buy at all in it? Ranked for everyone by the probability of being
-active in the holdout (lapsed customers: P(return within h); active ones: 1 - P(churn within h), a lower bound),
-beside ranking by recency and by frequency.
+are judged against the holdout: did the customer buy at all in it? Ranked for everyone by the probability of buying
+within h days (lapsed customers: P(return within h); active ones: not lapsing, or lapsing and coming back), beside
+ranking by recency and by frequency.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from dagster_twins.churn.forecast import RETURN, derive
+from dagster_twins.churn.landmarks import LAPSED
 from dagster_twins.churn.metrics import auc
+from dagster_twins.churn.serialize import loads
 from dagster_twins.ingestion.warehouse import connect
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import Settings
@@ -57,6 +60,26 @@ def write_landing(transactions: pd.DataFrame, landing: Path, last_day: date) -> 
     return len(kept)
 
 
+def _return_after_lapsing(forecast, raw: pd.DataFrame, users: pd.Series, horizons: list[int]) -> dict[int, np.ndarray]:
+    """P(return within h) of each user (in ``users`` order) as if they had just lapsed today."""
+    if not horizons:
+        return {}
+    spec = forecast.config.spec
+    lapsing = raw.set_index("user_id").reindex(users.to_numpy()).reset_index()
+    # Rolled forward to the lapse: the silent days pass, the recent window empties, the decayed evidence fades.
+    shift = np.maximum(spec.inactivity_days + 1 - lapsing["days_since_last_active"], 0)
+    for column in ("tenure_days", "observed_days", "days_since_last_active"):
+        lapsing[column] = lapsing[column] + shift
+    lapsing["events_previous_window"] = lapsing["events_in_window"]
+    for column in ("events_in_window", "interactions_in_window", "active_days_in_window", "tickets_in_window",
+                   "tickets_last_week"):
+        lapsing[column] = 0.0
+    lapsing["decayed_interactions"] = lapsing["decayed_interactions"] * 0.5 ** (shift / spec.half_life_days)
+    lapsing["state"] = LAPSED
+    p, _, _ = forecast.models[RETURN].predict(derive(lapsing, forecast.config.spec), horizons)
+    return {h: p[:, j] for j, h in enumerate(horizons)}
+
+
 @dataclass(frozen=True)
 class TransactionEvaluation:
     customers: int
@@ -81,10 +104,11 @@ def evaluate(root: Path, horizons: tuple[int, ...] = (30, 90, 273)) -> Transacti
     con = connect(settings.warehouse_path, read_only=True)
     try:
         predictions = con.execute("select * from churn.churn_predictions").df()
-        covariates = con.execute("select user_id, active_days_total "
-                                 "from churn.scored_user_covariates").df()
+        raw = con.execute("select * from churn.scored_user_covariates").df()
+        forecast = loads(con.execute("select model_json from churn.churn_models").fetchone()[0])
     finally:
         con.close()
+    covariates = raw[["user_id", "active_days_total"]]
     holdout = transactions[(transactions["date"].dt.date > CALIBRATION_END)
                            & (transactions["date"].dt.date <= HOLDOUT_END)]
     buyers = set("c" + holdout["customer_id"])
@@ -93,17 +117,20 @@ def evaluate(root: Path, horizons: tuple[int, ...] = (30, 90, 273)) -> Transacti
     frame = pd.DataFrame({"user_id": customers}).merge(predictions, on="user_id", how="left").merge(
         covariates, on="user_id", how="left")
     y = frame["user_id"].isin(buyers).to_numpy()
-    # An active customer who has not lapsed within the inactivity window (30 days) has bought again in it, so
-    # 1 - P(churn within 30 days) is a lower bound of buying within any h >= 30 days.
-    window = min((h for h in horizons if h >= 30), default=max(horizons))
+    # An active customer buys within h days unless they lapse (within the inactivity window: 30 days) and then do
+    # not come back in the rest of the h days: P = 1 - P(churn within 30) x (1 - P(return within h - 30 | just
+    # lapsed)), the second factor from the return model on their covariates as they would be on lapsing.
+    window = forecast.config.spec.inactivity_days
     lapsed = (frame["question"] == "return").to_numpy()
+    comeback = _return_after_lapsing(forecast, raw, frame["user_id"], [h - window for h in horizons if h > window])
     recency = -frame["days_since_last_active"].to_numpy(float)
     frequency = frame["active_days_total"].to_numpy(float)
     rows = []
     for h in horizons:
-        if h < window:
+        if h < window or f"p_churn_{window}d" not in frame:
             continue
-        score = np.where(lapsed, frame[f"p_return_{h}d"], 1 - frame[f"p_churn_{window}d"])
+        back = comeback[h - window] if h > window else 0.0
+        score = np.where(lapsed, frame[f"p_return_{h}d"], 1 - frame[f"p_churn_{window}d"] * (1 - back))
         rows.append({"customers": "everyone", "horizon_days": h, "ranker": "the model: P(active in the next h days)",
                      "auc": auc(np.nan_to_num(score, nan=-1.0), y)})
         rows.append({"customers": "lapsed", "horizon_days": h, "ranker": "the model: P(return within h days)",
