@@ -26,15 +26,9 @@ def phases(warehouse: Path) -> dict:
     """One pass of the churn layer over ``warehouse`` (read-only), timed by phase."""
     from dagster_twins.bucket_io import DuckDBReader, all_buckets, bucket_count
     from dagster_twins.churn.backtest import ForecastConfig, run_forecast
-    from dagster_twins.churn.landmarks import day_number, landmark_features, landmark_grid
-    from dagster_twins.churn.pipeline import Forecast, as_of_moment, score_history
-    from dagster_twins.churn.store import (
-        campaign_known,
-        first_landing_day,
-        known_users,
-        last_landing_day,
-        read_history,
-    )
+    from dagster_twins.churn.landmarks import day_number
+    from dagster_twins.churn.pipeline import Forecast, as_of_moment, fit_sample, score_history
+    from dagster_twins.churn.store import campaign_known, last_landing_day, read_history
     from dagster_twins.ingestion.warehouse import connect
 
     config = ForecastConfig()
@@ -43,28 +37,25 @@ def phases(warehouse: Path) -> dict:
         reader = DuckDBReader(con)
         known_at = as_of_moment(last_landing_day(reader))
         started = time.perf_counter()
-        population = known_users(reader, known_at)
-        data_start = first_landing_day(reader, known_at)
-        as_of = int(day_number([known_at])[0])
-        grid = landmark_grid(data_start, as_of, 7)
-        sample_buckets = max(1, -(-population * len(grid) // config.max_fit_rows))
-        history = read_history(reader, known_at, (0, sample_buckets))
-        features = landmark_features(history, [d for d in grid if d < as_of], data_start, config.spec)
+        sample = fit_sample(reader, known_at, config)
         frame_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        run = run_forecast(features, history, as_of, config)
+        run = run_forecast(sample.features, sample.history, int(day_number([known_at])[0]), config)
         fit_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        forecast = Forecast(run.models, config, data_start)
+        forecast = Forecast(run.models, config, sample.data_start)
         known = campaign_known(reader, known_at)
         scored = 0
-        buckets = bucket_count(population)
+        buckets = bucket_count(sample.population)
         for bucket in all_buckets(buckets):
             predictions, _ = score_history(forecast, read_history(reader, known_at, bucket, known), known_at)
             scored += len(predictions)
         score_seconds = time.perf_counter() - started
     finally:
         con.close()
+    features = sample.features
+    population = sample.population
+    grid = features["landmark_day"].unique()
     return {"frame_seconds": frame_seconds, "fit_seconds": fit_seconds, "score_seconds": score_seconds,
             "population": population, "sampled_users": int(features["user_id"].nunique()),
             "landmark_rows": len(features), "landmarks": len(grid), "scored_users": scored, "score_buckets": buckets,

@@ -96,10 +96,10 @@ def test_a_failed_gate_stops_publication_and_the_cli_names_it(built, tmp_path, m
                         layer="serving").success
     manifest = _manifest(copy)
     before = _read(copy.warehouse_path, "select * from churn.churn_predictions order by user_id")
-    # An impossible ceiling: every backtested horizon fails the calibration gate.
+    # An impossible ceiling (below zero): every judged backtest fails the calibration gate.
     config_file = tmp_path / "strict.yaml"
     config_file.write_text(yaml.safe_dump({"ops": {"churn_model": {"config": {
-        "calibration_ceiling": 0.0, "refit_every_days": 0}}}}))
+        "calibration_ceiling": -1.0, "refit_every_days": 0}}}}))
     monkeypatch.setenv("TWINS_WAREHOUSE", str(copy.warehouse_path))
     monkeypatch.setenv("TWINS_LANDING_DIR", str(copy.landing_dir))
     monkeypatch.setenv("TWINS_SOURCES_CONFIG", str(copy.sources_config))

@@ -72,6 +72,22 @@ class History:
                        campaigns, campaign_known_days(campaigns), users)
 
 
+def first_load_as_history(history: History, first_load_day: float) -> History:
+    """Rows of the warehouse's first load (landed on or before ``first_load_day``) taken as known when they
+    happened: a first load is the history a user brings (a one-off export lands on one day), and by its landing day
+    alone no landmark before it would know anything. Later loads keep their landing days."""
+    def history_day(frame: pd.DataFrame, at: str) -> pd.DataFrame:
+        landed = frame["landing_day"].to_numpy(float)
+        happened = np.floor(frame[at].to_numpy(float))
+        first = landed <= first_load_day
+        return frame.assign(landing_day=np.where(first, np.fmin(landed, happened), landed))
+
+    campaigns = history_day(history.campaigns, "sent")
+    return History(history_day(history.daily, "day"), history_day(history.subscriptions, "at"),
+                   history_day(history.tickets, "opened"), campaigns, history.campaign_known,
+                   history_day(history.users, "signup"))
+
+
 def campaign_known_days(campaigns: pd.DataFrame) -> pd.DataFrame:
     """The first day each randomized group's sends were known, per campaign (from the sends of everyone)."""
     return group_known_days(campaigns.assign(

@@ -28,9 +28,11 @@ def brier(prob: np.ndarray, outcome: np.ndarray) -> float:
 
 def calibration_by_decile(prob: np.ndarray, outcome: np.ndarray, bins: int = 10) -> tuple[pd.DataFrame, float]:
     """Mean predicted vs observed rate per decile of predicted probability, and the expected calibration
-    error (the count-weighted mean absolute gap)."""
+    error (the count-weighted mean absolute gap). Tied predictions stay in one bin (a constant prediction is one
+    bin): splitting ties would group users by their row order, not by what was predicted."""
     frame = pd.DataFrame({"p": prob, "y": np.asarray(outcome, dtype=float)})
-    frame["decile"] = pd.qcut(frame["p"].rank(method="first"), q=min(bins, len(frame)), labels=False) + 1
+    bins_of = pd.qcut(frame["p"], q=min(bins, len(frame)), labels=False, duplicates="drop")
+    frame["decile"] = bins_of.fillna(0).astype(int) + 1  # one value throughout: qcut finds no edges, one bin
     table = frame.groupby("decile").agg(users=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
     ece = float(np.average(np.abs(table["predicted"] - table["observed"]), weights=table["users"]))
     return table.reset_index(), ece

@@ -19,7 +19,7 @@ from dagster_twins.bucket_io import BucketReader
 from dagster_twins.churn.backtest import ForecastConfig, ForecastRun, run_forecast
 from dagster_twins.churn.forecast import CHURN, RETURN, QuestionModel, derive, top_drivers
 from dagster_twins.churn.landmarks import ACTIVE, History, day_number, landmark_features, landmark_grid
-from dagster_twins.churn.store import first_landing_day, known_users, read_history
+from dagster_twins.churn.store import known_users, observation_start, read_history
 
 TIERS = ((0.05, "low"), (0.15, "medium"), (0.35, "high"), (np.inf, "very high"))  # by P(churn) at the tier horizon
 TIER_HORIZON = 30
@@ -58,20 +58,40 @@ def as_of_moment(last_landing_day: date) -> date:
     return date.fromordinal(last_landing_day.toordinal() + 1)
 
 
-def fit_as_of(reader: BucketReader, known_at: date, config: ForecastConfig, landmark_every_days: int = 7
-              ) -> FitResult:
-    """Backtest and fit both questions on a sample of users' landmark frames, as known at ``known_at``."""
+@dataclass(frozen=True)
+class FitSample:
+    """The users the fit learns from (one user-hash bucket of ``buckets``), their history and landmark rows."""
+
+    history: History
+    features: pd.DataFrame
+    data_start: float
+    population: int
+    buckets: int
+
+
+def fit_sample(reader: BucketReader, known_at: date, config: ForecastConfig, landmark_every_days: int = 7
+               ) -> FitSample:
+    """One bucket of users, sized so its users times the landmarks stay under ``max_fit_rows``, and their
+    landmark rows on the calendar grid before ``known_at``."""
     population = known_users(reader, known_at)
-    data_start = first_landing_day(reader, known_at)
+    data_start = observation_start(reader, known_at)
     if not population or data_start is None:
-        raise ValueError(f"no interactions known before {known_at}: nothing to learn churn from")
+        raise ValueError(f"no product events known before {known_at}: nothing to learn churn from")
     as_of = int(day_number([known_at])[0])
     grid = landmark_grid(data_start, as_of, landmark_every_days)
     buckets = max(1, math.ceil(population * max(len(grid), 1) / config.max_fit_rows))
     history = read_history(reader, known_at, (0, buckets))
     features = landmark_features(history, [d for d in grid if d < as_of], data_start, config.spec)
-    run = run_forecast(features, history, as_of, config)
-    return FitResult(Forecast(run.models, config, data_start), run, len(history.user_ids()), population, buckets)
+    return FitSample(history, features, data_start, population, buckets)
+
+
+def fit_as_of(reader: BucketReader, known_at: date, config: ForecastConfig, landmark_every_days: int = 7
+              ) -> FitResult:
+    """Backtest and fit both questions on a sample of users' landmark frames, as known at ``known_at``."""
+    sample = fit_sample(reader, known_at, config, landmark_every_days)
+    run = run_forecast(sample.features, sample.history, int(day_number([known_at])[0]), config)
+    return FitResult(Forecast(run.models, config, sample.data_start), run, len(sample.history.user_ids()),
+                     sample.population, sample.buckets)
 
 
 def tier(p: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from datetime import date
 import pandas as pd
 
 from dagster_twins.bucket_io import Bucket, BucketReader
-from dagster_twins.churn.landmarks import History, day_number, group_known_days
+from dagster_twins.churn.landmarks import History, day_number, first_load_as_history, group_known_days
 
 
 def day_literal(day: date) -> str:
@@ -51,9 +51,17 @@ def first_known_day(reader: BucketReader, as_of: date) -> float | None:
     return None if value is None else float(day_number([value])[0])
 
 
-def first_landing_day(reader: BucketReader, as_of: date) -> float | None:
-    """The day the warehouse's view begins: its first landing day known at ``as_of`` (``landmark_features``)."""
+def first_load_day(reader: BucketReader, as_of: date) -> float | None:
+    """The warehouse's first landing day (``landmarks.first_load_as_history``)."""
     value = reader.scalars(f"select min(landing_date) from marts.fct_events where {_known('activity_date', as_of)}")[0]
+    return None if value is None else float(day_number([value])[0])
+
+
+def observation_start(reader: BucketReader, as_of: date) -> float | None:
+    """The day the warehouse's view of users' behaviour begins: its first product event (sign-ups and billing rows
+    can reach further back than any behaviour the data holds). Rates are per day observed since then."""
+    value = reader.scalars("select min(activity_date) from marts.fct_events where source = 'events' and "
+                           f"{_known('activity_date', as_of)}")[0]
     return None if value is None else float(day_number([value])[0])
 
 
@@ -63,17 +71,23 @@ def last_landing_day(reader: BucketReader) -> date | None:
 
 
 def campaign_known(reader: BucketReader, as_of: date) -> pd.DataFrame:
-    """Per randomized-looking campaign, the first day each group's sends were known (over everyone)."""
+    """Per randomized-looking campaign, the first day each group's sends were known (over everyone; sends of the
+    first load as known when they were sent, as ``read_history`` takes them)."""
+    first = first_load_day(reader, as_of)
+    first_sql = "date '1970-01-01'" if first is None else day_literal(
+        (pd.Timestamp("1970-01-01") + pd.Timedelta(days=first)).date())
     frame = reader.frame(
-        "select campaign_id, campaign_group, min(greatest(cast(sent_at as date), landing_date)) as first_known "
+        f"select campaign_id, campaign_group, min(case when landing_date <= {first_sql} then cast(sent_at as date) "
+        "else greatest(cast(sent_at as date), landing_date) end) as first_known "
         f"from staging.stg_campaigns where campaign_group in ('treatment', 'control') and {_known('sent_at', as_of)} "
         "group by all")
     return group_known_days(frame.assign(known=day_number(frame["first_known"]) + 1))
 
 
 def read_history(reader: BucketReader, as_of: date, bucket: Bucket | None = None,
-                 campaigns_known: pd.DataFrame | None = None) -> History:
-    """The history of one bucket of users as known at ``as_of`` (all users when ``bucket`` is None)."""
+                 campaigns_known: pd.DataFrame | None = None, first_load: float | None = None) -> History:
+    """The history of one bucket of users as known at ``as_of`` (all users when ``bucket`` is None), the first load
+    (landing days up to ``first_load``; default: the warehouse's first landing day) as known when it happened."""
     where = reader.bucket_filter(bucket)
     daily = reader.frame(DAILY_SQL.format(bucket=where, day=day_literal(as_of)))
     daily["day"] = day_number(daily.pop("activity_date"))
@@ -87,7 +101,7 @@ def read_history(reader: BucketReader, as_of: date, bucket: Bucket | None = None
                          f"{_known('sent_at', as_of)} and {where}")
     users = reader.frame("select user_id, signed_up_at, landing_date, plan, acquisition_channel from "
                          f"staging.stg_users where landing_date < {day_literal(as_of)} and {where}")
-    return History(
+    history = History(
         daily=daily,
         subscriptions=pd.DataFrame({"user_id": subs["user_id"], "at": day_number(subs["occurred_at"]),
                                     "landing_day": day_number(subs["landing_date"]), "action": subs["action"],
@@ -103,3 +117,5 @@ def read_history(reader: BucketReader, as_of: date, bucket: Bucket | None = None
                             "landing_day": day_number(users["landing_date"]), "plan": users["plan"],
                             "acquisition_channel": users["acquisition_channel"]}),
     )
+    first_load = first_load if first_load is not None else first_load_day(reader, as_of)
+    return history if first_load is None else first_load_as_history(history, first_load)
