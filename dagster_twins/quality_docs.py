@@ -139,13 +139,17 @@ with horizons 30, 90 and 273 days and the default 30-day inactivity rule) runs o
 the predictions as of that day are judged on the next 39 weeks: did the customer buy at all? Code:
 `dagster_twins/evaluation/transactions.py`.
 
-Customers scored: **{result['scored']:,} of {result['customers']:,}** ({result['questions']}); bought again in the
-holdout: {result['holdout_buyers']:,}. AUC of "bought in the holdout" over every customer:
+Customers scored: **{result['scored']:,} of {result['customers']:,}** ({result['questions'].get('churn', 0):,} active,
+asked P(churn within h); {result['questions'].get('return', 0):,} lapsed, asked P(return within h)); bought again in
+the holdout: {result['holdout_buyers']:,}. AUC of "bought in the holdout" over every customer, and over the lapsed:
 
 {table.to_markdown(index=False, floatfmt=".3f")}
 
-The model's ranking (lapsed customers by P(return within h), active ones by 1 - P(churn within h)) reaches AUC
-{best:.3f} against recency's {recency:.3f}.
+The model's ranking of everyone (lapsed customers by P(return within h); active ones by P(buying within h) =
+1 - P(churn within 30 days) x (1 - P(return within h - 30 days) as they would be on lapsing)) reaches AUC
+{best:.3f} against recency's {recency:.3f}; among the lapsed, the return model ranks above recency and frequency
+(a Cox model ranks the same at every horizon). For reference, issue 16 reports BG/NBD (lifetimes 0.11.3) fitted on
+the same split at AUC 0.763.
 """
 
 
