@@ -101,3 +101,31 @@ def test_predictions_as_of_a_day_do_not_change_when_later_data_arrives():
 
 def _date(day: int):
     return (pd.Timestamp("1970-01-01") + pd.Timedelta(days=day)).date()
+
+
+def test_a_day_landing_in_two_files_is_one_active_day():
+    history = tiny_history([("a", 3, 3), ("a", 3, 5)])
+    frame = landmark_features(history, [10], data_start=0)
+    assert frame["active_days_total"].iloc[0] == 1 and frame["interactions_total"].iloc[0] == 2
+
+
+def test_a_sign_up_without_activity_lapses_and_a_resubscription_is_a_return():
+    spec = LandmarkSpec(inactivity_days=30)
+    silent = tiny_history([("x", 0, 0)])  # one interaction on day 0, then nothing: lapses on day 31
+    frame = landmark_outcomes(landmark_features(silent, [10], 0, spec), silent, 100, spec)
+    assert frame["churn_days"].iloc[0] == 21
+    subscriber = tiny_history([("s", 0, 0)], [("s", 0.2, 0, "started", "basic"), ("s", 20.5, 20, "cancelled", "basic"),
+                                              ("s", 40.3, 40, "started", "pro")])
+    frame = landmark_outcomes(landmark_features(subscriber, [21], 0, spec), subscriber, 100, spec)
+    assert frame["state"].iloc[0] == "lapsed" and abs(frame["return_days"].iloc[0] - 19.3) < 1e-9
+
+
+def test_the_users_row_is_not_known_before_it_lands():
+    history = tiny_history([("u", 0, 0)])
+    users = pd.DataFrame({"user_id": ["u"], "signup": [0.0], "landing_day": [20.0], "plan": ["pro"],
+                          "acquisition_channel": ["ads"]})
+    history = History(history.daily, history.subscriptions, history.tickets, history.campaigns,
+                      history.campaign_known, users)
+    frame = landmark_features(history, [10, 21], 0).set_index("landmark_day")
+    assert frame.loc[10, "plan"] is None and frame.loc[10, "acquisition_channel"] is None
+    assert frame.loc[21, "plan"] == "pro" and frame.loc[21, "acquisition_channel"] == "ads"

@@ -129,6 +129,11 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
             fitted_on, forecast = stored[0], loads(stored[1])
             metrics = con.execute(f"select * exclude (as_of) from {SCHEMA}.churn_model_metrics where as_of = ?",
                                   [pd.Timestamp(fitted_on)]).df()
+            # A fit made with other settings, or one that failed its gates, is not reused: refit instead.
+            if forecast.config != config.forecast_config() or gate_failures(
+                    metrics, config.calibration_ceiling, config.baseline_margin):
+                stored = None
+        if stored is not None:
             mode = f"scored with the fit of {fitted_on}"
         else:
             context.log.info(f"churn: fitting as of {as_of} (landmarks every {config.landmark_every_days} days)")

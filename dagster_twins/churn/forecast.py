@@ -11,7 +11,7 @@ to a constant rate (events over days of follow-up, Jeffreys prior), said so in `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -194,7 +194,11 @@ def fit_question(rows: pd.DataFrame, question: str, max_horizon: float, *, covar
     # A user's one churn shows in the rows of several landmarks: count users with an event, not rows.
     distinct_events = rows.loc[rows["_event"] == 1, "user_id"].nunique()
     if distinct_events < MIN_EVENTS:
-        return QuestionModel(question, None, None, float(events), float(rows["_duration"].sum()), len(rows), users)
+        # A user's rows at several landmarks are one user's evidence: events and days count once per user (on
+        # average), so the rate's interval is not narrowed by the stacking; the rate itself is unchanged.
+        per_user = users / max(len(rows), 1)
+        return QuestionModel(question, None, None, events * per_user, float(rows["_duration"].sum()) * per_user,
+                             len(rows), users)
     # With few events a model of twenty columns overfits: the ridge penalty grows as the events shrink, so a small
     # data set gets a cautious model (coefficients pulled towards no effect) rather than none.
     penalizer = penalizer * max(1.0, FULL_STRENGTH_EVENTS / distinct_events)
@@ -202,6 +206,8 @@ def fit_question(rows: pd.DataFrame, question: str, max_horizon: float, *, covar
     design = fit_design(derived, [c for c in covariates if c in derived], [c for c in CATEGORICAL if c in derived])
     model = fit_cox(design.transform(derived), rows["_duration"], rows["_event"], penalizer=penalizer,
                     cluster=rows["user_id"].to_numpy())
+    # The baseline's precision is that of the distinct users with an event, not of their repeated rows.
+    model = replace(model, events=int(distinct_events))
     return QuestionModel(question, model, design, float(events), float(rows["_duration"].sum()), len(rows), users)
 
 

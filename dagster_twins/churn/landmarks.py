@@ -135,6 +135,12 @@ class _Users:
         return np.bincount(codes[keep], weights=None if weights is None else weights[keep], minlength=self.n
                            ).astype(float)
 
+    def distinct_days(self, codes: np.ndarray, mask: np.ndarray, days: np.ndarray) -> np.ndarray:
+        """Distinct days per user among the rows of ``mask`` (a day's rows can land on several days)."""
+        keep = mask & (codes >= 0)
+        pairs = np.unique(codes[keep].astype(np.int64) * 1_000_000 + days[keep].astype(np.int64))
+        return np.bincount((pairs // 1_000_000).astype(np.int64), minlength=self.n).astype(float)
+
     def extreme(self, codes: np.ndarray, mask: np.ndarray, values: np.ndarray, largest: bool) -> np.ndarray:
         out = np.full(self.n, -np.inf if largest else np.inf)
         keep = mask & (codes >= 0)
@@ -192,14 +198,16 @@ def landmark_features(history: History, landmarks: Sequence[int], data_start: fl
         observed = np.where(started, L - np.maximum(first_day, np.floor(data_start)), np.nan)
         last_active = users.extreme(d_codes, known & d_active, d_day, largest=True)
         days_since = L - np.where(np.isfinite(last_active), last_active, first_day)  # active yesterday: 1
-        # The latest known subscription action and plan.
+        # The latest known subscription action and plan (the users row's plan and channel once it is known).
         latest_action = np.full(users.n, None, dtype=object)
-        latest_plan = signup_plan.copy()
+        latest_plan = np.where(u_land < L, signup_plan, None)
         rows = order[s_known[order] & (s_codes[order] >= 0)]
-        latest_action[s_codes[rows]] = subs["action"].to_numpy(object)[rows]  # later rows overwrite earlier ones
-        plans = subs["plan"].to_numpy(object)[rows]
-        has_plan = pd.notna(plans)
-        latest_plan[s_codes[rows][has_plan]] = plans[has_plan]
+        latest = pd.DataFrame({"code": s_codes[rows], "action": subs["action"].to_numpy(object)[rows],
+                               "plan": subs["plan"].to_numpy(object)[rows]})
+        last = latest.groupby("code", sort=False).last()  # rows are in time order: the last is the latest
+        latest_action[last.index.to_numpy()] = last["action"].to_numpy(object)
+        planned = last["plan"].notna().to_numpy()
+        latest_plan[last.index.to_numpy()[planned]] = last["plan"].to_numpy(object)[planned]
         has_subscription = pd.notna(latest_action)
         lapsed = np.where(has_subscription, latest_action == "cancelled", days_since - 1 >= spec.inactivity_days)
         randomized = history.campaign_known.loc[(history.campaign_known["treatment_known"] <= L)
@@ -219,10 +227,10 @@ def landmark_features(history: History, landmarks: Sequence[int], data_start: fl
             "events_previous_window": users.count(d_codes, in_previous, daily["events"].to_numpy(float)),
             "interactions_in_window": users.count(d_codes, in_window, initiated),
             "interactions_total": users.count(d_codes, known, initiated),
-            "active_days_in_window": users.count(d_codes, in_window & d_active),
-            "active_days_total": users.count(d_codes, known & d_active),
+            "active_days_in_window": users.distinct_days(d_codes, in_window & d_active, d_day),
+            "active_days_total": users.distinct_days(d_codes, known & d_active, d_day),
             "decayed_interactions": users.count(d_codes, known, initiated * decay ** (L - d_day - 1)),
-            "decayed_exposure_days": decay * (1 - decay ** exposure) / (1 - decay),
+            "decayed_exposure_days": (1 - decay ** exposure) / (1 - decay),  # weights of days L-1, L-2, ...
             "purchases": users.count(d_codes, known, daily["purchases"].to_numpy(float)),
             "spend": users.count(d_codes, known, daily["spend"].to_numpy(float)),
             "recs_shown": users.count(d_codes, known, daily["recs_shown"].to_numpy(float)),
@@ -235,7 +243,7 @@ def landmark_features(history: History, landmarks: Sequence[int], data_start: fl
             "campaign_treated": (users.count(c_codes, c_known & c_treated) > 0).astype(int),
             "campaign_control": (users.count(c_codes, c_known & ~c_treated) > 0).astype(int),
             "plan": latest_plan,
-            "acquisition_channel": channel,
+            "acquisition_channel": np.where(u_land < L, channel, None),
         })
         frames.append(frame[started])
     columns = FEATURE_COLUMNS
@@ -259,7 +267,8 @@ def _first_at_or_after(keys: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
     left = keys[["user_id", "at"]].reset_index(names="_row").sort_values("at", kind="stable")
     if events.empty:
         return np.full(len(keys), np.nan)
-    right = events[["user_id", "time"]].dropna().sort_values("time", kind="stable")
+    right = events[["user_id", "time"]].dropna().astype({"user_id": str, "time": float}).sort_values(
+        "time", kind="stable")
     merged = pd.merge_asof(left, right, left_on="at", right_on="time", by="user_id", direction="forward")
     return merged.sort_values("_row")["time"].to_numpy(float)
 
@@ -274,6 +283,16 @@ def lapse_times(active_days: pd.DataFrame, inactivity_days: int, as_of: float) -
     return pd.DataFrame({"user_id": days["user_id"].to_numpy()[happened], "time": lapse[happened]})
 
 
+def _start_days(history: History) -> pd.DataFrame:
+    """Each user's first known day (sign-up, first interaction or first subscription row), as user_id, day."""
+    starts = pd.concat([
+        history.daily[["user_id", "day"]],
+        history.users.assign(day=np.floor(history.users["signup"]))[["user_id", "day"]],
+        history.subscriptions.assign(day=np.floor(history.subscriptions["at"]))[["user_id", "day"]],
+    ], ignore_index=True).dropna()
+    return starts.groupby("user_id", as_index=False)["day"].min()
+
+
 def landmark_outcomes(frame: pd.DataFrame, history: History, as_of: int, spec: LandmarkSpec = DEFAULT_SPEC
                       ) -> pd.DataFrame:
     """``frame`` (from ``landmark_features``, landmarks <= ``as_of``) with follow-up as known at ``as_of``:
@@ -285,13 +304,21 @@ def landmark_outcomes(frame: pd.DataFrame, history: History, as_of: int, spec: L
     active_days = daily[["user_id", "day"]]
     keys = pd.DataFrame({"user_id": frame["user_id"].astype(str).to_numpy(),
                          "at": frame["landmark_day"].to_numpy(float)})
-    cancellations = known.subscriptions.loc[known.subscriptions["action"] == "cancelled", ["user_id", "at"]]
-    cancel = _first_at_or_after(keys, cancellations.rename(columns={"at": "time"}))
-    lapse = _first_at_or_after(keys, lapse_times(active_days, spec.inactivity_days, float(as_of)))
-    # The first active day on or after the landmark; returning on day d is known at its end, d + 1.
+    subs = known.subscriptions
+    cancel = _first_at_or_after(keys, subs.loc[subs["action"] == "cancelled", ["user_id", "at"]].rename(
+        columns={"at": "time"}))
+    # The inactivity clock starts at a user's first known day, as the state on a landmark does: a user who signed
+    # up and never acted lapses too.
+    clock = pd.concat([active_days, _start_days(known)], ignore_index=True)
+    lapse = _first_at_or_after(keys, lapse_times(clock, spec.inactivity_days, float(as_of)))
+    # A lapsed user returns on their first active day on or after the landmark (known at its end, d + 1); a
+    # cancelled subscriber, with their next subscription action that is not a cancellation.
     returned = _first_at_or_after(keys, active_days.rename(columns={"day": "time"})) + 1.0
+    resubscribed = _first_at_or_after(keys, subs.loc[subs["action"] != "cancelled", ["user_id", "at"]].rename(
+        columns={"at": "time"}))
     subscription = frame["has_subscription"].to_numpy() == 1
     churn_at = np.where(subscription, cancel, lapse)
+    returned = np.where(subscription, resubscribed, returned)
     active = (frame["state"] == ACTIVE).to_numpy()
     landmark = keys["at"].to_numpy()
     out = frame.copy()
