@@ -303,14 +303,6 @@ def engine_seconds(warehouse: Path, users: int, draws: int, repeat: int) -> list
 def main(args: argparse.Namespace) -> int:
     root = args.workdir or Path(tempfile.gettempdir())
     root.mkdir(parents=True, exist_ok=True)
-    if getattr(args, "churn", False):
-        from dagster_twins.bench_churn import bench_churn
-
-        result = bench_churn(args.users[0], args.days, args.repeat, root)
-        print(json.dumps(result, indent=2))
-        if args.output:
-            args.output.write_text(json.dumps(result, indent=2) + "\n")
-        return 0
     if args.simulation:
         result = bench_simulation(args.users[0], args.days, args.draws, args.repeat, root,
                                   getattr(args, "chunk_users", None))

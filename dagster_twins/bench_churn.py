@@ -90,5 +90,16 @@ def bench_churn(users: int, days: int, repeat: int, root: Path) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def main(args) -> int:
+    """``dagster-twins bench --churn``: build, time, print and (``--output``) write the result."""
+    root = args.workdir or Path(tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    result = bench_churn(args.users[0], args.days, args.repeat, root)
+    print(json.dumps(result, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 if __name__ == "__main__":
     Path(sys.argv[2]).write_text(json.dumps(phases(Path(sys.argv[1]))))

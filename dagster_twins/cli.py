@@ -125,6 +125,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.churn:
+        from dagster_twins.bench_churn import main as churn_main
+
+        return churn_main(args)
     from dagster_twins.bench import main as bench_main
 
     return bench_main(args)
