@@ -97,7 +97,8 @@ def _md(frame: pd.DataFrame) -> dg.MetadataValue:
                                  "was known at each weekly landmark, backtested out of time per horizon against "
                                  "naive rankers, recalibrated where that helps. Tables churn_model_metrics, "
                                  "churn_calibration, churn_models (JSON), churn_model_coefficients."),
-        dg.AssetSpec(PREDICTIONS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[METRICS_KEY],
+        # Skippable: when a gate fails the predictions are not replaced, and no materialization says they were.
+        dg.AssetSpec(PREDICTIONS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[METRICS_KEY], skippable=True,
                      description="Every user with any history, as of the run's last landing day: active users get "
                                  "P(churn within h days), lapsed users P(return within h days) (column question), "
                                  "each with a 90% interval, a risk tier and the three strongest drivers in plain "
@@ -188,12 +189,12 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
         "calibration_plot": dg.MetadataValue.path(str(plot)),
         "seconds": round(time.perf_counter() - started, 2),
     })
-    yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={
-        "published": publish, "as_of": str(as_of), "fitted_on": str(fitted_on),
-        "dagster/row_count": tally.rows, "questions": dg.MetadataValue.json(tally.questions),
-        "risk_tiers": dg.MetadataValue.json(tally.tiers),
-        "preview": _md(tally.preview) if len(tally.preview) else "not published: a gate failed",
-    })
+    if publish:
+        yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={
+            "as_of": str(as_of), "fitted_on": str(fitted_on),
+            "dagster/row_count": tally.rows, "questions": dg.MetadataValue.json(tally.questions),
+            "risk_tiers": dg.MetadataValue.json(tally.tiers), "preview": _md(tally.preview),
+        })
     yield dg.AssetCheckResult(asset_key=METRICS_KEY, check_name=GATES[0], passed=not ranking,
                               metadata={"problems": "; ".join(ranking) or "none", "backtests_judged": judged,
                                         "baseline_margin": config.baseline_margin})
