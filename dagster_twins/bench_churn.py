@@ -24,11 +24,11 @@ PHASES = ("frame_seconds", "fit_seconds", "score_seconds")
 
 def phases(warehouse: Path) -> dict:
     """One pass of the churn layer over ``warehouse`` (read-only), timed by phase."""
-    from dagster_twins.bucket_io import DuckDBReader, all_buckets, bucket_count
+    from dagster_twins.bucket_io import DuckDBReader, bucket_count
     from dagster_twins.churn.backtest import ForecastConfig, run_forecast
     from dagster_twins.churn.landmarks import day_number
     from dagster_twins.churn.pipeline import Forecast, as_of_moment, fit_sample, score_history
-    from dagster_twins.churn.store import campaign_known, last_landing_day, read_history
+    from dagster_twins.churn.store import bucket_histories, last_landing_day
     from dagster_twins.ingestion.warehouse import connect
 
     config = ForecastConfig()
@@ -44,11 +44,10 @@ def phases(warehouse: Path) -> dict:
         fit_seconds = time.perf_counter() - started
         started = time.perf_counter()
         forecast = Forecast(run.models, config, sample.data_start)
-        known = campaign_known(reader, known_at)
         scored = 0
         buckets = bucket_count(sample.population)
-        for bucket in all_buckets(buckets):
-            predictions, _ = score_history(forecast, read_history(reader, known_at, bucket, known), known_at)
+        for history in bucket_histories(reader, known_at, buckets):
+            predictions, _ = score_history(forecast, history, known_at)
             scored += len(predictions)
         score_seconds = time.perf_counter() - started
     finally:

@@ -13,14 +13,13 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from dagster_twins.bucket_io import all_buckets
 from dagster_twins.churn.backtest import MIN_GATED_USERS, ForecastConfig, gate_failures
 from dagster_twins.churn.forecast import CHURN, NUMERIC
 from dagster_twins.churn.landmarks import LandmarkSpec
-from dagster_twins.churn.pipeline import Forecast, as_of_moment, fit_as_of, probability_columns, score_history
+from dagster_twins.churn.pipeline import Forecast, as_of_moment, fit_as_of, score_history
 from dagster_twins.churn.plots import calibration_plot
 from dagster_twins.churn.serialize import dumps, loads
-from dagster_twins.churn.store import campaign_known, known_users, last_landing_day, read_history
+from dagster_twins.churn.store import bucket_histories, known_users, last_landing_day
 from dagster_twins.ingestion.warehouse import TableRewrite, replace_rows, table_exists
 from dagster_twins.partitions import run_window
 from dagster_twins.resources import WarehouseResource
@@ -161,9 +160,8 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
             scored = TableRewrite(con, SCHEMA, "churn_predictions")
             history = TableRewrite(con, SCHEMA, "churn_predictions_history", {"as_of": pd.Timestamp(as_of)})
             covariates = TableRewrite(con, SCHEMA, "scored_user_covariates")
-            known = campaign_known(reader, known_at)
-            for bucket in all_buckets(buckets):
-                predictions, raw = score_history(forecast, read_history(reader, known_at, bucket, known), known_at)
+            for history_of_bucket in bucket_histories(reader, known_at, buckets):
+                predictions, raw = score_history(forecast, history_of_bucket, known_at)
                 scored.write(predictions.assign(**stamp))
                 history.write(predictions.drop(columns=["top_drivers"]).assign(**stamp))
                 covariates.write(raw.assign(as_of=pd.Timestamp(as_of)))
@@ -235,4 +233,4 @@ class ScoreTally:
             self.invalid += int(bad.sum())
 
 
-__all__ = ["churn_model", "PREDICTIONS_KEY", "METRICS_KEY", "probability_columns"]
+__all__ = ["churn_model", "PREDICTIONS_KEY", "METRICS_KEY"]

@@ -19,6 +19,7 @@ import pandas as pd
 from dagster_twins.churn.forecast import (
     CHURN,
     EVENT_COLUMN,
+    NUMERIC,
     QUESTION_STATE,
     RETURN,
     Calibrator,
@@ -56,8 +57,6 @@ class ForecastRun:
 
 
 def _fit_both(rows: pd.DataFrame, config: ForecastConfig) -> dict[str, QuestionModel]:
-    from dagster_twins.churn.forecast import NUMERIC
-
     covariates = list(config.covariates or NUMERIC)
     return {q: fit_question(rows, q, max(config.horizons), covariates=covariates, max_rows=config.max_fit_rows,
                             seed=config.seed, penalizer=config.penalizer, spec=config.spec) for q in (CHURN, RETURN)}

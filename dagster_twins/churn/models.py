@@ -14,7 +14,6 @@ import pandas as pd
 from lifelines import CoxPHFitter
 
 ModelKind = Literal["cox", "weibull"]
-LN2 = float(np.log(2.0))
 
 
 @dataclass(frozen=True)

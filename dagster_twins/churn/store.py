@@ -7,11 +7,12 @@ constructs ``bucket_io`` lists).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
 
-from dagster_twins.bucket_io import Bucket, BucketReader
+from dagster_twins.bucket_io import Bucket, BucketReader, all_buckets
 from dagster_twins.churn.landmarks import History, day_number, first_load_as_history, group_known_days
 
 
@@ -70,10 +71,11 @@ def last_landing_day(reader: BucketReader) -> date | None:
     return None if value is None else pd.Timestamp(value).date()
 
 
-def campaign_known(reader: BucketReader, as_of: date) -> pd.DataFrame:
+def campaign_known(reader: BucketReader, as_of: date, first: float | None = None) -> pd.DataFrame:
     """Per randomized-looking campaign, the first day each group's sends were known (over everyone; sends of the
-    first load as known when they were sent, as ``read_history`` takes them)."""
-    first = first_load_day(reader, as_of)
+    first load, up to ``first``, default the first landing day, as known when they were sent, as ``read_history``
+    takes them)."""
+    first = first if first is not None else first_load_day(reader, as_of)
     first_sql = "date '1970-01-01'" if first is None else day_literal(
         (pd.Timestamp("1970-01-01") + pd.Timedelta(days=first)).date())
     frame = reader.frame(
@@ -119,3 +121,11 @@ def read_history(reader: BucketReader, as_of: date, bucket: Bucket | None = None
     )
     first_load = first_load if first_load is not None else first_load_day(reader, as_of)
     return history if first_load is None else first_load_as_history(history, first_load)
+
+
+def bucket_histories(reader: BucketReader, as_of: date, buckets: int) -> Iterator[History]:
+    """Every bucket's history as known at ``as_of``, the population-wide figures (first load, campaigns) read once."""
+    first = first_load_day(reader, as_of)
+    known = campaign_known(reader, as_of, first)
+    for bucket in all_buckets(buckets):
+        yield read_history(reader, as_of, bucket, known, first)
