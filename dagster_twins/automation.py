@@ -11,10 +11,10 @@ import duckdb
 
 from dagster_twins.ingestion.files import discover
 from dagster_twins.ingestion.loader import landing_date_of
-from dagster_twins.ingestion.warehouse import ensure_raw_schema
+from dagster_twins.ingestion.raw_schema import ensure_raw_schema
+from dagster_twins.ingestion.resources import LandingResource
 from dagster_twins.jobs import twins_pipeline_job
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
-from dagster_twins.resources import LandingResource
 
 
 @dg.schedule(

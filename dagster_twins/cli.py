@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from dagster_twins.bench import STAGES
 from dagster_twins.settings import DEFAULT_DATA_DIR, Settings, apply_offline_env
+from dagster_twins.tools.bench import STAGES
 
 
 def _yesterday() -> date:
@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from dagster_twins.pipeline import asset_seconds, ensure_dagster_home, landing_span, run_pipeline
-    from dagster_twins.reporting import print_warehouse_summary
+    from dagster_twins.warehouse.summary import print_warehouse_summary
 
     settings = Settings.from_env()
     span = landing_span(settings)
@@ -126,16 +126,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.churn:
-        from dagster_twins.bench_churn import main as churn_main
+        from dagster_twins.tools.bench_churn import main as churn_main
 
         return churn_main(args)
-    from dagster_twins.bench import main as bench_main
+    from dagster_twins.tools.bench import main as bench_main
 
     return bench_main(args)
 
 
 def cmd_model_quality(args: argparse.Namespace) -> int:
-    from dagster_twins.quality_docs import main as quality_main
+    from dagster_twins.tools.model_quality import main as quality_main
 
     return quality_main(args)
 

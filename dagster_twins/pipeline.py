@@ -16,7 +16,7 @@ import duckdb
 
 from dagster_twins.ingestion.loader import files_by_landing_date
 from dagster_twins.ingestion.mapping import load_mappings
-from dagster_twins.ingestion.warehouse import ensure_raw_schema
+from dagster_twins.ingestion.raw_schema import ensure_raw_schema
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
 from dagster_twins.settings import PROJECT_ROOT, Settings, apply_offline_env
 

@@ -63,7 +63,7 @@ class Settings:
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
     expectations_dir: Path = PROJECT_ROOT / "expectations"
     serving_path: Path | None = None  # None: default_serving_path(warehouse_path), which follows the warehouse
-    user_buckets: int = 0  # 0: enough buckets for about 50,000 users each (dagster_twins.bucket_io)
+    user_buckets: int = 0  # 0: enough buckets for about 50,000 users each (dagster_twins.warehouse.buckets)
     spark_dir_override: Path | None = None  # None: default_spark_dir(warehouse_path), which follows the warehouse
 
     @property

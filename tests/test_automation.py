@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_twins.automation import daily_schedule, new_landing_files
+from dagster_twins.ingestion.resources import LandingResource
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
-from dagster_twins.resources import LandingResource
 
 
 def test_the_daily_schedule_runs_yesterdays_landing_day_through_the_whole_graph():

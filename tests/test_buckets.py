@@ -9,8 +9,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from dagster_twins.bucket_io import DuckDBReader, bucket_count, to_frame
 from dagster_twins.pipeline import run_pipeline
+from dagster_twins.warehouse.buckets import DuckDBReader, bucket_count, to_frame
 from tests.tables import assert_same_table, read_sorted
 
 # Every table the twins, churn and simulation layers write per user, with its key.

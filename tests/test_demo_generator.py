@@ -21,7 +21,7 @@ from dagster_twins.demo.landing import FORMAT_OF, ID_STRIDE, iso, numbered
 from dagster_twins.ingestion.files import date_from_path
 from dagster_twins.ingestion.loader import load_source
 from dagster_twins.ingestion.mapping import default_mappings
-from dagster_twins.ingestion.warehouse import connect
+from dagster_twins.warehouse.tables import connect
 
 
 def test_same_seed_same_files_other_seed_other_files(tmp_path: Path):

@@ -16,7 +16,7 @@ from dagster_twins.contract import SOURCES
 from dagster_twins.ingestion.loader import load_source
 from dagster_twins.ingestion.mapping import MappingConfigError, default_mappings, parse_mappings
 from dagster_twins.ingestion.validate import MissingColumnError
-from dagster_twins.ingestion.warehouse import connect
+from dagster_twins.warehouse.tables import connect
 
 DAY = date(2026, 5, 1)
 

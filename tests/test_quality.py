@@ -13,10 +13,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from dagster_twins.ingestion.warehouse import connect
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.quality.gx import load_suite_file, load_suite_files, row_count_verdict, validate
 from dagster_twins.settings import PROJECT_ROOT
+from dagster_twins.warehouse.tables import connect
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

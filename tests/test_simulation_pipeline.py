@@ -11,11 +11,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_twins.ingestion.warehouse import connect
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import PROJECT_ROOT
 from dagster_twins.simulation.effects import estimate_campaign_effects
 from dagster_twins.simulation.specs import ScenarioSpecError
+from dagster_twins.warehouse.tables import connect
 from tests.conftest import make_settings
 
 

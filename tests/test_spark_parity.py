@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from dagster_twins.ingestion.warehouse import ensure_raw_schema
+from dagster_twins.ingestion.raw_schema import ensure_raw_schema
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import DBT_PROJECT_DIR
 from tests.conftest import make_settings
@@ -110,7 +110,7 @@ def parity(tmp_path_factory):
     """Both engines built over the same raw tables in two steps: (DuckDB settings, Spark settings, run results)."""
     require_spark()
     from dagster_twins.demo import generate_demo
-    from dagster_twins.spark_engine import stop_spark_session
+    from dagster_twins.warehouse.spark import stop_spark_session
 
     root = tmp_path_factory.mktemp("parity")
     demo = generate_demo(root / "demo", n_users=250, n_days=DAYS, end_date=END, seed=23)
@@ -144,7 +144,7 @@ def test_both_engines_build_every_model_and_pass_every_test(parity):
 
 
 def test_every_table_is_the_same_on_spark(parity):
-    from dagster_twins.spark_engine import spark_session, stop_spark_session
+    from dagster_twins.warehouse.spark import spark_session, stop_spark_session
 
     duck_settings, spark_settings, _ = parity
     con = duckdb.connect(str(duck_settings.warehouse_path), read_only=True)
@@ -233,7 +233,7 @@ PYTHON_OUTPUTS = {
 
 def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
     """Twins, churn and simulation run once on DuckDB's marts and once on Spark's, read a bucket at a time through
-    dagster_twins.bucket_io: the same outputs. Spark's copy of the warehouse has no marts schema at all, so
+    dagster_twins.warehouse.buckets: the same outputs. Spark's copy of the warehouse has no marts schema at all, so
     nothing can fall back to DuckDB's."""
     duck_settings, spark_settings, _ = parity
     copy = tmp_path / "warehouse.duckdb"
@@ -279,7 +279,7 @@ def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, mo
     """spark_conf renders dbt's own profile entries: the warehouse and metastore are absolute paths under the
     settings' Spark folder whatever the working directory, the session runs in UTC, dbt-spark's forced setting
     is there; the target's type decides whether the dbt asset prepares Spark."""
-    from dagster_twins.spark_engine import is_spark_target, spark_conf
+    from dagster_twins.warehouse.spark import is_spark_target, spark_conf
 
     monkeypatch.chdir(tmp_path)
     settings = replace(make_settings(tmp_path / "data"), spark_dir_override=None)

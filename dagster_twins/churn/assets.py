@@ -20,9 +20,9 @@ from dagster_twins.churn.pipeline import Forecast, as_of_moment, fit_as_of, scor
 from dagster_twins.churn.plots import calibration_plot
 from dagster_twins.churn.serialize import dumps, loads
 from dagster_twins.churn.store import bucket_histories, known_users, last_landing_day
-from dagster_twins.ingestion.warehouse import TableRewrite, replace_rows, table_exists
 from dagster_twins.partitions import run_window
-from dagster_twins.resources import WarehouseResource
+from dagster_twins.warehouse.resources import WarehouseResource
+from dagster_twins.warehouse.tables import TableRewrite, replace_rows, table_exists
 
 GROUP = "churn"
 SCHEMA = "churn"

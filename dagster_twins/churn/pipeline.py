@@ -15,11 +15,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from dagster_twins.bucket_io import BucketReader
 from dagster_twins.churn.backtest import ForecastConfig, ForecastRun, run_forecast
 from dagster_twins.churn.forecast import CHURN, RETURN, QuestionModel, derive, top_drivers
 from dagster_twins.churn.landmarks import ACTIVE, History, day_number, landmark_features, landmark_grid
 from dagster_twins.churn.store import known_users, observation_start, read_history
+from dagster_twins.warehouse.buckets import BucketReader
 
 TIERS = ((0.05, "low"), (0.15, "medium"), (0.35, "high"), (np.inf, "very high"))  # by P(churn) at the tier horizon
 TIER_HORIZON = 30

@@ -12,8 +12,8 @@ from datetime import date
 
 import pandas as pd
 
-from dagster_twins.bucket_io import Bucket, BucketReader, all_buckets
 from dagster_twins.churn.landmarks import History, day_number, first_load_as_history, group_known_days
+from dagster_twins.warehouse.buckets import Bucket, BucketReader, all_buckets
 
 
 def day_literal(day: date) -> str:

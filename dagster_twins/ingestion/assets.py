@@ -7,8 +7,9 @@ import dagster as dg
 
 from dagster_twins.contract import QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
 from dagster_twins.ingestion.loader import LoadResult, load_source
+from dagster_twins.ingestion.resources import LandingResource
 from dagster_twins.partitions import daily_partitions, single_run, window_dates
-from dagster_twins.resources import LandingResource, WarehouseResource
+from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "ingestion"
 RECONCILE_CHECK = "rows_reconcile"

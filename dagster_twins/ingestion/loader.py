@@ -22,10 +22,10 @@ import pandas as pd
 from dagster_twins.contract import FILE_INDEX_TABLE, LOAD_LOG_TABLE, QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
 from dagster_twins.ingestion.files import LandingFile, discover
 from dagster_twins.ingestion.mapping import SourceMapping
+from dagster_twins.ingestion.raw_schema import ensure_raw_schema, raw_table
 from dagster_twins.ingestion.readers import file_header, json_keys_per_file, read_files
-from dagster_twins.ingestion.sql import quote_ident, sql_literal
 from dagster_twins.ingestion.validate import check_required_columns, row_id_expr, validation_query
-from dagster_twins.ingestion.warehouse import ensure_raw_schema, raw_table
+from dagster_twins.warehouse.sql import quote_ident, sql_literal
 
 log = logging.getLogger(__name__)
 

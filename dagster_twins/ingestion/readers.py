@@ -18,7 +18,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from dagster_twins.ingestion.files import FileFormat, LandingFile
-from dagster_twins.ingestion.sql import quote_ident, sql_literal
+from dagster_twins.warehouse.sql import quote_ident, sql_literal
 
 FILE_TABLE = "_landing_file"
 JSON_KEYS_TABLE = "_landing_json_keys"  # (file, key) of every top-level key in a JSON Lines file's valid records

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from dagster_twins.contract import Column, SourceContract
 from dagster_twins.ingestion.mapping import SourceMapping
 from dagster_twins.ingestion.readers import FILE_TABLE
-from dagster_twins.ingestion.sql import quote_ident, sql_literal
+from dagster_twins.warehouse.sql import quote_ident, sql_literal
 
 _NUMERIC_PREFIXES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                      "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")

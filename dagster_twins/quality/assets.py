@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_twins.ingestion.warehouse import replace_rows, table_exists
 from dagster_twins.quality.checks import SCHEMA, gx_store_dir
 from dagster_twins.quality.report import render_html, results_frame, status_of, summary_table
-from dagster_twins.resources import WarehouseResource
+from dagster_twins.warehouse.resources import WarehouseResource
+from dagster_twins.warehouse.tables import replace_rows, table_exists
 
 REPORT_KEY = dg.AssetKey([SCHEMA, "dq_report"])
 

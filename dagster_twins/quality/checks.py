@@ -9,10 +9,10 @@ import duckdb
 import pandas as pd
 
 from dagster_twins.contract import RAW_LANDING_DATE
-from dagster_twins.ingestion.warehouse import replace_rows, table_exists
 from dagster_twins.partitions import run_window
 from dagster_twins.quality.gx import SuiteFile, load_suite_files, row_count_verdict, validate
-from dagster_twins.resources import WarehouseResource
+from dagster_twins.warehouse.resources import WarehouseResource
+from dagster_twins.warehouse.tables import replace_rows, table_exists
 
 SCHEMA = "quality"
 ROW_COUNTS = "table_row_counts"

@@ -3,8 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from dagster_twins.resources import WarehouseResource
 from dagster_twins.serving.publish import MANIFEST, publish_serving_copy, verify_serving_copy
+from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "serving"
 SERVING_KEY = dg.AssetKey(["serving", "published_warehouse"])

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import duckdb
 
-from dagster_twins.ingestion.sql import quote_ident
-from dagster_twins.ingestion.warehouse import connect
+from dagster_twins.warehouse.sql import quote_ident
+from dagster_twins.warehouse.tables import connect
 
 MANIFEST_SCHEMA = "serving"
 MANIFEST_TABLE = "publication"

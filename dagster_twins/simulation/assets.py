@@ -9,18 +9,18 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from dagster_twins.bucket_io import DuckDBReader, all_buckets
 from dagster_twins.churn.assets import PREDICTIONS_KEY
 from dagster_twins.churn.forecast import CHURN
 from dagster_twins.churn.pipeline import Forecast
 from dagster_twins.churn.serialize import loads
-from dagster_twins.ingestion.warehouse import replace_rows, table_exists
-from dagster_twins.resources import WarehouseResource
 from dagster_twins.simulation.effects import estimate_campaign_effects
 from dagster_twins.simulation.plots import scenario_plot
 from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario
 from dagster_twins.simulation.specs import ScenarioSpec, load_specs
 from dagster_twins.twins.assets import TWINS_KEY
+from dagster_twins.warehouse.buckets import DuckDBReader, all_buckets
+from dagster_twins.warehouse.resources import WarehouseResource
+from dagster_twins.warehouse.tables import replace_rows, table_exists
 
 GROUP = "simulation"
 SCHEMA = "simulation"

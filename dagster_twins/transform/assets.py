@@ -10,10 +10,10 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from dagster_twins.partitions import run_window, single_run
-from dagster_twins.resources import WarehouseResource
-from dagster_twins.spark_engine import is_spark_target, stop_spark_session
 from dagster_twins.transform.lake import export_raw_lake
 from dagster_twins.transform.project import dbt_project
+from dagster_twins.warehouse.resources import WarehouseResource
+from dagster_twins.warehouse.spark import is_spark_target, stop_spark_session
 
 
 class TwinsDbtTranslator(DagsterDbtTranslator):

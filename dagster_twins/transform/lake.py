@@ -27,8 +27,8 @@ from pathlib import Path
 import duckdb
 
 from dagster_twins.contract import QUARANTINE_TABLE, RAW_LANDING_DATE, RAW_SCHEMA, SOURCE_NAMES
-from dagster_twins.ingestion.sql import quote_ident
-from dagster_twins.ingestion.warehouse import table_exists
+from dagster_twins.warehouse.sql import quote_ident
+from dagster_twins.warehouse.tables import table_exists
 
 # The raw tables dbt reads (its sources) and each one's landing-day column.
 LAKE_TABLES: dict[str, str] = {**{name: RAW_LANDING_DATE for name in SOURCE_NAMES}, QUARANTINE_TABLE: "landing_date"}

@@ -7,14 +7,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from dagster_twins.bucket_io import all_buckets
-from dagster_twins.ingestion.warehouse import TableRewrite
 from dagster_twins.partitions import run_window, single_run
-from dagster_twins.resources import WarehouseResource
 from dagster_twins.twins import store
 from dagster_twins.twins.families import decay_factor
 from dagster_twins.twins.state import KEY, empty_state, fold
 from dagster_twins.twins.summarize import PriorInputs, posteriors, roll_up
+from dagster_twins.warehouse.buckets import all_buckets
+from dagster_twins.warehouse.resources import WarehouseResource
+from dagster_twins.warehouse.tables import TableRewrite
 
 GROUP = "twins"
 BELIEFS_KEY = dg.AssetKey(["twins", "user_beliefs"])

@@ -25,12 +25,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_twins.bucket_io import bucket_count
-from dagster_twins.resources import WarehouseResource
 from dagster_twins.twins import store
 from dagster_twins.twins.assets import BELIEFS_KEY, TWINS_KEY, TwinConfig
 from dagster_twins.twins.state import empty_state, fold
 from dagster_twins.twins.summarize import PriorInputs, Priors, posteriors, roll_up
+from dagster_twins.warehouse.buckets import bucket_count
+from dagster_twins.warehouse.resources import WarehouseResource
 
 
 class RebuildConfig(dg.Config):

@@ -7,10 +7,10 @@ from datetime import date, datetime, timedelta
 import duckdb
 import pandas as pd
 
-from dagster_twins.bucket_io import Bucket, BucketReader
-from dagster_twins.ingestion.warehouse import table_exists
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
 from dagster_twins.twins.state import STATE_COLUMNS
+from dagster_twins.warehouse.buckets import Bucket, BucketReader
+from dagster_twins.warehouse.tables import table_exists
 
 SCHEMA = "twins"
 STATE_DDL = f"""create table if not exists {SCHEMA}.belief_state (

@@ -24,9 +24,9 @@ from dagster_twins.churn.forecast import RETURN, derive
 from dagster_twins.churn.landmarks import LAPSED
 from dagster_twins.churn.metrics import auc
 from dagster_twins.churn.serialize import loads
-from dagster_twins.ingestion.warehouse import connect
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import Settings
+from dagster_twins.warehouse.tables import connect
 
 CALIBRATION_END = date(1997, 9, 30)  # 39 weeks to learn from
 HOLDOUT_END = date(1998, 6, 30)  # 39 weeks to check
@@ -154,7 +154,7 @@ def evaluate_in_subprocess(root: Path) -> dict:
 
     env = {**os.environ, "TWINS_PARTITION_START": "1997-01-01", "DAGSTER_HOME": str(root / "dagster_home")}
     (root / "dagster_home").mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([sys.executable, "-m", "dagster_twins.evaluation.transactions", str(root)], env=env,
+    out = subprocess.run([sys.executable, "-m", "dagster_twins.tools.transactions", str(root)], env=env,
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster_twins.ingestion.warehouse import connect
+from dagster_twins.warehouse.tables import connect
 
 
 def warehouse_table_counts(path: Path) -> list[tuple[str, str, int]]:

@@ -8,7 +8,7 @@ renders them for the given settings, so ``spark_session`` is configured exactly 
 folder, same Derby metastore (under ``settings.spark_dir``), same time zone. Python sees the tables dbt built::
 
     from dagster_twins.settings import Settings
-    from dagster_twins.spark_engine import spark_session, stop_spark_session
+    from dagster_twins.warehouse.spark import spark_session, stop_spark_session
 
     spark = spark_session(Settings.from_env())
     table = spark.sql("select * from marts.user_daily_features").toArrow()

@@ -17,12 +17,12 @@ import dagster as dg
 import pandas as pd
 
 from dagster_twins.demo import generate_demo
-from dagster_twins.evaluation.churn_truth import churn_against_truth, planted_directions
-from dagster_twins.evaluation.transactions import evaluate_in_subprocess
-from dagster_twins.ingestion.warehouse import connect
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import PROJECT_ROOT, Settings
-from dagster_twins.twins.recovery import recovery_metrics
+from dagster_twins.tools.churn_truth import churn_against_truth, planted_directions
+from dagster_twins.tools.transactions import evaluate_in_subprocess
+from dagster_twins.tools.twins_recovery import recovery_metrics
+from dagster_twins.warehouse.tables import connect
 
 END_DATE = date(2026, 6, 30)
 

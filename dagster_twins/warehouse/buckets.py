@@ -113,7 +113,7 @@ class DuckDBReader(BucketReader):
 
 
 class SparkReader(BucketReader):
-    """Reads through a SparkSession that shares dbt's metastore (``dagster_twins.spark_engine``); on a cluster,
+    """Reads through a SparkSession that shares dbt's metastore (``dagster_twins.warehouse.spark``); on a cluster,
     the session the cluster gives you. Spark pulls one bucket to the driver at a time."""
 
     engine = "spark"
@@ -136,7 +136,7 @@ def reader_for(engine: str, con: duckdb.DuckDBPyConnection) -> BucketReader:
     """The reader for the engine dbt builds on (``TWINS_DBT_TARGET``); ``con`` serves DuckDB."""
     if engine == "spark":
         from dagster_twins.settings import Settings
-        from dagster_twins.spark_engine import spark_session  # optional dependency: pip install '.[spark]'
+        from dagster_twins.warehouse.spark import spark_session  # optional dependency: pip install '.[spark]'
 
         return SparkReader(spark_session(Settings.from_env()))
     return DuckDBReader(con)

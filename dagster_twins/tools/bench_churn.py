@@ -3,7 +3,7 @@ scoring of every user, each repeat in its own process (medians of several, peak 
 
     dagster-twins bench --churn --users 100000 --days 180 --repeat 3
 
-A warehouse is built once (generate, ingest, dbt); then ``python -m dagster_twins.bench_churn <warehouse>`` runs
+A warehouse is built once (generate, ingest, dbt); then ``python -m dagster_twins.tools.bench_churn <warehouse>`` runs
 the three phases the churn asset runs, in the same order with the same functions, and prints their seconds.
 """
 
@@ -17,19 +17,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from dagster_twins.bench import bench_env, run_stage, stage_commands
+from dagster_twins.tools.bench import bench_env, run_stage, stage_commands
 
 PHASES = ("frame_seconds", "fit_seconds", "score_seconds")
 
 
 def phases(warehouse: Path) -> dict:
     """One pass of the churn layer over ``warehouse`` (read-only), timed by phase."""
-    from dagster_twins.bucket_io import DuckDBReader, bucket_count
     from dagster_twins.churn.backtest import ForecastConfig, run_forecast
     from dagster_twins.churn.landmarks import day_number
     from dagster_twins.churn.pipeline import Forecast, as_of_moment, fit_sample, score_history
     from dagster_twins.churn.store import bucket_histories, last_landing_day
-    from dagster_twins.ingestion.warehouse import connect
+    from dagster_twins.warehouse.buckets import DuckDBReader, bucket_count
+    from dagster_twins.warehouse.tables import connect
 
     config = ForecastConfig()
     con = connect(warehouse, read_only=True)
@@ -72,7 +72,7 @@ def bench_churn(users: int, days: int, repeat: int, root: Path) -> dict:
         runs = []
         out = workdir / "phases.json"
         for _ in range(repeat):
-            seconds, peak = run_stage([sys.executable, "-m", "dagster_twins.bench_churn",
+            seconds, peak = run_stage([sys.executable, "-m", "dagster_twins.tools.bench_churn",
                                        str(workdir / "warehouse.duckdb"), str(out)], env)
             result = json.loads(out.read_text())
             runs.append({**result, "process_seconds": seconds, "peak_rss_mb": peak})

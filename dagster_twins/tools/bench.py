@@ -154,7 +154,7 @@ def reset_for_stage(warehouse: Path, stage: str) -> None:
     if stage != "dbt" or not warehouse.exists():
         return
     from dagster_twins.contract import RAW_SCHEMA
-    from dagster_twins.ingestion.warehouse import connect
+    from dagster_twins.warehouse.tables import connect
 
     con = connect(warehouse)
     try:
@@ -257,7 +257,7 @@ def markdown_table(results: list[dict]) -> str:
 
 
 def scenario_users(warehouse: Path) -> int:
-    from dagster_twins.ingestion.warehouse import connect
+    from dagster_twins.warehouse.tables import connect
 
     con = connect(warehouse, read_only=True)
     try:
@@ -273,10 +273,10 @@ def engine_seconds(warehouse: Path, users: int, draws: int, repeat: int) -> list
     import numpy as np
 
     from dagster_twins.churn.forecast import CHURN
-    from dagster_twins.ingestion.warehouse import connect
     from dagster_twins.simulation.assets import latest_forecast
     from dagster_twins.simulation.effects import HazardRatioDistribution
     from dagster_twins.simulation.engine import draw_parameters, simulate
+    from dagster_twins.warehouse.tables import connect
 
     con = connect(warehouse, read_only=True)
     try:

@@ -12,7 +12,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from dagster_twins.bucket_io import DuckDBReader
 from dagster_twins.churn.backtest import ForecastConfig
 from dagster_twins.churn.forecast import CHURN
 from dagster_twins.churn.landmarks import EPOCH, day_number
@@ -20,6 +19,7 @@ from dagster_twins.churn.metrics import auc, calibration_by_decile
 from dagster_twins.churn.pipeline import FitResult, as_of_moment, fit_as_of
 from dagster_twins.churn.store import last_landing_day
 from dagster_twins.demo.oracle import true_churn_probability
+from dagster_twins.warehouse.buckets import DuckDBReader
 
 # The directions the demo plants, by model column: -1 lowers the hazard, +1 raises it.
 PLANTED_DIRECTIONS = {
