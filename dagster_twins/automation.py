@@ -7,11 +7,9 @@ from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from dagster_twins.ingestion.files import discover
-from dagster_twins.ingestion.loader import landing_date_of
-from dagster_twins.ingestion.raw_schema import ensure_raw_schema
+from dagster_twins.ingestion.loader import landing_date_of, scratch_database
 from dagster_twins.ingestion.resources import LandingResource
 from dagster_twins.jobs import twins_pipeline_job
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
@@ -40,18 +38,13 @@ def changed_landing_days(landing: LandingResource, seen: dict[str, str]) -> tupl
     """Landing days of files that are new or changed since ``seen`` (path -> size:mtime)."""
     now: dict[str, str] = {}
     days: set[date] = set()
-    con = duckdb.connect()  # scratch: undated files are read to find their landing day
-    con.execute("set TimeZone = 'UTC'")
-    ensure_raw_schema(con)
-    try:
+    with scratch_database() as con:
         for source, mapping in landing.mappings().items():
             for file in discover(landing.root / mapping.folder):
                 key = str(file.path)
                 now[key] = _fingerprint(file.path)
                 if seen.get(key) != now[key]:
                     days.add(landing_date_of(con, source, mapping, file))
-    finally:
-        con.close()
     return days, now
 
 

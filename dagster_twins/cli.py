@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from dagster_twins.layers import LAYERS
 from dagster_twins.settings import DEFAULT_DATA_DIR, Settings, apply_offline_env
 from dagster_twins.tools.bench import STAGES
 
@@ -150,8 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run ingestion and dbt over the landing files")
     run.add_argument("--start", type=date.fromisoformat, default=None, help="first landing day (default: earliest)")
     run.add_argument("--end", type=date.fromisoformat, default=None, help="last landing day (default: latest)")
-    layers = ["ingestion", "transform", "twins", "churn", "simulation", "quality", "serving"]
-    run.add_argument("--only", choices=layers, default=None,
+    run.add_argument("--only", choices=LAYERS, default=None,
                      help="run one layer only (the benchmark times them apart)")
     run.add_argument("--timings", type=Path, default=None,
                      help="write each asset's own seconds (from its metadata) to this JSON file")

@@ -26,7 +26,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": WarehouseResource(path=str(settings.warehouse_path), serving_path=str(settings.serving_file),
                                        engine="spark" if settings.dbt_target.startswith("spark") else "duckdb",
-                                       user_buckets=settings.user_buckets, spark_dir=str(settings.spark_dir)),
+                                       user_buckets=settings.user_buckets, spark_dir=str(settings.spark_dir),
+                                       memory_limit=settings.duckdb_memory_limit),
         "landing": LandingResource(
             landing_dir=str(settings.landing_dir), sources_config=str(settings.sources_config)
         ),

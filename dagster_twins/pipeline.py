@@ -12,11 +12,10 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
-from dagster_twins.ingestion.loader import files_by_landing_date
+from dagster_twins.ingestion.loader import files_by_landing_date, scratch_database
 from dagster_twins.ingestion.mapping import load_mappings
-from dagster_twins.ingestion.raw_schema import ensure_raw_schema
+from dagster_twins.layers import layer_of
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
 from dagster_twins.settings import PROJECT_ROOT, Settings, apply_offline_env
 
@@ -39,23 +38,10 @@ def landing_span(settings: Settings) -> tuple[date, date] | None:
     """First and last landing day found in the landing folder (None when there are no files)."""
     mappings = load_mappings(settings.sources_config)
     days: list[date] = []
-    # An in-memory scratch database: undated files are read to find their landing day.
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    ensure_raw_schema(con)
-    try:
+    with scratch_database() as con:
         for source, mapping in mappings.items():
             days += files_by_landing_date(con, source, mapping, settings.landing_dir).values()
-    finally:
-        con.close()
     return (min(days), max(days)) if days else None
-
-
-def layer_of(key: dg.AssetKey) -> str:
-    """The layer an asset belongs to, from the first part of its key (raw/..., twins/..., else dbt)."""
-    layers = {"raw": "ingestion", "twins": "twins", "churn": "churn", "simulation": "simulation",
-              "quality": "quality", "serving": "serving"}
-    return layers.get(key.path[0], "transform")
 
 
 def run_pipeline(
@@ -79,7 +65,7 @@ def run_pipeline(
 
     job = build_definitions(settings).resolve_job_def("twins_pipeline")
     if layer is not None:
-        selection = sorted(key for key in job.asset_layer.executable_asset_keys if layer_of(key) == layer)
+        selection = sorted(key for key in job.asset_layer.executable_asset_keys if layer_of(key.path) == layer)
     return job.execute_in_process(
         instance=instance,
         tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},

@@ -11,6 +11,7 @@ that work out of the box from a fresh clone.
 | TWINS_SCENARIOS_DIR | scenarios | scenario specs, one YAML file each (one simulation asset per spec) |
 | TWINS_EXPECTATIONS_DIR | expectations | Great Expectations suites, one JSON file each (one asset check per suite) |
 | TWINS_SERVING_PATH | data/serving/warehouse.duckdb | read-only copy for BI, replaced at the end of each run |
+| TWINS_DUCKDB_MEMORY_LIMIT | 3GB | DuckDB's memory cap for the pipeline's connections (dbt's profile reads it too) |
 | TWINS_USER_BUCKETS | 0 (auto: ~50,000 users a bucket) | user-hash buckets the Python assets read and fold at a time |
 | TWINS_SPARK_DIR | data/spark (beside the warehouse) | Spark target: its tables, Derby metastore and raw Parquet lake |
 | TWINS_SPARK_MASTER | local[2] | the local Spark session (these three: read by dbt's `spark` profile) |
@@ -30,6 +31,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_MEMORY_LIMIT = "3GB"  # a cap makes DuckDB spill to disk instead of growing to 80% of RAM (its default)
 
 # dbt and Dagster must never phone home: the project runs offline.
 OFFLINE_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DAGSTER_DISABLE_TELEMETRY": "1",
@@ -46,6 +48,11 @@ def default_spark_dir(warehouse_path: Path) -> Path:
     """Where the Spark target keeps its tables, metastore and raw Parquet lake unless TWINS_SPARK_DIR says: spark/
     beside the warehouse (data/spark by default)."""
     return warehouse_path.parent / "spark"
+
+
+def reports_dir(warehouse_path: Path) -> Path:
+    """Where plots and the data-quality report are written: reports/ beside the warehouse."""
+    return warehouse_path.parent / "reports"
 
 
 def _path(environ: Mapping[str, str], key: str, default: Path | None) -> Path | None:
@@ -65,11 +72,16 @@ class Settings:
     serving_path: Path | None = None  # None: default_serving_path(warehouse_path), which follows the warehouse
     user_buckets: int = 0  # 0: enough buckets for about 50,000 users each (dagster_twins.warehouse.buckets)
     spark_dir_override: Path | None = None  # None: default_spark_dir(warehouse_path), which follows the warehouse
+    duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     @property
     def serving_file(self) -> Path:
         """The serving copy's path: serving_path, or serving/ beside the warehouse."""
         return self.serving_path or default_serving_path(self.warehouse_path)
+
+    @property
+    def reports_dir(self) -> Path:
+        return reports_dir(self.warehouse_path)
 
     @property
     def spark_dir(self) -> Path:
@@ -90,6 +102,7 @@ class Settings:
             serving_path=_path(env, "TWINS_SERVING_PATH", None),
             user_buckets=int(env.get("TWINS_USER_BUCKETS", "0")),
             spark_dir_override=_path(env, "TWINS_SPARK_DIR", None),
+            duckdb_memory_limit=env.get("TWINS_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT),
         )
 
 

@@ -117,11 +117,11 @@ def test_a_failed_gate_stops_publication_and_the_cli_names_it(built, tmp_path, m
 
 def _upstream_of_churn() -> list[dg.AssetKey]:
     from dagster_twins.definitions import build_definitions
-    from dagster_twins.pipeline import layer_of
+    from dagster_twins.layers import layer_of
     from dagster_twins.settings import Settings
 
     job = build_definitions(Settings.from_env()).resolve_job_def("twins_pipeline")
-    return [k for k in job.asset_layer.executable_asset_keys if layer_of(k) in ("ingestion", "transform", "churn")]
+    return [k for k in job.asset_layer.executable_asset_keys if layer_of(k.path) in ("ingestion", "transform", "churn")]
 
 
 def _private_copy(settings, root):

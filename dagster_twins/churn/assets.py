@@ -7,7 +7,6 @@ warehouse and the serving copy), the step fails naming the check, and nothing do
 
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -177,7 +176,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
             else pd.DataFrame()
 
     plot = calibration_plot(table[table["question"] == CHURN] if len(table) else table,
-                            Path(warehouse.path).parent / "reports" / f"churn_calibration_{as_of}.png",
+                            warehouse.reports_folder / f"churn_calibration_{as_of}.png",
                             title=f"Churn, held-out backtests of the fit of {fitted_on}")
     shown = metrics.drop(columns=[c for c in ("note",) if c in metrics]).round(3)
     yield dg.MaterializeResult(asset_key=METRICS_KEY, metadata={

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from dagster_twins.ingestion.raw_schema import ensure_raw_schema, raw_table
 from dagster_twins.ingestion.readers import file_header, json_keys_per_file, read_files
 from dagster_twins.ingestion.validate import check_required_columns, row_id_expr, validation_query
 from dagster_twins.warehouse.sql import quote_ident, sql_literal
+from dagster_twins.warehouse.tables import append_rows, registered
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +106,9 @@ def _stage(
         if not any(read.rows_per_file.values()) and not read.rejects:
             continue
         dates = pd.DataFrame({"_source_file": [str(f.path) for f in group], "_landing_date": [files[f] for f in group]})
-        con.register("_landing_dates_df", dates)
-        con.execute("create or replace temp table _landing_dates as select _source_file, "
-                    "cast(_landing_date as date) as _landing_date from _landing_dates_df")
-        con.unregister("_landing_dates_df")
+        with registered(con, dates) as landing_dates:
+            con.execute("create or replace temp table _landing_dates as select _source_file, "
+                        f"cast(_landing_date as date) as _landing_date from {landing_dates}")
         query = validation_query(contract, mapping, read.columns, has_raw_line=fmt == "jsonl")
         row_id = row_id_expr(contract, mapping, read.columns)
         con.execute(
@@ -131,6 +132,18 @@ def _create_batch(con: duckdb.DuckDBPyConnection, source: str) -> None:
         f"null::varchar as _reason, null::varchar as _record, null::date as _landing_date "
         f"from {raw_table(source)} limit 0"
     )
+
+
+@contextmanager
+def scratch_database() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory database with the raw schema, where undated files are read to find their landing day."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    try:
+        ensure_raw_schema(con)
+        yield con
+    finally:
+        con.close()
 
 
 def landing_date_of(
@@ -281,9 +294,7 @@ def _write_load_log(
         columns=["load_id", "source", "source_file", "landing_date", "rows_read", "rows_loaded",
                  "rows_duplicate", "rows_quarantined", "loaded_at"],
     )
-    con.register("_landing_log_rows", log_rows)
-    con.execute(f"insert into {RAW_SCHEMA}.{LOAD_LOG_TABLE} by name select * from _landing_log_rows")
-    con.unregister("_landing_log_rows")
+    append_rows(con, RAW_SCHEMA, LOAD_LOG_TABLE, log_rows)
 
 
 def _reason_counts(con: duckdb.DuckDBPyConnection, source: str, dates: list[date]) -> dict[str, int]:

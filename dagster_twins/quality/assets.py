@@ -2,7 +2,6 @@
 the HTML report."""
 
 import time
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -42,10 +41,10 @@ def build_report_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
                        if table_exists(con, SCHEMA, "dq_results") else current)
         finally:
             con.close()
-        reports = Path(warehouse.path).parent / "reports"
+        reports = warehouse.reports_folder
         reports.mkdir(parents=True, exist_ok=True)
         path = reports / "dq_report.html"
-        data_docs = gx_store_dir(warehouse.path) / "data_docs" / "index.html"
+        data_docs = gx_store_dir(warehouse) / "data_docs" / "index.html"
         path.write_text(render_html(current, history, run_id, checked_at, data_docs, path))
         counts = status_of(current).value_counts().to_dict() if len(current) else {}
         context.log.info(f"data-quality report: {counts} -> {path}")

@@ -20,8 +20,8 @@ ROW_COUNTS = "table_row_counts"
 MAX_VALIDATED_ROWS = 500_000
 
 
-def gx_store_dir(warehouse_path: str) -> Path:
-    return Path(warehouse_path).parent / "reports" / "gx"
+def gx_store_dir(warehouse: WarehouseResource) -> Path:
+    return warehouse.reports_folder / "gx"
 
 
 def _rows_to_validate(con: duckdb.DuckDBPyConnection, suite: SuiteFile,
@@ -64,7 +64,7 @@ def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
                 "rows": rows, "landing_days": days}]), {"suite": suite.name, "run_id": context.run.run_id})
         finally:
             con.close()
-        validation = validate(suite, frame, gx_store_dir(warehouse.path))
+        validation = validate(suite, frame, gx_store_dir(warehouse))
         verdict = row_count_verdict(suite, rows, days, previous)
         results = pd.DataFrame(validation.results.to_dict("records") + ([verdict] if verdict else []))
         failed = results[~results["success"]]
@@ -78,7 +78,7 @@ def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
             metadata={
                 "rows": rows, "rows_validated": len(frame), "expectations": len(results), "failed": len(failed),
                 "results": dg.MetadataValue.md(results.to_markdown(index=False)),
-                "data_docs": dg.MetadataValue.path(str(gx_store_dir(warehouse.path) / "data_docs" / "index.html")),
+                "data_docs": dg.MetadataValue.path(str(gx_store_dir(warehouse) / "data_docs" / "index.html")),
             },
         )
 

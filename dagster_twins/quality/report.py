@@ -15,20 +15,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-DBT_LAYERS = {"staging", "intermediate", "marts", "reference"}
-LAYERS = {"raw": "ingestion", "twins": "twins", "churn": "churn", "simulation": "simulation",
-          "serving": "serving", "quality": "quality"}
+from dagster_twins.layers import DBT_SCHEMAS, layer_of  # noqa: E402
 
 
 def check_source(asset_path: list[str], check_name: str) -> str:
     """Which tool a check comes from: a GX suite, a dbt test (checks on dbt models), or a Dagster asset check."""
     if check_name.startswith("gx_"):
         return "great_expectations"
-    return "dbt" if asset_path[0] in DBT_LAYERS else "dagster"
+    return "dbt" if asset_path[0] in DBT_SCHEMAS else "dagster"
 
 
-def layer_of(asset_path: list[str]) -> str:
-    return "dbt" if asset_path[0] in DBT_LAYERS else LAYERS.get(asset_path[0], asset_path[0])
+def report_layer(asset_path: list[str]) -> str:
+    """The layer a check is reported under (the transform layer's checks under "dbt", the tool that runs them)."""
+    layer = layer_of(asset_path)
+    return "dbt" if layer == "transform" else layer
 
 
 def _observed(metadata: dict) -> str:
@@ -50,7 +50,7 @@ def results_frame(evaluations: list, run_id: str, checked_at: pd.Timestamp) -> p
         path = list(e.asset_key.path)
         rows.append({
             "run_id": run_id, "checked_at": checked_at, "source": check_source(path, e.check_name),
-            "layer": layer_of(path), "asset": "/".join(path), "check_name": e.check_name, "passed": bool(e.passed),
+            "layer": report_layer(path), "asset": "/".join(path), "check_name": e.check_name, "passed": bool(e.passed),
             "severity": "warn" if e.severity.value == "WARN" else "error", "observed": _observed(e.metadata),
         })
     columns = ["run_id", "checked_at", "source", "layer", "asset", "check_name", "passed", "severity", "observed"]

@@ -194,7 +194,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
         else:
             context.log.info(f"{spec.name}: {r['users_affected']:,.0f} users; expected users kept "
                              f"{r['expected_users_kept']:.1f} in {seconds} s")
-        plot = scenario_plot(run.draws, Path(warehouse.path).parent / "reports" / f"scenario_{spec.name}.png",
+        plot = scenario_plot(run.draws, warehouse.reports_folder / f"scenario_{spec.name}.png",
                              title=f"{spec.name}: {r['users_affected']:,} users, {spec.horizon_days} days")
         yield dg.MaterializeResult(metadata={
             "status": r["status"], "status_reason": r["status_reason"],

@@ -225,13 +225,13 @@ def main(args: argparse.Namespace) -> int:
         return 1
     planted = json.loads((demo.truth_dir / "planted.json").read_text())
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    plots = sorted((settings.warehouse_path.parent / "reports").glob("churn_calibration_*.png"))
+    plots = sorted((settings.reports_dir).glob("churn_calibration_*.png"))
     con = connect(settings.warehouse_path, read_only=True)
     try:
         metrics = recovery_metrics(con, pd.read_parquet(demo.truth_dir / "users.parquet"))
         churn = churn_section(con, pd.read_parquet(demo.truth_dir / "users.parquet"), planted, args.output.parent,
                               plots[-1] if plots else None)
-        simulation = simulation_section(con, planted, args.output.parent, settings.warehouse_path.parent / "reports")
+        simulation = simulation_section(con, planted, args.output.parent, settings.reports_dir)
     finally:
         con.close()
     print(json.dumps(metrics, indent=2))

@@ -10,7 +10,7 @@ import pandas as pd
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
 from dagster_twins.twins.state import STATE_COLUMNS
 from dagster_twins.warehouse.buckets import Bucket, BucketReader
-from dagster_twins.warehouse.tables import table_exists
+from dagster_twins.warehouse.tables import append_rows, registered, table_exists
 
 SCHEMA = "twins"
 STATE_DDL = f"""create table if not exists {SCHEMA}.belief_state (
@@ -41,11 +41,8 @@ def state_of(con: duckdb.DuckDBPyConnection, as_of: date, user_ids: pd.Series | 
     sql = f"select {', '.join(STATE_COLUMNS)} from {SCHEMA}.belief_state where as_of = ?"
     if user_ids is None:
         return con.execute(sql, [as_of]).df()
-    con.register("_bucket_users", pd.DataFrame({"user_id": pd.unique(user_ids)}))
-    try:
-        return con.execute(sql + " and user_id in (select user_id from _bucket_users)", [as_of]).df()
-    finally:
-        con.unregister("_bucket_users")
+    with registered(con, pd.DataFrame({"user_id": pd.unique(user_ids)}), "_bucket_users") as users:
+        return con.execute(sql + f" and user_id in (select user_id from {users})", [as_of]).df()
 
 
 def landed_interactions(reader: BucketReader, after: date | None, end: date) -> int:
@@ -119,13 +116,7 @@ def clear_snapshots(con: duckdb.DuckDBPyConnection, table: str, as_of: date, inv
 
 
 def append_snapshot(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    con.register("_twins_frame", frame)
-    try:
-        if not table_exists(con, SCHEMA, table):
-            con.execute(f"create table {SCHEMA}.{table} as select * from _twins_frame limit 0")
-        con.execute(f"insert into {SCHEMA}.{table} by name select * from _twins_frame")
-    finally:
-        con.unregister("_twins_frame")
+    append_rows(con, SCHEMA, table, frame)
 
 
 def save_snapshot(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of: date,

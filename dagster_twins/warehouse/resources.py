@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from dagster_twins.settings import DEFAULT_MEMORY_LIMIT, reports_dir
 from dagster_twins.warehouse.buckets import BucketReader, bucket_count, reader_for
 from dagster_twins.warehouse.tables import connect
 
@@ -25,6 +26,7 @@ class WarehouseResource(dg.ConfigurableResource):
     spark_dir: str
     engine: str = "duckdb"
     user_buckets: int = 0
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     @property
     def spark_folder(self) -> Path:
@@ -34,8 +36,12 @@ class WarehouseResource(dg.ConfigurableResource):
     def serving_file(self) -> Path:
         return Path(self.serving_path)
 
+    @property
+    def reports_folder(self) -> Path:
+        return reports_dir(Path(self.path))
+
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        return connect(Path(self.path), read_only=read_only)
+        return connect(Path(self.path), read_only=read_only, memory_limit=self.memory_limit)
 
     @contextmanager
     def reading(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, BucketReader]]:

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
+from dagster_twins.settings import DEFAULT_MEMORY_LIMIT
 from dagster_twins.warehouse.sql import quote_ident
 
-DEFAULT_MEMORY_LIMIT = "3GB"  # TWINS_DUCKDB_MEMORY_LIMIT; dbt's profile reads the same variable
 
-
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A connection in UTC with no network access (no extension downloads)."""
+def connect(path: Path, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """A connection in UTC with no network access (no extension downloads), using at most ``memory_limit``."""
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(
         str(path),
         read_only=read_only,
-        # A memory cap makes DuckDB spill to disk instead of growing to 80% of RAM (its default).
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": True,
-                "memory_limit": os.environ.get("TWINS_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)},
+                "memory_limit": memory_limit},
     )
     con.execute("set TimeZone = 'UTC'")
     return con
@@ -32,25 +32,57 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
                             [schema, table]).fetchone()[0])
 
 
-def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame, where: dict | None = None) -> None:
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, name: str = "_rows_frame") -> Iterator[str]:
+    """``frame`` visible to SQL as ``name`` for the block's duration."""
+    con.register(name, frame)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+def _qualified(schema: str, table: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
+def _where(where: dict | None) -> tuple[str, list]:
+    clause = " and ".join(f"{quote_ident(c)} = ?" for c in (where or {})) or "1 = 1"
+    return clause, list((where or {}).values())
+
+
+def append_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame) -> None:
+    """Insert ``frame``'s rows by column name, creating the table from the frame when absent."""
+    con.execute(f"create schema if not exists {quote_ident(schema)}")
+    with registered(con, frame) as rows:
+        if not table_exists(con, schema, table):
+            con.execute(f"create table {_qualified(schema, table)} as select * from {rows} limit 0")
+        con.execute(f"insert into {_qualified(schema, table)} by name select * from {rows}")
+
+
+def delete_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, where: dict | None = None) -> None:
+    """Delete the rows matching ``where`` (column -> value; None: every row), if the table exists."""
+    if table_exists(con, schema, table):
+        clause, values = _where(where)
+        con.execute(f"delete from {_qualified(schema, table)} where {clause}", values)
+
+
+def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame,
+                 where: dict | None = None) -> None:
     """Write ``frame`` into ``schema.table`` (created from the frame when absent), first deleting the rows that
     match ``where`` (column -> value; None: every row), so a re-run replaces its own rows and no others. An empty
     frame only deletes (it does not create a table: its columns carry no types)."""
     con.execute(f"create schema if not exists {quote_ident(schema)}")
-    name = f"{quote_ident(schema)}.{quote_ident(table)}"
+    name = _qualified(schema, table)
     if frame.empty and not table_exists(con, schema, table):
         return
-    con.register("_rows_frame", frame)
-    try:
+    with registered(con, frame) as rows:
         if where is None or not table_exists(con, schema, table):
-            con.execute(f"create or replace table {name} as select * from _rows_frame")
+            con.execute(f"create or replace table {name} as select * from {rows}")
             return
-        clause = " and ".join(f"{quote_ident(c)} = ?" for c in where) or "1 = 1"
-        con.execute(f"delete from {name} where {clause}", list(where.values()))
-        add_new_columns(con, name, "_rows_frame")
-        con.execute(f"insert into {name} by name select * from _rows_frame")
-    finally:
-        con.unregister("_rows_frame")
+        delete_rows(con, schema, table, where)
+        add_new_columns(con, name, rows)
+        con.execute(f"insert into {name} by name select * from {rows}")
 
 
 def add_new_columns(con: duckdb.DuckDBPyConnection, table: str, relation: str) -> None:
@@ -71,23 +103,16 @@ class TableRewrite:
         self.con, self.schema, self.table, self.where = con, schema, table, where
         self.rows = 0
 
-    def write(self, frame) -> None:
+    def write(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
         if self.rows == 0:
             replace_rows(self.con, self.schema, self.table, frame, self.where)
         else:
-            self.con.register("_rows_frame", frame)
-            try:
-                self.con.execute(f"insert into {quote_ident(self.schema)}.{quote_ident(self.table)} by name "
-                                 "select * from _rows_frame")
-            finally:
-                self.con.unregister("_rows_frame")
+            append_rows(self.con, self.schema, self.table, frame)
         self.rows += len(frame)
 
     def finish(self) -> int:
-        if self.rows == 0 and table_exists(self.con, self.schema, self.table):
-            clause = " and ".join(f"{quote_ident(c)} = ?" for c in (self.where or {})) or "1 = 1"
-            self.con.execute(f"delete from {quote_ident(self.schema)}.{quote_ident(self.table)} where {clause}",
-                             list((self.where or {}).values()))
+        if self.rows == 0:
+            delete_rows(self.con, self.schema, self.table, self.where)
         return self.rows
