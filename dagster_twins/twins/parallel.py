@@ -9,7 +9,9 @@ the same functions, as steps:
     bucket) -> load_twins
 
 Only the first and last steps open the warehouse (DuckDB admits one writer, and no reader beside it); the bucket
-steps hand Parquet files over in a work folder, so any number of them can run at once. The job runs under
+steps hand Parquet files over in a work folder, so any number of them can run at once. The last step writes
+through ``update.TwinWriter``, the twins' one writer, as the asset does, and logs the asset's checks. The job
+runs under
 Dagster's multiprocess executor (``max_concurrent`` steps, default: the number of cores); on a cluster,
 swap in dagster-k8s's ``k8s_job_executor`` or dagster-celery's ``celery_executor`` and point the work folder at
 storage every worker sees (see docs/scaling-out.md).
@@ -25,16 +27,17 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_twins.twins import store
-from dagster_twins.twins.assets import BELIEFS_KEY, TWINS_KEY, TwinConfig
+from dagster_twins.twins import store, update
+from dagster_twins.twins.assets import BELIEFS_KEY, TWINS_KEY, TwinConfig, check_evaluations
 from dagster_twins.twins.state import empty_state, fold
-from dagster_twins.twins.summarize import PriorInputs, Priors, posteriors, roll_up
+from dagster_twins.twins.summarize import PriorInputs, Priors
 from dagster_twins.warehouse.buckets import bucket_count
 from dagster_twins.warehouse.resources import WarehouseResource
 
 
 class RebuildConfig(dg.Config):
     half_life_days: float = TwinConfig().half_life_days
+    state_retention_days: int = TwinConfig().state_retention_days
     buckets: int = 0  # 0: the warehouse resource's user_buckets (TWINS_USER_BUCKETS), else ~50,000 users each
     work_dir: str = ""  # empty: work/twins_rebuild/<run id> beside the warehouse
     keep_work_dir: bool = False
@@ -95,8 +98,7 @@ def extract_buckets(context: dg.OpExecutionContext, config: RebuildConfig, wareh
 def fold_bucket(task: BucketTask) -> BucketTask:
     """One bucket's belief state from all its evidence (no warehouse access)."""
     evidence = pd.read_parquet(task.path("evidence"))
-    state = fold(empty_state(), None, evidence, task.as_of, task.half_life_days)
-    _write(state.assign(as_of=pd.Timestamp(task.as_of)), task.path("state"))
+    _write(fold(empty_state(), None, evidence, task.as_of, task.half_life_days), task.path("state"))
     return task
 
 
@@ -127,50 +129,43 @@ def summarize_bucket(task: BucketTask) -> dict:
     categories = json.loads(task.shared("categories.json").read_text())
     priors = _priors(pd.read_parquet(task.shared("priors.parquet")))
     users = pd.read_parquet(task.path("users"))
-    state = pd.read_parquet(task.path("state")).drop(columns="as_of")
-    beliefs = posteriors(state, users, categories, priors, task.as_of, task.half_life_days)
-    twins = roll_up(beliefs, task.as_of)
+    state = pd.read_parquet(task.path("state"))
+    beliefs, twins = update.summarize_bucket(state, users, categories, priors, task.as_of, task.half_life_days)
     _write(beliefs, task.path("beliefs"))
     _write(twins, task.path("twins"))
-    return {"bucket": task.bucket, "users": len(users), "belief_rows": len(beliefs)}
+    return {"bucket": task.bucket, "users": len(users), "belief_rows": len(beliefs), "as_of": task.as_of}
 
 
 @dg.op(tags={"warehouse": "writes"})
 def load_twins(context: dg.OpExecutionContext, summaries: list[dict], config: RebuildConfig,
                warehouse: WarehouseResource) -> None:
-    """The single writer: the bucket files into the twin tables, then the materializations of both assets."""
+    """The twins' one writer (``TwinWriter``, as the asset uses it) over the bucket files, then the
+    materializations of both assets and their checks."""
     started = time.perf_counter()
     folder = _work_folder(config, warehouse, context.run.run_id)
-    as_of = pd.read_parquet(folder / "state_0000.parquet", columns=["as_of"])["as_of"].iloc[0].date()
+    buckets = sorted(s["bucket"] for s in summaries)
+    first = BucketTask(buckets[0], len(buckets), str(folder), date.min, date.min, config.half_life_days)
     users = int(sum(s["users"] for s in summaries))
-
-    def files(kind: str) -> str:
-        return f"read_parquet('{folder}/{kind}_*.parquet')"
-
+    as_of = summaries[0]["as_of"]
     with warehouse.reading() as (con, _):
-        con.execute(f"create schema if not exists {store.SCHEMA}")
-        con.execute(store.STATE_DDL)
-        for table in ("belief_state", "belief_priors", "user_twins_history"):
-            store.clear_snapshots(con, table, as_of, date.min)
-        con.execute(f"insert into {store.SCHEMA}.belief_state by name select * from {files('state')}")
-        store.append_snapshot(con, "belief_priors", pd.read_parquet(folder / "priors.parquet"))
-        for table, kind in (("user_beliefs", "beliefs"), ("user_twins", "twins")):
-            con.execute(f"create or replace table {store.SCHEMA}.{table} as select * from {files(kind)}")
-        history = f"select * exclude (last_updated), last_updated as as_of from {files('twins')}"
-        con.execute(f"create table if not exists {store.SCHEMA}.user_twins_history as {history} limit 0")
-        con.execute(f"insert into {store.SCHEMA}.user_twins_history by name {history}")
-        con.execute(store.EXPLANATIONS_VIEW)
-        rows = {t: con.execute(f"select count(*) from {store.SCHEMA}.{t}").fetchone()[0]
-                for t in ("user_beliefs", "user_twins")}
+        # A full rebuild: every dated snapshot is re-derived.
+        writer = update.TwinWriter(con, as_of, date.min)
+        for b in buckets:
+            writer.write_state(pd.read_parquet(first.path("state", b)))
+        writer.write_priors(pd.read_parquet(first.shared("priors.parquet")))
+        for b in buckets:
+            writer.write_summary(pd.read_parquet(first.path("beliefs", b)), pd.read_parquet(first.path("twins", b)))
+        belief_rows, twin_rows = writer.finish(config.state_retention_days)
     if not config.keep_work_dir:
         shutil.rmtree(folder, ignore_errors=True)
     seconds = round(time.perf_counter() - started, 2)
-    context.log.info(f"loaded {rows['user_beliefs']:,} beliefs of {users:,} users from {len(summaries)} buckets "
-                     f"in {seconds} s")
-    for key, table in ((BELIEFS_KEY, "user_beliefs"), (TWINS_KEY, "user_twins")):
+    context.log.info(f"loaded {belief_rows:,} beliefs of {users:,} users from {len(summaries)} buckets in {seconds} s")
+    for key, rows in ((BELIEFS_KEY, belief_rows), (TWINS_KEY, twin_rows)):
         context.log_event(dg.AssetMaterialization(asset_key=key, metadata={
-            "dagster/row_count": rows[table], "as_of": str(as_of), "mode": "full rebuild (parallel job)",
-            "user_buckets": len(summaries)}))
+            "dagster/row_count": rows, "as_of": str(as_of), "mode": "full rebuild (parallel job)",
+            "user_buckets": len(summaries), "seconds": seconds}))
+    for evaluation in check_evaluations(writer.tally.outcomes(users)):
+        context.log_event(evaluation)
 
 
 @dg.graph
