@@ -65,7 +65,7 @@ def stage_commands(workdir: Path, users: int, days: int, chunk_users: int | None
         # (an incremental update from that state).
         "twins_rebuild": cli + ["run", "--only", "twins", "--end", (BENCH_END_DATE - timedelta(days=1)).isoformat()],
         "twins_increment": cli + ["run", "--only", "twins", "--start", BENCH_END_DATE.isoformat()],
-        # No stored fit yet: backtest both models, refit the chosen one, score. Then the same day again: the
+        # No stored fit yet: backtest per horizon, fit as of the day, score. Then the same day again: the
         # stored fit is recent, so only scoring runs (the daily path between weekly refits).
         "churn_refit": cli + ["run", "--only", "churn"],
         "churn_score": cli + ["run", "--only", "churn"],

@@ -96,8 +96,8 @@ def churn_section(con, truth: pd.DataFrame, planted: dict, docs_dir: Path, calib
     return f"""
 ## Churn: as-of forecasts against the truth and naive rankers
 
-The churn layer fits landmark Cox models on what was known at weekly landmarks (`dagster_twins/churn/`, README
-"Churn and return"). For each horizon h the backtest refits as of a cutoff C (the latest landmark with C + h
+The churn layer fits landmark Cox models on what was known at weekly landmarks (`dagster_twins/churn/`,
+[docs/churn.md](churn.md)). For each horizon h the backtest refits as of a cutoff C (the latest landmark with C + h
 before the end, two landmarks before it at least), scores the users active on C, and compares with who churned
 in (C, C + h]. Beside it, on the same users: the demo's planted truth (each user's exact probability from the
 planted hazard, its engagement, trouble rate, last ticket and campaign group: the best any model can do) and
@@ -137,7 +137,7 @@ shipped inside the `lifetimes` package (`lifetimes/datasets/CDNOW_master.txt`, r
 daily landing files (`user_id, occurred_at, event_type=purchase, value`), the real pipeline (ingestion, dbt, churn
 with horizons 30, 90 and 273 days and the default 30-day inactivity rule) runs on the 39 weeks to 1997-09-30, and
 the predictions as of that day are judged on the next 39 weeks: did the customer buy at all? Code:
-`dagster_twins/evaluation/transactions.py`.
+`dagster_twins/tools/transactions.py`.
 
 Customers scored: **{result['scored']:,} of {result['customers']:,}** ({result['questions'].get('churn', 0):,} active,
 asked P(churn within h); {result['questions'].get('return', 0):,} lapsed, asked P(return within h)); bought again in
