@@ -18,7 +18,6 @@ import yaml
 
 from dagster_twins.layers import LAYERS
 from dagster_twins.settings import DEFAULT_DATA_DIR, Settings, apply_offline_env
-from dagster_twins.tools.bench import STAGES
 
 
 def _yesterday() -> date:
@@ -179,9 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--keep", action="store_true", help="keep the work folder (to resume a long run)")
     bench.add_argument("--resume", type=Path, default=None,
                        help="continue in this kept work folder instead of a fresh one (with --from-stage)")
-    bench.add_argument("--from-stage", choices=STAGES, default=None,
+    bench.add_argument("--from-stage", default=None,
                        help="with --resume: the first stage to run (resuming at dbt drops what dbt and later built)")
-    bench.add_argument("--to-stage", choices=STAGES, default=None, help="the last stage to run (default: all)")
+    bench.add_argument("--to-stage", default=None, help="the last stage to run (default: all; a stage name as for "
+                       "--from-stage: generate, ingest, dbt, twins_rebuild, ...)")
     bench.set_defaults(func=cmd_bench)
     quality = sub.add_parser("model-quality", help="score the models against the demo's planted truth")
     quality.add_argument("--users", type=int, default=10_000)

@@ -17,7 +17,7 @@ os.environ.update(OFFLINE_ENV)
 DEMO_END = date(2026, 3, 31)
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001 (pytest's hook signature)
     # Dagster's dbt assets read the manifest at import time: parse the project before any test imports them.
     if not (DBT_PROJECT_DIR / "target" / "manifest.json").exists():
         dbt = Path(sys.executable).parent / "dbt"

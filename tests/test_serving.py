@@ -38,7 +38,7 @@ def _serving_folder_entries(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
 
 
-def test_publish_copies_the_warehouse_whole_with_a_manifest_and_replaces_it_atomically(built_copy, tmp_path):
+def test_publish_copies_the_warehouse_whole_with_a_manifest_and_replaces_it_atomically(built_copy):
     settings, _ = built_copy
     serving = settings.serving_file
     assert serving == settings.warehouse_path.parent / "serving" / "warehouse.duckdb"

@@ -21,7 +21,7 @@ from dagster_twins.simulation.engine import (
     summarize_outcome,
 )
 from dagster_twins.simulation.scenario import policy_ranking
-from dagster_twins.simulation.specs import ScenarioSpecError, load_spec, load_specs, segment_mask
+from dagster_twins.simulation.specs import ScenarioSpecError, load_spec, load_specs, naming_file, segment_mask
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(400, 2))
@@ -220,11 +220,12 @@ def test_segments_filter_and_name_unknown_columns(tmp_path: Path):
     spec = load_spec(path)
     frame = pd.DataFrame({"p_churn_30d": [0.9, 0.9, 0.1, 0.9], "tier": ["high", "low", "high", "top"],
                           "note": [None, None, None, "x"]})
-    assert segment_mask(frame, spec.segment, path).tolist() == [True, False, False, False]
-    with pytest.raises(ScenarioSpecError, match=r"s.yaml: segment.where\[1\].column: no column 'tier'"):
-        segment_mask(frame.drop(columns="tier"), spec.segment, path)
+    assert segment_mask(frame, spec.segment).tolist() == [True, False, False, False]
+    with pytest.raises(ScenarioSpecError, match=r"s.yaml: segment.where\[1\].column: no column 'tier'"), \
+            naming_file(path):
+        segment_mask(frame.drop(columns="tier"), spec.segment)
     with pytest.raises(ScenarioSpecError, match=r"segment.where\[0\].value"):
-        segment_mask(frame.assign(p_churn_30d="high"), spec.segment, path)
+        segment_mask(frame.assign(p_churn_30d="high"), spec.segment)
 
 
 def test_policy_ranking_orders_by_users_kept_per_user_treated():

@@ -17,8 +17,9 @@ import pandas as pd
 
 from dagster_twins.churn.backtest import ForecastConfig, ForecastRun, run_forecast
 from dagster_twins.churn.forecast import CHURN, RETURN, QuestionModel, derive, top_drivers
+from dagster_twins.churn.history import known_users, observation_start, read_history
 from dagster_twins.churn.landmarks import ACTIVE, History, day_number, landmark_features, landmark_grid
-from dagster_twins.churn.store import known_users, observation_start, read_history
+from dagster_twins.churn.models import SurvivalModel
 from dagster_twins.warehouse.buckets import BucketReader
 
 TIERS = ((0.05, "low"), (0.15, "medium"), (0.35, "high"), (np.inf, "very high"))  # by P(churn) at the tier horizon
@@ -37,6 +38,17 @@ class Forecast:
     @property
     def horizons(self) -> tuple[int, ...]:
         return self.config.horizons
+
+    @property
+    def churn_model(self) -> SurvivalModel | None:
+        """The churn question's fitted model (None when too few users churned to fit one)."""
+        return self.models[CHURN].model
+
+    def coefficients(self) -> pd.DataFrame:
+        """Each fitted question's coefficients, with the covariates' standard deviations (their scale)."""
+        frames = [qm.model.coefficients_frame().assign(question=q, sd=[qm.design.sds[c] for c in qm.model.columns])
+                  for q, qm in self.models.items() if qm.model is not None]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def churn_matrix(self, raw: pd.DataFrame) -> np.ndarray:
         """The churn model's columns for raw landmark covariates (``scored_user_covariates`` rows, or shifted

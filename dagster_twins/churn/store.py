@@ -1,131 +1,87 @@
-"""What the churn layer reads from the warehouse: users' history as known on the as-of day, a bucket at a time.
-
-Every query keeps rows that occurred *and* landed before the as-of moment (the start of the day after the last
-landing day), so nothing read depends on what arrives later. SQL is written once for DuckDB and Spark (the
-constructs ``bucket_io`` lists).
-"""
+"""The churn layer's own tables: stored fits (with their backtest metrics and calibration), the predictions and
+their history. Other layers read the churn layer through here (``latest_forecast``) or by table name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 
+import duckdb
 import pandas as pd
 
-from dagster_twins.churn.landmarks import History, day_number, first_load_as_history, group_known_days
-from dagster_twins.warehouse.buckets import Bucket, BucketReader, all_buckets
+from dagster_twins.churn.pipeline import FitResult, Forecast
+from dagster_twins.churn.serialize import dumps, loads
+from dagster_twins.warehouse.tables import TableRewrite, replace_rows, table_exists
+
+SCHEMA = "churn"
 
 
-def day_literal(day: date) -> str:
-    """A date as a SQL literal both engines read. Inlined, not a ``?`` parameter: DuckDB 1.5.5 ran the daily
-    aggregate below ten times slower with parameters bound through a relation (2.3 s against 0.2 s on 1.5 million
-    interactions); the value comes from a ``date``, never from text."""
-    return f"date '{date.fromordinal(day.toordinal()).isoformat()}'"
+def _as_of_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: date) -> pd.DataFrame:
+    if not table_exists(con, SCHEMA, table):
+        return pd.DataFrame()
+    return con.execute(f"select * exclude (as_of) from {SCHEMA}.{table} where as_of = ?", [pd.Timestamp(as_of)]).df()
 
 
-DAILY_SQL = """
-select user_id, activity_date, landing_date,
-       count(*) filter (where source = 'events') as events,
-       count(*) filter (where is_user_initiated) as initiated,
-       count(*) filter (where spend > 0) as purchases,
-       coalesce(sum(spend), 0) as spend,
-       count(*) filter (where interaction_type = 'rec_shown') as recs_shown,
-       count(*) filter (where interaction_type = 'rec_clicked') as recs_clicked
-from marts.fct_events
-where activity_date < {day} and landing_date < {day} and {bucket}
-group by all
-"""
+def _save(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, as_of: date) -> None:
+    replace_rows(con, SCHEMA, table, frame.assign(as_of=pd.Timestamp(as_of)), {"as_of": pd.Timestamp(as_of)})
 
 
-def _known(column: str, day: date) -> str:
-    return f"{column} < {day_literal(day)} and landing_date < {day_literal(day)}"
+def recent_fit(con: duckdb.DuckDBPyConnection, as_of: date, within_days: int) -> tuple[date, Forecast] | None:
+    """The latest fit made on or before ``as_of`` and fewer than ``within_days`` days before it."""
+    if not table_exists(con, SCHEMA, "churn_models"):
+        return None
+    row = con.execute(f"select as_of, model_json from {SCHEMA}.churn_models where as_of <= ? and as_of > ? "
+                      "and model = 'landmark' order by as_of desc limit 1",
+                      [as_of, as_of - timedelta(days=within_days)]).fetchone()
+    return None if row is None else (pd.Timestamp(row[0]).date(), loads(row[1]))
 
 
-def known_users(reader: BucketReader, as_of: date) -> int:
-    """Users with any interaction known at ``as_of`` (the population the fit samples from)."""
-    return int(reader.scalars("select count(distinct user_id) from marts.fct_events "
-                              f"where {_known('activity_date', as_of)}")[0] or 0)
+def fit_metrics(con: duckdb.DuckDBPyConnection, fitted_on: date) -> pd.DataFrame:
+    """The backtest metrics of the fit made on ``fitted_on`` (a row per question and horizon)."""
+    return _as_of_rows(con, "churn_model_metrics", fitted_on)
 
 
-def first_known_day(reader: BucketReader, as_of: date) -> float | None:
-    value = reader.scalars(f"select min(activity_date) from marts.fct_events where {_known('activity_date', as_of)}")[0]
-    return None if value is None else float(day_number([value])[0])
+def fit_calibration(con: duckdb.DuckDBPyConnection, fitted_on: date) -> pd.DataFrame:
+    """The held-out calibration by decile of the fit made on ``fitted_on``."""
+    return _as_of_rows(con, "churn_calibration", fitted_on)
 
 
-def first_load_day(reader: BucketReader, as_of: date) -> float | None:
-    """The warehouse's first landing day (``landmarks.first_load_as_history``)."""
-    value = reader.scalars(f"select min(landing_date) from marts.fct_events where {_known('activity_date', as_of)}")[0]
-    return None if value is None else float(day_number([value])[0])
+def save_fit(con: duckdb.DuckDBPyConnection, fit: FitResult, as_of: date) -> None:
+    """A new fit's metrics, calibration, model (JSON) and coefficients, replacing any of the same day."""
+    con.execute(f"create schema if not exists {SCHEMA}")
+    _save(con, "churn_model_metrics", fit.run.metrics, as_of)
+    _save(con, "churn_calibration", fit.run.calibration, as_of)
+    _save(con, "churn_models", pd.DataFrame({"model": ["landmark"], "model_json": [dumps(fit.forecast)]}), as_of)
+    _save(con, "churn_model_coefficients", fit.forecast.coefficients(), as_of)
 
 
-def observation_start(reader: BucketReader, as_of: date) -> float | None:
-    """The day the warehouse's view of users' behaviour begins: its first product event (sign-ups and billing rows
-    can reach further back than any behaviour the data holds). Rates are per day observed since then."""
-    value = reader.scalars("select min(activity_date) from marts.fct_events where source = 'events' and "
-                           f"{_known('activity_date', as_of)}")[0]
-    return None if value is None else float(day_number([value])[0])
+def latest_forecast(con: duckdb.DuckDBPyConnection) -> tuple[Forecast, pd.Timestamp, pd.Timestamp] | None:
+    """The fit behind the current predictions, the day it was fitted and the day the predictions are as of
+    (None before the churn layer has published any)."""
+    if not table_exists(con, SCHEMA, "churn_predictions"):
+        return None
+    fitted_on, as_of = con.execute(f"select max(fitted_on), max(as_of) from {SCHEMA}.churn_predictions").fetchone()
+    row = con.execute(f"select model_json from {SCHEMA}.churn_models where as_of = ? and model = 'landmark' limit 1",
+                      [fitted_on]).fetchone()
+    return None if row is None else (loads(row[0]), pd.Timestamp(fitted_on), pd.Timestamp(as_of))
 
 
-def last_landing_day(reader: BucketReader) -> date | None:
-    value = reader.scalars("select max(landing_date) from marts.fct_events")[0]
-    return None if value is None else pd.Timestamp(value).date()
+class PredictionWriter:
+    """The one writer of the predictions, their daily history and the covariates they were scored on, a bucket
+    of users at a time; ``finish`` closes all three (``TableRewrite``)."""
 
+    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: date, fitted_on: date):
+        con.execute(f"create schema if not exists {SCHEMA}")
+        self.stamp = {"fitted_on": pd.Timestamp(fitted_on), "as_of": pd.Timestamp(as_of)}
+        self.predictions = TableRewrite(con, SCHEMA, "churn_predictions")
+        self.history = TableRewrite(con, SCHEMA, "churn_predictions_history", {"as_of": pd.Timestamp(as_of)})
+        self.covariates = TableRewrite(con, SCHEMA, "scored_user_covariates")
 
-def campaign_known(reader: BucketReader, as_of: date, first: float | None = None) -> pd.DataFrame:
-    """Per randomized-looking campaign, the first day each group's sends were known (over everyone; sends of the
-    first load, up to ``first``, default the first landing day, as known when they were sent, as ``read_history``
-    takes them)."""
-    first = first if first is not None else first_load_day(reader, as_of)
-    first_sql = "date '1970-01-01'" if first is None else day_literal(
-        (pd.Timestamp("1970-01-01") + pd.Timedelta(days=first)).date())
-    frame = reader.frame(
-        f"select campaign_id, campaign_group, min(case when landing_date <= {first_sql} then cast(sent_at as date) "
-        "else greatest(cast(sent_at as date), landing_date) end) as first_known "
-        f"from staging.stg_campaigns where campaign_group in ('treatment', 'control') and {_known('sent_at', as_of)} "
-        "group by all")
-    return group_known_days(frame.assign(known=day_number(frame["first_known"]) + 1))
+    def write(self, predictions: pd.DataFrame, covariates: pd.DataFrame) -> None:
+        self.predictions.write(predictions.assign(**self.stamp))
+        self.history.write(predictions.drop(columns=["top_drivers"]).assign(**self.stamp))
+        self.covariates.write(covariates.assign(as_of=self.stamp["as_of"]))
 
-
-def read_history(reader: BucketReader, as_of: date, bucket: Bucket | None = None,
-                 campaigns_known: pd.DataFrame | None = None, first_load: float | None = None) -> History:
-    """The history of one bucket of users as known at ``as_of`` (all users when ``bucket`` is None), the first load
-    (landing days up to ``first_load``; default: the warehouse's first landing day) as known when it happened."""
-    where = reader.bucket_filter(bucket)
-    daily = reader.frame(DAILY_SQL.format(bucket=where, day=day_literal(as_of)))
-    daily["day"] = day_number(daily.pop("activity_date"))
-    daily["landing_day"] = day_number(daily.pop("landing_date"))
-    subs = reader.frame("select user_id, occurred_at, landing_date, action, plan from staging.stg_subscriptions "
-                        f"where {_known('occurred_at', as_of)} and {where}")
-    tickets = reader.frame("select user_id, opened_at, closed_at, landing_date from staging.stg_support_tickets "
-                           f"where {_known('opened_at', as_of)} and {where}")
-    sends = reader.frame("select user_id, campaign_id, campaign_group, sent_at, landing_date from "
-                         "staging.stg_campaigns where campaign_group in ('treatment', 'control') and "
-                         f"{_known('sent_at', as_of)} and {where}")
-    users = reader.frame("select user_id, signed_up_at, landing_date, plan, acquisition_channel from "
-                         f"staging.stg_users where landing_date < {day_literal(as_of)} and {where}")
-    history = History(
-        daily=daily,
-        subscriptions=pd.DataFrame({"user_id": subs["user_id"], "at": day_number(subs["occurred_at"]),
-                                    "landing_day": day_number(subs["landing_date"]), "action": subs["action"],
-                                    "plan": subs["plan"]}),
-        tickets=pd.DataFrame({"user_id": tickets["user_id"], "opened": day_number(tickets["opened_at"]),
-                              "closed": day_number(tickets["closed_at"]),
-                              "landing_day": day_number(tickets["landing_date"])}),
-        campaigns=pd.DataFrame({"user_id": sends["user_id"], "campaign_id": sends["campaign_id"].astype(str),
-                                "campaign_group": sends["campaign_group"], "sent": day_number(sends["sent_at"]),
-                                "landing_day": day_number(sends["landing_date"])}),
-        campaign_known=campaigns_known if campaigns_known is not None else campaign_known(reader, as_of),
-        users=pd.DataFrame({"user_id": users["user_id"], "signup": day_number(users["signed_up_at"]),
-                            "landing_day": day_number(users["landing_date"]), "plan": users["plan"],
-                            "acquisition_channel": users["acquisition_channel"]}),
-    )
-    first_load = first_load if first_load is not None else first_load_day(reader, as_of)
-    return history if first_load is None else first_load_as_history(history, first_load)
-
-
-def bucket_histories(reader: BucketReader, as_of: date, buckets: int) -> Iterator[History]:
-    """Every bucket's history as known at ``as_of``, the population-wide figures (first load, campaigns) read once."""
-    first = first_load_day(reader, as_of)
-    known = campaign_known(reader, as_of, first)
-    for bucket in all_buckets(buckets):
-        yield read_history(reader, as_of, bucket, known, first)
+    def finish(self) -> int:
+        self.history.finish()
+        self.covariates.finish()
+        return self.predictions.finish()

@@ -57,7 +57,7 @@ CODE_COLUMNS: dict[str, dict[str, type]] = {
 }
 
 
-def _text_codes(rng: np.random.Generator, users: np.ndarray, topics: np.ndarray, pop: Population,
+def _text_codes(rng: np.random.Generator, users: np.ndarray, pop: Population,
                 vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """Goal and intent-phrase choice for search/chat text: the user's own goal 60% of the time."""
     own = rng.random(len(users)) < 0.6
@@ -159,7 +159,7 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
         m = len(users)
         etype = rng.choice(len(EVENT_TYPES), m, p=np.array(EVENT_TYPE_PROBS))
         topic = sample_cumulative(rng, pop.cum_interest[users])
-        goal, pick = _text_codes(rng, users, topic, pop, vocab)
+        goal, pick = _text_codes(rng, users, pop, vocab)
         value = np.where(etype == PURCHASE, np.round(rng.lognormal(3.0, 0.6, m), 2), np.nan)
         sim.add("events", seq=np.arange(event_seq, event_seq + m), user=users,
                 t=session_start[ev_session] + rng.integers(0, 1800, m), etype=etype.astype(np.int8),
@@ -191,7 +191,7 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
             thread_start = np.repeat(day_s + rng.integers(0, DAY - 3600, len(chatting)), 2 * turns)
             order = np.concatenate([np.arange(2 * k) for k in turns])
             topic = sample_cumulative(rng, pop.cum_interest[msg_user])
-            goal, pick = _text_codes(rng, msg_user, topic, pop, vocab)
+            goal, pick = _text_codes(rng, msg_user, pop, vocab)
             sim.add("conversations", user=msg_user, t=thread_start + 45 * order, agent=(order % 2 == 1),
                     topic=topic.astype(np.int16), goal=goal.astype(np.int16), pick=pick)
 

@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_twins.contract import QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
 from dagster_twins.ingestion.loader import LoadResult, load_source
 from dagster_twins.ingestion.resources import LandingResource
+from dagster_twins.metadata import md_table
 from dagster_twins.partitions import daily_partitions, single_run, window_dates
 from dagster_twins.warehouse.resources import WarehouseResource
 
@@ -124,6 +125,6 @@ def _quarantine_result(con) -> dg.MaterializeResult:
         metadata={
             "dagster/row_count": int(sum(by_source.values())),
             "rows_by_source": dg.MetadataValue.md(_markdown_table(by_source, ("source", "rows"))),
-            "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "(empty)"),
+            "preview": md_table(preview, floatfmt="g"),
         },
     )

@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from dagster_twins.metadata import md_table
 from dagster_twins.quality.checks import SCHEMA, gx_store_dir
 from dagster_twins.quality.report import render_html, results_frame, status_of, summary_table
 from dagster_twins.warehouse.resources import WarehouseResource
@@ -52,7 +53,7 @@ def build_report_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             "report": dg.MetadataValue.path(str(path)), "data_docs": dg.MetadataValue.path(str(data_docs)),
             "checks": len(current), "passed": int(counts.get("passed", 0)), "warnings": int(counts.get("warning", 0)),
             "failed": int(counts.get("failed", 0)), "dagster/row_count": len(current),
-            "summary": dg.MetadataValue.md(summary_table(current).to_markdown(index=False)) if len(current) else "",
+            "summary": md_table(summary_table(current), floatfmt="g") if len(current) else "",
             "seconds": round(time.perf_counter() - started, 2),
         })
 

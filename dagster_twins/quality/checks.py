@@ -9,6 +9,7 @@ import duckdb
 import pandas as pd
 
 from dagster_twins.contract import RAW_LANDING_DATE
+from dagster_twins.metadata import md_table
 from dagster_twins.partitions import run_window
 from dagster_twins.quality.gx import SuiteFile, load_suite_files, row_count_verdict, validate
 from dagster_twins.warehouse.resources import WarehouseResource
@@ -77,7 +78,7 @@ def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
             severity=dg.AssetCheckSeverity.WARN if only_volume else dg.AssetCheckSeverity.ERROR,
             metadata={
                 "rows": rows, "rows_validated": len(frame), "expectations": len(results), "failed": len(failed),
-                "results": dg.MetadataValue.md(results.to_markdown(index=False)),
+                "results": md_table(results, floatfmt="g"),
                 "data_docs": dg.MetadataValue.path(str(gx_store_dir(warehouse) / "data_docs" / "index.html")),
             },
         )

@@ -3,16 +3,13 @@
 import dagster as dg
 import pandas as pd
 
+from dagster_twins.metadata import md_table
 from dagster_twins.serving.publish import MANIFEST, publish_serving_copy, verify_serving_copy
 from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "serving"
 SERVING_KEY = dg.AssetKey(["serving", "published_warehouse"])
 CHECK_NAME = "opens_read_only_and_matches_manifest"
-
-
-def _md(frame: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.to_markdown(index=False))
 
 
 def build_serving_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -43,7 +40,7 @@ def build_serving_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             "published_at": published["published_at"],
             "table_count": len(tables),
             "view_count": published["views"],
-            "tables": _md(tables),
+            "tables": md_table(tables),
         }
         if published["broken_views"]:
             metadata["broken_views"] = dg.MetadataValue.json(published["broken_views"])

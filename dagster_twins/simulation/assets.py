@@ -6,61 +6,26 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
-from dagster_twins.churn.assets import PREDICTIONS_KEY
-from dagster_twins.churn.forecast import CHURN
-from dagster_twins.churn.pipeline import Forecast
-from dagster_twins.churn.serialize import loads
+from dagster_twins.churn.store import latest_forecast
+from dagster_twins.metadata import md_table
+from dagster_twins.simulation import store
 from dagster_twins.simulation.effects import estimate_campaign_effects
 from dagster_twins.simulation.plots import scenario_plot
 from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario
-from dagster_twins.simulation.specs import ScenarioSpec, load_specs
-from dagster_twins.twins.assets import TWINS_KEY
-from dagster_twins.warehouse.buckets import DuckDBReader, all_buckets
+from dagster_twins.simulation.specs import ScenarioSpec, load_specs, naming_file
 from dagster_twins.warehouse.resources import WarehouseResource
-from dagster_twins.warehouse.tables import replace_rows, table_exists
 
 GROUP = "simulation"
-SCHEMA = "simulation"
+SCHEMA = store.SCHEMA
 EFFECTS_KEY = dg.AssetKey([SCHEMA, "campaign_effects"])
 SEGMENT_BASE_KEY = dg.AssetKey([SCHEMA, "user_segment_base"])
 RANKING_KEY = dg.AssetKey([SCHEMA, "scenario_policy_ranking"])
 EXPERIMENTS_KEY = dg.AssetKey(["marts", "campaign_experiment_frame"])
-
-def segment_base_view(churn_horizons: list[int]) -> str:
-    """What segments can filter on: each active user's churn prediction at every horizon (and its percentile),
-    twin and recent behaviour."""
-    probabilities = ", ".join(f"p.p_churn_{h}d, percent_rank() over (order by p.p_churn_{h}d) as "
-                              f"p_churn_{h}d_percentile" for h in churn_horizons)
-    return f"""
-create or replace view {SCHEMA}.user_segment_base as
-select
-    p.user_id, p.tenure_days, {probabilities},
-    p.risk_tier, p.log_hazard_ratio,
-    t.top_interest, t.primary_goal, t.preferred_channel, t.preferred_format, t.rec_click_propensity,
-    t.campaign_response_propensity, t.interactions_per_week, t.purchases_per_week, t.tickets_per_30_days,
-    t.overall_confidence,
-    f.plan, f.acquisition_channel, f.days_since_last_active, f.events_in_window, f.active_days_in_window,
-    f.tickets_in_window, f.open_tickets, f.campaign_treated, f.campaign_control,
-    p.as_of
-from churn.churn_predictions as p
-left join twins.user_twins as t on p.user_id = t.user_id
-left join churn.scored_user_covariates as f on p.user_id = f.user_id
-where p.question = 'churn'
-"""
-
-
-def churn_horizons(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """The horizons the churn predictions carry (configuration of the churn layer), from their columns."""
-    columns = [row[0] for row in con.execute("describe churn.churn_predictions").fetchall()]
-    return sorted(int(c[len("p_churn_"):-1]) for c in columns if c.startswith("p_churn_") and c.endswith("d"))
-
-
-def _md(frame: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=".3f"))
-
+# Other layers' outputs, by name: the segments read them as tables.
+PREDICTIONS_KEY = dg.AssetKey(["churn", "churn_predictions"])
+TWINS_KEY = dg.AssetKey(["twins", "user_twins"])
 
 @dg.asset(
     key=EFFECTS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[EXPERIMENTS_KEY],
@@ -79,7 +44,7 @@ def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             context.log.warning("no randomized campaign (both a treatment and a control group) in the data: scenarios "
                                 "cannot use an estimated effect")
             effects = pd.DataFrame(columns=["campaign_id", "followup_days", "estimable", "hazard_ratio"])
-        replace_rows(con, SCHEMA, "campaign_effects", effects)
+        store.save_effects(con, effects)
     estimable = effects[effects["estimable"].astype(bool)] if len(effects) else effects
     ordered = bool(len(estimable) == 0 or (
         (estimable["hazard_ratio"] > 0)
@@ -90,7 +55,7 @@ def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseReso
              "control_users", "treatment_churned", "control_churned", "p_value"]
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": len(effects), "randomized_campaigns": int(effects["campaign_id"].nunique()),
-        "estimates": _md(effects[[c for c in shown if c in effects]]),
+        "estimates": md_table(effects[[c for c in shown if c in effects]]),
     })
     yield dg.AssetCheckResult(check_name="estimates_finite_and_ordered", passed=ordered,
                               metadata={"estimable_rows": len(estimable)})
@@ -105,23 +70,10 @@ def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 def user_segment_base(warehouse: WarehouseResource) -> dg.MaterializeResult:
     con = warehouse.connect()
     try:
-        con.execute(f"create schema if not exists {SCHEMA}")
-        con.execute(segment_base_view(churn_horizons(con)))
-        rows = int(con.execute(f"select count(*) from {SCHEMA}.user_segment_base").fetchone()[0])
-        preview = con.execute(f"select * from {SCHEMA}.user_segment_base limit 5").df()
+        rows, preview = store.refresh_segment_base(con)
     finally:
         con.close()
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": _md(preview)})
-
-
-def latest_forecast(con: duckdb.DuckDBPyConnection) -> tuple[Forecast, pd.Timestamp, pd.Timestamp]:
-    """The churn layer's fit behind the current predictions, when it was fitted, and the day they are as of."""
-    fitted = con.execute("select max(fitted_on), max(as_of) from churn.churn_predictions").fetchone()
-    row = con.execute("select model_json from churn.churn_models where as_of = ? and model = 'landmark' limit 1",
-                      [fitted[0]]).fetchone()
-    if row is None:
-        raise dg.Failure("no stored churn model for the current predictions: materialize churn first")
-    return loads(row[0]), pd.Timestamp(fitted[0]), pd.Timestamp(fitted[1])
+    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": md_table(preview)})
 
 
 def scenario_key(name: str) -> dg.AssetKey:
@@ -168,25 +120,22 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
     def _scenario(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         started = time.perf_counter()
         with warehouse.reading() as (con, reader):
-            forecast, fitted_on, as_of = latest_forecast(con)
-            model = forecast.models[CHURN].model  # None when there were too few churn events to fit one
-            # The churn layer's tables live in the DuckDB file whichever engine built the marts.
-            churn_tables = DuckDBReader(con)
-            users = int(con.execute("select count(*) from churn.scored_user_covariates").fetchone()[0])
-            segment_base = con.execute(f"select * from {SCHEMA}.user_segment_base").df()
+            latest = latest_forecast(con)
+            if latest is None:
+                raise dg.Failure("no stored churn model for the current predictions: materialize churn first")
+            forecast, fitted_on, as_of = latest
+            segment_base = store.segment_base(con)
             experiments = reader.frame("select * from marts.campaign_experiment_frame")
-            buckets = warehouse.buckets(users)
+            buckets = warehouse.buckets(store.scored_users(con))
             context.log.info(f"{spec.name}: {spec.draws} draws of the churn model fitted on "
                              f"{fitted_on.date()} over {len(segment_base):,} active users, read in {buckets} "
                              f"bucket(s)")
-            covariates = (churn_tables.table_frame("churn.scored_user_covariates", where="state = 'active'",
-                                                   bucket=b) for b in all_buckets(buckets))
-            run = run_scenario(spec, path, model, forecast.churn_matrix, covariates, segment_base, experiments)
+            with naming_file(path):
+                run = run_scenario(spec, forecast.churn_model, forecast.churn_matrix,
+                                   store.active_covariates(con, buckets), segment_base, experiments)
             stamp = {"as_of": as_of, "fitted_on": fitted_on}
-            result = result_frame(run.result).assign(**stamp)
-            replace_rows(con, SCHEMA, "scenario_results", result, {"scenario": spec.name})
-            replace_rows(con, SCHEMA, "scenario_results_history", result, {"scenario": spec.name, "as_of": as_of})
-            replace_rows(con, SCHEMA, "scenario_user_effects", run.users.assign(**stamp), {"scenario": spec.name})
+            store.save_scenario(con, spec.name, result_frame(run.result).assign(**stamp), run.users.assign(**stamp),
+                                as_of)
         r = result_frame(run.result).iloc[0].to_dict()
         seconds = round(time.perf_counter() - started, 2)
         if r["status"] == "skipped":
@@ -200,7 +149,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
             "status": r["status"], "status_reason": r["status_reason"],
             "users_affected": int(r["users_affected"]), "effect_kind": r["effect_kind"], "effect": r["effect_source"],
             "dagster/row_count": len(run.users), "seconds": seconds, "user_buckets": buckets,
-            "result": dg.MetadataValue.md(pd.Series(r).to_frame("value").to_markdown(floatfmt=".4f")),
+            "result": md_table(pd.Series(r).to_frame("value"), floatfmt=".4f", index=True),
             "plot": dg.MetadataValue.path(str(plot)) if plot else dg.MetadataValue.text("empty segment"),
         })
         yield dg.AssetCheckResult(check_name="simulated", passed=r["status"] == "simulated",
@@ -229,15 +178,14 @@ def build_ranking_asset(names: list[str]) -> dg.AssetsDefinition:
     def _ranking(warehouse: WarehouseResource) -> dg.MaterializeResult:
         con = warehouse.connect()
         try:
-            if not table_exists(con, SCHEMA, "scenario_results"):
+            results = store.scenario_results(con, names)
+            if results is None:
                 raise dg.Failure("no scenario results yet: materialize the scenario assets first")
-            results = con.execute(f"select * from {SCHEMA}.scenario_results").df()
-            results = results[results["scenario"].isin(names)]
             ranking = policy_ranking(results)
-            replace_rows(con, SCHEMA, "scenario_policy_ranking", ranking)
+            store.save_ranking(con, ranking)
         finally:
             con.close()
-        return dg.MaterializeResult(metadata={"dagster/row_count": len(ranking), "ranking": _md(ranking)})
+        return dg.MaterializeResult(metadata={"dagster/row_count": len(ranking), "ranking": md_table(ranking)})
 
     return _ranking
 

@@ -11,12 +11,28 @@ Users are processed in chunks so memory stays at chunk x draws, whatever the seg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import numpy as np
 
-from dagster_twins.churn.models import SurvivalModel
-
 INTERVAL = (0.05, 0.95)  # a 90% interval
+
+
+class HazardModel(Protocol):
+    """What the simulation needs of a fitted survival model (the churn layer's ``SurvivalModel`` is one): its
+    coefficients with their sampling covariance, the covariates' centre, and a Cox baseline (or Weibull shape)."""
+
+    kind: Literal["cox", "weibull"]
+    coef: np.ndarray
+    center: np.ndarray
+    coef_se: np.ndarray | None
+    param_cov: np.ndarray | None
+    intercept: float
+    rho: float
+    events: int
+    baseline_times: np.ndarray
+
+    def baseline_at(self, t: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +50,7 @@ class ParameterDraws:
         return len(self.coef)
 
 
-def draw_parameters(model: SurvivalModel, rng: np.random.Generator, n: int) -> ParameterDraws:
+def draw_parameters(model: HazardModel, rng: np.random.Generator, n: int) -> ParameterDraws:
     """Normal approximation to the fit's sampling distribution (the full covariance where stored, else the
     standard errors). The Cox baseline's level varies as a Poisson count of the fit's events would."""
     p = len(model.coef)
@@ -51,11 +67,11 @@ def draw_parameters(model: SurvivalModel, rng: np.random.Generator, n: int) -> P
     return ParameterDraws(theta[:, :p], np.ones(n), theta[:, p], np.exp(theta[:, p + 1]))
 
 
-def _se(model: SurvivalModel) -> np.ndarray:
+def _se(model: HazardModel) -> np.ndarray:
     return model.coef_se if model.coef_se is not None else np.zeros(len(model.coef))
 
 
-def horizon_cumulative_hazard(model: SurvivalModel, params: ParameterDraws, x: np.ndarray, tenure: np.ndarray,
+def horizon_cumulative_hazard(model: HazardModel, params: ParameterDraws, x: np.ndarray, tenure: np.ndarray,
                               horizon: float) -> np.ndarray:
     """H(a + h | x) - H(a | x) per user (rows) and draw (columns): the hazard accumulated over the horizon by a
     user who has survived to tenure a."""
@@ -102,7 +118,7 @@ class SimulationOutcome:
         return self.retention(self.churners_scenario) - baseline, self.retention(self.churners_placebo) - baseline
 
 
-def simulate(model: SurvivalModel, params: ParameterDraws, x: np.ndarray, tenure: np.ndarray, horizon: float, *,
+def simulate(model: HazardModel, params: ParameterDraws, x: np.ndarray, tenure: np.ndarray, horizon: float, *,
              hazard_ratio: np.ndarray | None = None, placebo_ratio: np.ndarray | None = None,
              x_scenario: np.ndarray | None = None, chunk_users: int = 5000) -> SimulationOutcome:
     """Simulate a segment (``x``: its users' model columns, ``tenure``: days survived so far) over ``horizon``

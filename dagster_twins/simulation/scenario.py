@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dagster_twins.churn.models import SurvivalModel
 from dagster_twins.simulation.effects import EffectUnavailable, HazardRatioDistribution, estimated_distribution
-from dagster_twins.simulation.engine import combine, draw_parameters, simulate, summarize_outcome
+from dagster_twins.simulation.engine import HazardModel, combine, draw_parameters, simulate, summarize_outcome
 from dagster_twins.simulation.specs import ScenarioSpec, ScenarioSpecError, segment_mask
 
 EFFECT_KINDS = {
@@ -55,7 +53,7 @@ def describe_filter(spec: ScenarioSpec) -> str:
     return " and ".join(parts) or "every active user"
 
 
-def resolve_effect(spec: ScenarioSpec, path: Path, experiments: pd.DataFrame) -> HazardRatioDistribution | None:
+def resolve_effect(spec: ScenarioSpec, experiments: pd.DataFrame) -> HazardRatioDistribution | None:
     """The hazard ratio's distribution, or None for a covariate shift (the model carries the effect). Raises
     EffectUnavailable when the data cannot give an estimated effect."""
     effect = spec.intervention.effect
@@ -69,29 +67,30 @@ def resolve_effect(spec: ScenarioSpec, path: Path, experiments: pd.DataFrame) ->
     return None
 
 
-def shifted(frame: pd.DataFrame, spec: ScenarioSpec, path: Path) -> pd.DataFrame:
+def shifted(frame: pd.DataFrame, spec: ScenarioSpec) -> pd.DataFrame:
     out = frame.copy()
     for i, shift in enumerate(spec.intervention.effect.shifts):
         if shift.column not in frame or not pd.api.types.is_numeric_dtype(frame[shift.column]):
             numeric = sorted(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]))
-            raise ScenarioSpecError(f"{path}: intervention.effect.shifts[{i}].column: no numeric column "
+            raise ScenarioSpecError(f"intervention.effect.shifts[{i}].column: no numeric column "
                                     f"{shift.column!r} in the churn covariates (churn.scored_user_covariates); "
                                     f"shiftable: {', '.join(numeric)}")
         out[shift.column] = shift.apply(frame[shift.column])
     return out
 
 
-def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel | None,
+def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
                  to_matrix: Callable[[pd.DataFrame], np.ndarray],
                  covariates: pd.DataFrame | Iterable[pd.DataFrame], segment_base: pd.DataFrame,
                  experiments: pd.DataFrame) -> ScenarioRun:
     """``model``: the churn model, a hazard in days since the as-of day; ``to_matrix``: its columns from raw
-    covariates (``churn.pipeline.Forecast.churn_matrix``); ``covariates``: the active users' raw covariates as of
+    covariates (the churn layer's ``Forecast.churn_matrix``); ``covariates``: the active users' raw covariates as of
     that day, whole or as disjoint buckets of users (each bucket is simulated with the same parameter draws, then
     combined); ``segment_base``: one row per active user (predictions, twin, covariates) that segments filter;
-    ``experiments``: the randomized campaign frame."""
+    ``experiments``: the randomized campaign frame. A spec the data cannot serve raises ScenarioSpecError naming the
+    field (the caller names the file)."""
     base = segment_base.sort_values("user_id", kind="stable").reset_index(drop=True)
-    members = base.loc[segment_mask(base, spec.segment, path), "user_id"]
+    members = base.loc[segment_mask(base, spec.segment), "user_id"]
     identity = {"scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
                 "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
                 "users_affected": len(members), "horizon_days": spec.horizon_days, "draws": spec.draws,
@@ -102,11 +101,11 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel | None,
         if model is None:
             raise EffectUnavailable("the churn layer has no model to simulate with (too few churn events to fit "
                                     "one; churn.churn_model_metrics says how many)")
-        effect = resolve_effect(spec, path, experiments)
+        effect = resolve_effect(spec, experiments)
     except EffectUnavailable as exc:
         # Not an error in the spec but a gap in the data (own data without the campaign, say): recorded as
         # skipped with the reason, so the rest of the pipeline still runs and the gap is visible.
-        return ScenarioRun({**identity, "status": "skipped", "status_reason": f"{path.name}: {exc}"},
+        return ScenarioRun({**identity, "status": "skipped", "status_reason": str(exc)},
                            pd.DataFrame(columns=USER_COLUMNS), pd.DataFrame(columns=DRAW_COLUMNS))
 
     rng = np.random.default_rng(spec.seed)
@@ -120,7 +119,7 @@ def run_scenario(spec: ScenarioSpec, path: Path, model: SurvivalModel | None,
         if raw.empty:
             continue
         x = to_matrix(raw)
-        x_scenario = to_matrix(shifted(raw, spec, path)) if effect is None else None
+        x_scenario = to_matrix(shifted(raw, spec)) if effect is None else None
         # The model's clock starts on the as-of day (a landmark): every user is at time zero of their horizon.
         start = np.zeros(len(raw))
         tenure = raw["tenure_days"].to_numpy(dtype=float)

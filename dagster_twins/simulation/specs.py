@@ -17,6 +17,8 @@ the field at fault, e.g. ``scenarios/x.yaml: intervention.effect.hazard_ratio.me
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +31,17 @@ Scalar = float | int | str | bool
 
 
 class ScenarioSpecError(ValueError):
-    """A scenario spec that cannot be used; the message names the file and the field."""
+    """A scenario spec that cannot be used; the message names the field (and the file, once the caller adds it:
+    ``naming_file``)."""
+
+
+@contextmanager
+def naming_file(path: Path) -> Iterator[None]:
+    """Spec errors raised inside the block name ``path`` first."""
+    try:
+        yield
+    except ScenarioSpecError as exc:
+        raise ScenarioSpecError(f"{path}: {exc}") from exc
 
 
 class _Strict(BaseModel):
@@ -167,12 +179,12 @@ OPS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">
        ">=": np.greater_equal}
 
 
-def segment_mask(frame: pd.DataFrame, segment: Segment, path: Path) -> np.ndarray:
+def segment_mask(frame: pd.DataFrame, segment: Segment) -> np.ndarray:
     """Rows of ``frame`` in the segment. A column the frame does not have fails naming the spec's field."""
     mask = np.ones(len(frame), dtype=bool)
     for i, cond in enumerate(segment.where):
         if cond.column not in frame:
-            raise ScenarioSpecError(f"{path}: segment.where[{i}].column: no column {cond.column!r}; segments can "
+            raise ScenarioSpecError(f"segment.where[{i}].column: no column {cond.column!r}; segments can "
                                     f"filter on {', '.join(sorted(frame.columns))}")
         values = frame[cond.column]
         if cond.op == "is null":
@@ -184,7 +196,7 @@ def segment_mask(frame: pd.DataFrame, segment: Segment, path: Path) -> np.ndarra
         else:
             numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
             if numeric != (isinstance(cond.value, int | float) and not isinstance(cond.value, bool)):
-                raise ScenarioSpecError(f"{path}: segment.where[{i}].value: {cond.value!r} cannot be compared with "
+                raise ScenarioSpecError(f"segment.where[{i}].value: {cond.value!r} cannot be compared with "
                                         f"column {cond.column!r} ({values.dtype})")
             hit = OPS[cond.op](values.to_numpy(), cond.value) & values.notna().to_numpy()
         mask &= hit

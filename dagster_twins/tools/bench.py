@@ -272,19 +272,18 @@ def engine_seconds(warehouse: Path, users: int, draws: int, repeat: int) -> list
     resampled (with replacement) to that many rows; effect and parameter draws as a scenario makes them."""
     import numpy as np
 
-    from dagster_twins.churn.forecast import CHURN
-    from dagster_twins.simulation.assets import latest_forecast
+    from dagster_twins.churn.store import latest_forecast
     from dagster_twins.simulation.effects import HazardRatioDistribution
     from dagster_twins.simulation.engine import draw_parameters, simulate
     from dagster_twins.warehouse.tables import connect
 
     con = connect(warehouse, read_only=True)
     try:
-        forecast, _, _ = latest_forecast(con)
+        forecast, _, _ = latest_forecast(con)  # the benchmark's warehouse has churn predictions
         alive = con.execute("select * from churn.scored_user_covariates where state = 'active'").df()
     finally:
         con.close()
-    model = forecast.models[CHURN].model
+    model = forecast.churn_model
     rows = alive.sample(n=users, replace=True, random_state=0)
     x = forecast.churn_matrix(rows)
     tenure = np.zeros(len(rows))  # the churn model's clock starts on the as-of day
@@ -301,6 +300,9 @@ def engine_seconds(warehouse: Path, users: int, draws: int, repeat: int) -> list
 
 
 def main(args: argparse.Namespace) -> int:
+    for flag, stage in (("--from-stage", args.from_stage), ("--to-stage", args.to_stage)):
+        if stage is not None and stage not in STAGES:
+            raise SystemExit(f"{flag}: {stage!r} is not a stage; the stages are {', '.join(STAGES)}")
     root = args.workdir or Path(tempfile.gettempdir())
     root.mkdir(parents=True, exist_ok=True)
     if args.simulation:

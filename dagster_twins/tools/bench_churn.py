@@ -25,9 +25,9 @@ PHASES = ("frame_seconds", "fit_seconds", "score_seconds")
 def phases(warehouse: Path) -> dict:
     """One pass of the churn layer over ``warehouse`` (read-only), timed by phase."""
     from dagster_twins.churn.backtest import ForecastConfig, run_forecast
+    from dagster_twins.churn.history import bucket_histories, last_landing_day
     from dagster_twins.churn.landmarks import day_number
     from dagster_twins.churn.pipeline import Forecast, as_of_moment, fit_sample, score_history
-    from dagster_twins.churn.store import bucket_histories, last_landing_day
     from dagster_twins.warehouse.buckets import DuckDBReader, bucket_count
     from dagster_twins.warehouse.tables import connect
 

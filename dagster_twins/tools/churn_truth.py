@@ -14,10 +14,10 @@ import pandas as pd
 
 from dagster_twins.churn.backtest import ForecastConfig
 from dagster_twins.churn.forecast import CHURN
+from dagster_twins.churn.history import last_landing_day
 from dagster_twins.churn.landmarks import EPOCH, day_number
 from dagster_twins.churn.metrics import auc, calibration_by_decile
 from dagster_twins.churn.pipeline import FitResult, as_of_moment, fit_as_of
-from dagster_twins.churn.store import last_landing_day
 from dagster_twins.demo.oracle import true_churn_probability
 from dagster_twins.warehouse.buckets import DuckDBReader
 

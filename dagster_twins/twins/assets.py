@@ -6,6 +6,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
+from dagster_twins.metadata import md_table
 from dagster_twins.partitions import run_window, single_run
 from dagster_twins.twins import store
 from dagster_twins.twins.state import empty_state, fold
@@ -103,13 +104,12 @@ def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehou
         "dagster/row_count": belief_rows, "as_of": str(as_of), "mode": mode, "engine": reader.engine,
         "interactions_folded": interactions, "user_buckets": buckets,
         "half_life_days": config.half_life_days, "seconds": seconds,
-        "priors": dg.MetadataValue.md(priors.frame.drop(columns="as_of").head(30).to_markdown(index=False,
-                                                                                            floatfmt=".3g")),
+        "priors": md_table(priors.frame.drop(columns="as_of").head(30), floatfmt=".3g"),
     })
     yield dg.MaterializeResult(asset_key=TWINS_KEY, metadata={
         "dagster/row_count": twin_rows, "as_of": str(as_of),
         "median_overall_confidence": tally.median_confidence(),
-        "preview": dg.MetadataValue.md(tally.preview.to_markdown(index=False, floatfmt=".3g")),
+        "preview": md_table(tally.preview, floatfmt=".3g"),
     })
     for outcome in tally.outcomes(len(users)):
         yield dg.AssetCheckResult(asset_key=TABLE_KEYS[outcome.table], check_name=outcome.check_name,

@@ -1,0 +1,91 @@
+"""The simulation layer's tables: campaign effects, the segment base view, each scenario's results, their history
+and per-user effects, and the policy ranking. The other layers' tables it reads are named here, in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import duckdb
+import pandas as pd
+
+from dagster_twins.warehouse.buckets import DuckDBReader, all_buckets
+from dagster_twins.warehouse.tables import replace_rows, table_exists
+
+SCHEMA = "simulation"
+
+
+def segment_base_view(churn_horizons: list[int]) -> str:
+    """What segments can filter on: each active user's churn prediction at every horizon (and its percentile),
+    twin and recent behaviour."""
+    probabilities = ", ".join(f"p.p_churn_{h}d, percent_rank() over (order by p.p_churn_{h}d) as "
+                              f"p_churn_{h}d_percentile" for h in churn_horizons)
+    return f"""
+create or replace view {SCHEMA}.user_segment_base as
+select
+    p.user_id, p.tenure_days, {probabilities},
+    p.risk_tier, p.log_hazard_ratio,
+    t.top_interest, t.primary_goal, t.preferred_channel, t.preferred_format, t.rec_click_propensity,
+    t.campaign_response_propensity, t.interactions_per_week, t.purchases_per_week, t.tickets_per_30_days,
+    t.overall_confidence,
+    f.plan, f.acquisition_channel, f.days_since_last_active, f.events_in_window, f.active_days_in_window,
+    f.tickets_in_window, f.open_tickets, f.campaign_treated, f.campaign_control,
+    p.as_of
+from churn.churn_predictions as p
+left join twins.user_twins as t on p.user_id = t.user_id
+left join churn.scored_user_covariates as f on p.user_id = f.user_id
+where p.question = 'churn'
+"""
+
+
+def churn_horizons(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """The horizons the churn predictions carry (configuration of the churn layer), from their columns."""
+    columns = [row[0] for row in con.execute("describe churn.churn_predictions").fetchall()]
+    return sorted(int(c[len("p_churn_"):-1]) for c in columns if c.startswith("p_churn_") and c.endswith("d"))
+
+
+def refresh_segment_base(con: duckdb.DuckDBPyConnection, preview_rows: int = 5) -> tuple[int, pd.DataFrame]:
+    """(Re)create the segment base view for the churn layer's current horizons: its rows and a preview."""
+    con.execute(f"create schema if not exists {SCHEMA}")
+    con.execute(segment_base_view(churn_horizons(con)))
+    rows = int(con.execute(f"select count(*) from {SCHEMA}.user_segment_base").fetchone()[0])
+    return rows, con.execute(f"select * from {SCHEMA}.user_segment_base limit {int(preview_rows)}").df()
+
+
+def segment_base(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute(f"select * from {SCHEMA}.user_segment_base").df()
+
+
+def scored_users(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("select count(*) from churn.scored_user_covariates").fetchone()[0])
+
+
+def active_covariates(con: duckdb.DuckDBPyConnection, buckets: int) -> Iterator[pd.DataFrame]:
+    """The active users' covariates as the churn layer scored them, a bucket of users at a time. (The churn
+    layer's tables live in the DuckDB file whichever engine built the marts.)"""
+    reader = DuckDBReader(con)
+    for bucket in all_buckets(buckets):
+        yield reader.table_frame("churn.scored_user_covariates", where="state = 'active'", bucket=bucket)
+
+
+def save_effects(con: duckdb.DuckDBPyConnection, effects: pd.DataFrame) -> None:
+    replace_rows(con, SCHEMA, "campaign_effects", effects)
+
+
+def save_scenario(con: duckdb.DuckDBPyConnection, name: str, result: pd.DataFrame, users: pd.DataFrame,
+                  as_of: pd.Timestamp) -> None:
+    """A scenario's result row (current and in its history of as-of days) and its per-user effects."""
+    replace_rows(con, SCHEMA, "scenario_results", result, {"scenario": name})
+    replace_rows(con, SCHEMA, "scenario_results_history", result, {"scenario": name, "as_of": as_of})
+    replace_rows(con, SCHEMA, "scenario_user_effects", users, {"scenario": name})
+
+
+def scenario_results(con: duckdb.DuckDBPyConnection, names: list[str]) -> pd.DataFrame | None:
+    """The current results of the named scenarios (None before any scenario has run)."""
+    if not table_exists(con, SCHEMA, "scenario_results"):
+        return None
+    results = con.execute(f"select * from {SCHEMA}.scenario_results").df()
+    return results[results["scenario"].isin(names)]
+
+
+def save_ranking(con: duckdb.DuckDBPyConnection, ranking: pd.DataFrame) -> None:
+    replace_rows(con, SCHEMA, "scenario_policy_ranking", ranking)
