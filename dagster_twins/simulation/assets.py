@@ -133,6 +133,8 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
             with naming_file(path):
                 run = run_scenario(spec, forecast.churn_model, forecast.churn_matrix,
                                    store.active_covariates(con, buckets), segment_base, experiments)
+            if run.result["status"] == "skipped":  # the reason names the spec's file, as its errors do
+                run.result["status_reason"] = f"{path.name}: {run.result['status_reason']}"
             stamp = {"as_of": as_of, "fitted_on": fitted_on}
             store.save_scenario(con, spec.name, result_frame(run.result).assign(**stamp), run.users.assign(**stamp),
                                 as_of)
