@@ -11,13 +11,14 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
 from dagster_twins.layers import LAYERS
-from dagster_twins.settings import DEFAULT_DATA_DIR, Settings, apply_offline_env
+from dagster_twins.settings import DEFAULT_DATA_DIR, FILE_KEYS, Settings, SettingsError, apply_offline_env
 
 
 def _yesterday() -> date:
@@ -75,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dagster_twins.pipeline import asset_seconds, ensure_dagster_home, landing_span, run_pipeline
     from dagster_twins.warehouse.summary import print_warehouse_summary
 
-    settings = Settings.from_env()
+    settings = load_settings(args)
     span = landing_span(settings)
     if span is None and not (args.start and args.end):
         print(f"No landing files under {settings.landing_dir}. Generate demo data with "
@@ -83,9 +84,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     start = args.start or span[0]
     end = args.end or span[1]
+    if settings.partition_start is None:
+        settings = replace(settings, partition_start=start, origin={**settings.origin,
+                                                                   "partition_start": "the landing files"})
+    elif start < settings.partition_start:
+        print(f"Landing days start on {start}, before partition_start {settings.partition_start} "
+              f"({settings.origin.get('partition_start', 'default')}): set it earlier, or leave it out to start at "
+              "the earliest landing day.", file=sys.stderr)
+        return 2
     ensure_dagster_home()
     print(f"Running the pipeline for landing days {start} .. {end} into {settings.warehouse_path}")
-    run_config = yaml.safe_load(args.run_config.read_text()) if args.run_config else None
+    print(f"Settings: {settings.settings_file or 'defaults (no settings file)'}"
+          + "".join(f"; {k} = {v}" for k, v in settings.described().items()
+                    if not v.endswith("(default)") and k not in ("warehouse", "partition_start")))
+    run_config = yaml.safe_load(args.run_config.read_text()) if args.run_config else {}
+    run_config.setdefault("loggers", {"console": {"config": {"log_level": "DEBUG" if args.verbose else "INFO"}}})
     result = run_pipeline(settings, start, end, instance=DagsterInstance.get(), raise_on_error=False,
                           layer=args.only, run_config=run_config)
     if not result.success:
@@ -101,6 +114,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_warehouse_summary(settings.warehouse_path)
     print_check_tally(result.get_asset_check_evaluations())
     print("\nOpen the UI with `make dev` (or `dagster dev` in the activated environment) at http://127.0.0.1:3000")
+    return 0
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """The settings file (--settings, else TWINS_SETTINGS, else twins.yml), the environment, then --set flags."""
+    overrides = {}
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SettingsError(f"--set {item!r}: write KEY=VALUE, e.g. --set half_life_days=120")
+        overrides[SET_KEYS.get(key.strip(), key.strip())] = value.split(",") if "," in value else value.strip()
+    unknown = sorted(set(overrides) - set(SET_KEYS.values()))
+    if unknown:
+        raise SettingsError(f"--set: unknown settings {unknown}; they are {sorted(SET_KEYS)}")
+    return Settings.load(getattr(args, "settings", None), overrides=overrides)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    print(f"Settings file: {settings.settings_file or 'none (defaults and environment)'}")
+    for key, value in settings.described().items():
+        print(f"  {key:<22} {value}")
     return 0
 
 
@@ -140,6 +175,19 @@ def cmd_model_quality(args: argparse.Namespace) -> int:
     return quality_main(args)
 
 
+# --set keys: the settings file's keys (twins.example.yml), by the Settings field each sets (on the command line,
+# sources is a path).
+SET_KEYS = {**FILE_KEYS, "sources": "sources_config"}
+
+
+def _add_settings_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--settings", type=Path, default=None,
+                        help="the settings file (default: TWINS_SETTINGS, else twins.yml in the project)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override one setting of the file, e.g. --set half_life_days=120 --set horizons=30,90")
+    parser.add_argument("--verbose", action="store_true", help="Dagster's debug log (every event) on the console")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dagster-twins", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,9 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write each asset's own seconds (from its metadata) to this JSON file")
     run.add_argument("--run-config", type=Path, default=None,
                      help="a YAML file of Dagster run config, e.g. ops: {churn_model: {config: {horizons: [30]}}}")
+    _add_settings_args(run)
     run.set_defaults(func=cmd_run)
+    shown = sub.add_parser("settings", help="print every setting and where its value came from")
+    _add_settings_args(shown)
+    shown.set_defaults(func=cmd_settings)
     demo = sub.add_parser("demo", help="generate demo data, then run the pipeline on it")
     _add_generate_args(demo)
+    _add_settings_args(demo)
     demo.set_defaults(func=cmd_demo, start=None, end=None, only=None, timings=None, run_config=None)
     bench = sub.add_parser("bench", help="time and measure memory of each stage at a given scale")
     bench.add_argument("--users", type=int, nargs="+", default=[10_000])
@@ -197,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     apply_offline_env()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"Settings: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from dagster_twins.settings import Settings
 
-# Partitions must be known when the code location loads, so the start date is read here.
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=Settings.from_env().partition_start.isoformat(), timezone="UTC", end_offset=1
-)
+def daily_partitions(start: date) -> dg.DailyPartitionsDefinition:
+    """A partition per landing day from ``start`` (the definitions take it from the data or the settings) to today
+    (end_offset=1: files landing today can be loaded early)."""
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", end_offset=1)
+
+
 single_run = dg.BackfillPolicy.single_run()
 
 # Run tags Dagster sets on partitioned runs: one day, or a range run as one (single-run backfills).

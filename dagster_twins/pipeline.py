@@ -13,8 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_twins.ingestion.loader import files_by_landing_date, scratch_database
-from dagster_twins.ingestion.mapping import load_mappings
+from dagster_twins.ingestion.resources import LandingResource
 from dagster_twins.layers import layer_of
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
 from dagster_twins.settings import PROJECT_ROOT, Settings, apply_offline_env
@@ -36,12 +35,14 @@ def ensure_dagster_home() -> Path:
 
 def landing_span(settings: Settings) -> tuple[date, date] | None:
     """First and last landing day found in the landing folder (None when there are no files)."""
-    mappings = load_mappings(settings.sources_config)
-    days: list[date] = []
-    with scratch_database() as con:
-        for source, mapping in mappings.items():
-            days += files_by_landing_date(con, source, mapping, settings.landing_dir).values()
-    return (min(days), max(days)) if days else None
+    return LandingResource.from_settings(settings).landing_span()
+
+
+def settings_tags(settings: Settings) -> dict[str, str]:
+    """The settings a run used, as its tags (shown on the run's page in the UI): each with where it came from."""
+    tags = {f"twins/{key}": value for key, value in settings.described().items()}
+    tags["twins/settings_file"] = str(settings.settings_file or "none")
+    return tags
 
 
 def run_pipeline(
@@ -61,14 +62,14 @@ def run_pipeline(
     "simulation". ``run_config`` is Dagster run config (``ops: {churn_model: {config: {...}}}``).
     """
     apply_offline_env()
-    from dagster_twins.definitions import build_definitions
+    from dagster_twins.location import build_definitions
 
     job = build_definitions(settings).resolve_job_def("twins_pipeline")
     if layer is not None:
         selection = sorted(key for key in job.asset_layer.executable_asset_keys if layer_of(key.path) == layer)
     return job.execute_in_process(
         instance=instance,
-        tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
+        tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), **settings_tags(settings)},
         asset_selection=list(selection) if selection else None,
         raise_on_error=raise_on_error,
         run_config=run_config,

@@ -1,22 +1,28 @@
-"""Where things live: one place for every path and switch, read from the environment with defaults
-that work out of the box from a fresh clone.
+"""Every setting in one object, ``Settings``, read in one place: the settings file, then the environment, then the
+command line, each overriding the one before. Nothing else reads the environment or the settings file.
 
-| variable | default | what |
+The settings file is ``twins.yml`` at the project's root (``TWINS_SETTINGS`` or ``--settings`` name another);
+``twins.example.yml`` documents every key. Relative paths in it are relative to the file's folder. Environment
+variables, for deployments and tests:
+
+| variable | key in the file | default |
 |---|---|---|
-| TWINS_WAREHOUSE | data/warehouse.duckdb | the DuckDB file the pipeline writes (dbt's profile reads it too) |
-| TWINS_LANDING_DIR | data/landing | landing files, one folder per source |
-| TWINS_SOURCES_CONFIG | config/sources.yml | column mapping from your files to the data contract |
-| TWINS_PARTITION_START | 2025-01-01 | first daily partition |
-| TWINS_DBT_TARGET | duckdb | dbt target in dbt/profiles.yml |
-| TWINS_SCENARIOS_DIR | scenarios | scenario specs, one YAML file each (one simulation asset per spec) |
-| TWINS_EXPECTATIONS_DIR | expectations | Great Expectations suites, one JSON file each (one asset check per suite) |
-| TWINS_SERVING_PATH | data/serving/warehouse.duckdb | read-only copy for BI, replaced at the end of each run |
-| TWINS_DUCKDB_MEMORY_LIMIT | 3GB | DuckDB's memory cap for the pipeline's connections (dbt's profile reads it too) |
-| TWINS_USER_BUCKETS | 0 (auto: ~50,000 users a bucket) | user-hash buckets the Python assets read and fold at a time |
-| TWINS_SPARK_DIR | data/spark (beside the warehouse) | Spark target: its tables, Derby metastore and raw Parquet lake |
-| TWINS_SPARK_MASTER | local[2] | the local Spark session (these three: read by dbt's `spark` profile) |
-| TWINS_SPARK_DRIVER_MEMORY | 1g | its driver's memory |
-| TWINS_SPARK_SHUFFLE_PARTITIONS | 2 | its spark.sql.shuffle.partitions |
+| TWINS_SETTINGS | | twins.yml (absent: every default) |
+| TWINS_WAREHOUSE | warehouse | data/warehouse.duckdb (dbt's profile reads the variable too) |
+| TWINS_LANDING_DIR | landing_dir | data/landing |
+| TWINS_SOURCES_CONFIG | sources (a path, or the mapping itself) | config/sources.yml |
+| TWINS_PARTITION_START | partition_start | the earliest landing day found |
+| TWINS_DBT_TARGET | dbt_target | duckdb |
+| TWINS_SCENARIOS_DIR | scenarios_dir | scenarios |
+| TWINS_EXPECTATIONS_DIR | expectations_dir | expectations |
+| TWINS_SERVING_PATH | serving_path | serving/ beside the warehouse |
+| TWINS_DUCKDB_MEMORY_LIMIT | duckdb_memory_limit | 3GB |
+| TWINS_USER_BUCKETS | user_buckets | 0 (auto: about 50,000 users a bucket) |
+| TWINS_SPARK_DIR | spark_dir | spark/ beside the warehouse |
+
+What the data means (file only; dbt, the twins and churn all read these): ``inactivity_days``,
+``purchase_event_types``, ``feature_window_days``, ``half_life_days``, ``horizons``. The Spark session's own
+variables (TWINS_SPARK_MASTER, _DRIVER_MEMORY, _SHUFFLE_PARTITIONS) are read by dbt's ``spark`` profile.
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "twins.yml"
 DEFAULT_MEMORY_LIMIT = "3GB"  # a cap makes DuckDB spill to disk instead of growing to 80% of RAM (its default)
 
 # dbt and Dagster must never phone home: the project runs offline.
@@ -38,15 +48,19 @@ OFFLINE_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "
                "GX_ANALYTICS_ENABLED": "false"}
 
 
+class SettingsError(ValueError):
+    """A settings file, variable or flag that cannot be used; the message names where it came from."""
+
+
 def default_serving_path(warehouse_path: Path) -> Path:
-    """Where the serving copy goes unless TWINS_SERVING_PATH says: serving/ beside the warehouse, same file name
-    (DuckDB names the catalog after the file, and views refer to it)."""
+    """Where the serving copy goes unless configured: serving/ beside the warehouse, same file name (DuckDB names
+    the catalog after the file, and views refer to it)."""
     return warehouse_path.parent / "serving" / warehouse_path.name
 
 
 def default_spark_dir(warehouse_path: Path) -> Path:
-    """Where the Spark target keeps its tables, metastore and raw Parquet lake unless TWINS_SPARK_DIR says: spark/
-    beside the warehouse (data/spark by default)."""
+    """Where the Spark target keeps its tables, metastore and raw Parquet lake unless configured: spark/ beside
+    the warehouse (data/spark by default)."""
     return warehouse_path.parent / "spark"
 
 
@@ -55,24 +69,29 @@ def reports_dir(warehouse_path: Path) -> Path:
     return warehouse_path.parent / "reports"
 
 
-def _path(environ: Mapping[str, str], key: str, default: Path | None) -> Path | None:
-    value = environ.get(key)
-    return Path(value).expanduser().resolve() if value else default
-
-
 @dataclass(frozen=True)
 class Settings:
     warehouse_path: Path
     landing_dir: Path
-    sources_config: Path
-    partition_start: date
-    dbt_target: str
+    sources_config: Path | None = None  # None: the contract's own column names (or ``sources`` inline)
+    partition_start: date | None = None  # None: the earliest landing day found (definitions.partition_start)
+    dbt_target: str = "duckdb"
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
     expectations_dir: Path = PROJECT_ROOT / "expectations"
     serving_path: Path | None = None  # None: default_serving_path(warehouse_path), which follows the warehouse
     user_buckets: int = 0  # 0: enough buckets for about 50,000 users each (dagster_twins.warehouse.buckets)
     spark_dir_override: Path | None = None  # None: default_spark_dir(warehouse_path), which follows the warehouse
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    # The source mapping written in the settings file itself (``sources:`` as a mapping), else None.
+    sources: Mapping[str, Any] | None = None
+    # What the data means, read by dbt (vars), the twins and the churn layer alike.
+    inactivity_days: int = 30  # a user without subscription rows has lapsed after this many silent days
+    purchase_event_types: tuple[str, ...] = ("purchase",)  # event types whose value is spend
+    feature_window_days: int = 28  # "lately": recent behaviour is measured over this many days
+    half_life_days: float = 60.0  # evidence loses half its weight in this many days (twins, churn's activity rate)
+    horizons: tuple[int, ...] = (7, 14, 30, 90)  # days: P(churn within h) for active users, P(return) for lapsed
+    settings_file: Path | None = None  # the file these came from (None: defaults and environment only)
+    origin: Mapping[str, str] = field(default_factory=dict)  # key -> where its value came from (file, env, flag)
 
     @property
     def serving_file(self) -> Path:
@@ -88,22 +107,153 @@ class Settings:
         """The Spark target's folder (absolute): warehouse/ (dbt's tables), metastore/ (Derby), lake/ (raw Parquet)."""
         return (self.spark_dir_override or default_spark_dir(self.warehouse_path)).resolve()
 
+    def dbt_vars(self) -> dict[str, Any]:
+        """The dbt vars these settings set (dbt_project.yml holds the same defaults for `dbt` run by hand)."""
+        return {"inactivity_days": self.inactivity_days, "purchase_event_types": list(self.purchase_event_types),
+                "feature_window_days": self.feature_window_days}
+
+    def dbt_environ(self) -> dict[str, str]:
+        """The variables dbt's profile reads (dbt runs in a subprocess; its profile can read only the environment)."""
+        return {"TWINS_WAREHOUSE": str(self.warehouse_path), "TWINS_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+                "TWINS_SPARK_DIR": str(self.spark_dir)}
+
+    def described(self) -> dict[str, str]:
+        """Every setting by its key in the settings file, as text with where its value came from: for the run's
+        tags and ``dagster-twins settings``."""
+        resolved = {"serving_path": self.serving_file, "spark_dir_override": self.spark_dir,
+                    "sources": self.sources_config, "partition_start": self.partition_start or "the earliest "
+                    "landing day"}
+        shown = {}
+        for key, name in FILE_KEYS.items():
+            value = resolved.get(name, getattr(self, name))
+            if name == "sources" and self.sources is not None:
+                value = "inline: " + ", ".join(sorted(self.sources.get("sources") or {}))
+            text = ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            where = self.origin.get(name) or self.origin.get("sources_config" if name == "sources" else name)
+            shown[key] = f"{text} ({where or 'default'})"
+        return shown
+
+    @classmethod
+    def load(cls, settings_file: Path | None = None, environ: Mapping[str, str] | None = None,
+             overrides: Mapping[str, Any] | None = None) -> Settings:
+        """The settings file (``settings_file``, else TWINS_SETTINGS, else twins.yml when it exists), then the
+        environment, then ``overrides`` (command-line flags, by field name; None values are ignored)."""
+        env = os.environ if environ is None else environ
+        path = settings_file or (Path(env["TWINS_SETTINGS"]) if env.get("TWINS_SETTINGS") else None)
+        if path is None and DEFAULT_SETTINGS_FILE.exists():
+            path = DEFAULT_SETTINGS_FILE
+        values: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        if path is not None:
+            path = path.expanduser().resolve()
+            for key, value in _read_file(path).items():
+                values[key], origin[key] = value, f"file {path.name}"
+        later = {**{k: (v, f"env {_ENV_NAMES[k]}") for k, v in _read_environ(env).items()},
+                 **{k: (_coerce(k, v, "command line"), "command line") for k, v in (overrides or {}).items()
+                    if v is not None}}
+        for key, (value, source) in later.items():
+            values[key], origin[key] = value, source
+            if key == "sources_config":
+                values.pop("sources", None)  # a mapping file named later replaces the one written inline
+        warehouse = values.pop("warehouse_path", DEFAULT_DATA_DIR / "warehouse.duckdb")
+        values.setdefault("landing_dir", DEFAULT_DATA_DIR / "landing")
+        if "sources_config" not in values and values.get("sources") is None:
+            values["sources_config"] = PROJECT_ROOT / "config" / "sources.yml"
+        return cls(warehouse_path=warehouse, settings_file=path, origin=origin, **values)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        return cls(
-            warehouse_path=_path(env, "TWINS_WAREHOUSE", DEFAULT_DATA_DIR / "warehouse.duckdb"),
-            landing_dir=_path(env, "TWINS_LANDING_DIR", DEFAULT_DATA_DIR / "landing"),
-            sources_config=_path(env, "TWINS_SOURCES_CONFIG", PROJECT_ROOT / "config" / "sources.yml"),
-            partition_start=date.fromisoformat(env.get("TWINS_PARTITION_START", "2025-01-01")),
-            dbt_target=env.get("TWINS_DBT_TARGET", "duckdb"),
-            scenarios_dir=_path(env, "TWINS_SCENARIOS_DIR", PROJECT_ROOT / "scenarios"),
-            expectations_dir=_path(env, "TWINS_EXPECTATIONS_DIR", PROJECT_ROOT / "expectations"),
-            serving_path=_path(env, "TWINS_SERVING_PATH", None),
-            user_buckets=int(env.get("TWINS_USER_BUCKETS", "0")),
-            spark_dir_override=_path(env, "TWINS_SPARK_DIR", None),
-            duckdb_memory_limit=env.get("TWINS_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT),
-        )
+        """The settings as the code location sees them (file and environment; no flags)."""
+        return cls.load(environ=environ)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """These settings with some replaced (by field name), each marked as set on the command line."""
+        given = {k: _coerce(k, v, "command line") for k, v in overrides.items() if v is not None}
+        return replace(self, **given, origin={**self.origin, **dict.fromkeys(given, "command line")})
+
+
+# Settings-file keys and environment variables -> Settings fields.
+FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sources": "sources",
+              "partition_start": "partition_start", "dbt_target": "dbt_target", "scenarios_dir": "scenarios_dir",
+              "expectations_dir": "expectations_dir", "serving_path": "serving_path", "user_buckets": "user_buckets",
+              "spark_dir": "spark_dir_override", "duckdb_memory_limit": "duckdb_memory_limit",
+              "inactivity_days": "inactivity_days", "purchase_event_types": "purchase_event_types",
+              "feature_window_days": "feature_window_days", "half_life_days": "half_life_days",
+              "horizons": "horizons"}
+_ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING_DIR",
+              "sources_config": "TWINS_SOURCES_CONFIG", "partition_start": "TWINS_PARTITION_START",
+              "dbt_target": "TWINS_DBT_TARGET", "scenarios_dir": "TWINS_SCENARIOS_DIR",
+              "expectations_dir": "TWINS_EXPECTATIONS_DIR", "serving_path": "TWINS_SERVING_PATH",
+              "user_buckets": "TWINS_USER_BUCKETS", "spark_dir_override": "TWINS_SPARK_DIR",
+              "duckdb_memory_limit": "TWINS_DUCKDB_MEMORY_LIMIT"}
+_PATHS = {"warehouse_path", "landing_dir", "sources_config", "scenarios_dir", "expectations_dir", "serving_path",
+          "spark_dir_override"}
+_POSITIVE_INTS = {"inactivity_days", "feature_window_days"}
+
+
+def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
+    """A value for field ``key`` from text or YAML, or a SettingsError naming ``where`` and the key."""
+    try:
+        if key in _PATHS:
+            path = Path(str(value)).expanduser()
+            return (base / path if base is not None and not path.is_absolute() else path).resolve()
+        if key == "partition_start":
+            return value if isinstance(value, date) else date.fromisoformat(str(value))
+        if key in ("user_buckets", *_POSITIVE_INTS):
+            number = int(value)
+            if number < (1 if key in _POSITIVE_INTS else 0):
+                raise ValueError(f"{number} is too small")
+            return number
+        if key == "half_life_days":
+            number = float(value)
+            if not number > 0:
+                raise ValueError("must be > 0")
+            return number
+        if key == "horizons":
+            horizons = tuple(sorted({int(h) for h in (value if isinstance(value, list | tuple) else [value])}))
+            if not horizons or horizons[0] < 1:
+                raise ValueError("needs at least one horizon of 1 day or more")
+            return horizons
+        if key == "purchase_event_types":
+            types = tuple(str(t) for t in (value if isinstance(value, list | tuple) else [value]))
+            if not types:
+                raise ValueError("needs at least one event type")
+            return types
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{where}: {key}: {value!r} cannot be used: {exc}") from exc
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SettingsError(f"{path}: no such settings file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: expected a mapping of settings")
+    unknown = sorted(set(raw) - set(FILE_KEYS))
+    if unknown:
+        raise SettingsError(f"{path}: unknown keys {unknown}; the keys are {sorted(FILE_KEYS)}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None or value == "":
+            continue  # an empty key keeps its default
+        name = FILE_KEYS[key]
+        if key == "sources":
+            if isinstance(value, dict):
+                values["sources"] = value if "sources" in value else {"sources": value}
+            else:
+                values["sources_config"] = _coerce("sources_config", value, str(path), base=path.parent)
+            continue
+        values[name] = _coerce(name, value, str(path), base=path.parent)
+    return values
+
+
+def _read_environ(env: Mapping[str, str]) -> dict[str, Any]:
+    return {name: _coerce(name, env[var], f"environment variable {var}")
+            for name, var in _ENV_NAMES.items() if env.get(var)}
 
 
 def apply_offline_env() -> None:

@@ -10,11 +10,13 @@ import dagster as dg
 
 from dagster_twins.automation import daily_schedule, new_landing_files
 from dagster_twins.ingestion.resources import LandingResource
+from dagster_twins.location import build_definitions
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
+from tests.conftest import make_settings
 
 
-def test_the_daily_schedule_runs_yesterdays_landing_day_through_the_whole_graph():
-    from dagster_twins.definitions import defs
+def test_the_daily_schedule_runs_yesterdays_landing_day_through_the_whole_graph(tmp_path):
+    defs = build_definitions(make_settings(tmp_path))  # partitions from 2025-01-01
 
     schedule = defs.resolve_schedule_def(daily_schedule.name)
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 5, 2, 2, 0, tzinfo=UTC),

@@ -116,8 +116,8 @@ def test_a_failed_gate_stops_publication_and_the_cli_names_it(built, tmp_path, m
 
 
 def _upstream_of_churn() -> list[dg.AssetKey]:
-    from dagster_twins.definitions import build_definitions
     from dagster_twins.layers import layer_of
+    from dagster_twins.location import build_definitions
     from dagster_twins.settings import Settings
 
     job = build_definitions(Settings.from_env()).resolve_job_def("twins_pipeline")

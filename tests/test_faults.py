@@ -29,11 +29,10 @@ import pandas as pd
 import pytest
 
 from dagster_twins.contract import RAW_BOOKKEEPING, SOURCES
-from dagster_twins.ingestion.assets import raw_sources
+from dagster_twins.layers import layer_of
+from dagster_twins.location import build_definitions
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import PROJECT_ROOT, Settings
-from dagster_twins.transform.assets import dbt_models
-from dagster_twins.twins.assets import twins_beliefs
 from tests.conftest import make_settings
 
 D0, D1, D2 = date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 3)
@@ -74,13 +73,11 @@ def land(settings: Settings, rel: str, content: str | bytes | pd.DataFrame | lis
 
 # ------------------------------------------------------------------------------------------------- running
 
-# The assets of each layer this suite exercises, by the definitions that own them (the job also holds layers built
-# on top of these: churn, simulation, reports; they are not what these tests are about and would only slow them).
-LAYER_ASSETS = {"ingestion": raw_sources, "transform": dbt_models, "twins": twins_beliefs}
-
-
-def _selection(layers: Sequence[str]) -> list[dg.AssetKey]:
-    return sorted(key for layer in layers for key in LAYER_ASSETS[layer].keys)
+# The layers this suite exercises (the job also holds layers built on top of these: churn, simulation, reports;
+# they are not what these tests are about and would only slow them).
+def _selection(settings: Settings, layers: Sequence[str]) -> list[dg.AssetKey]:
+    job = build_definitions(settings).resolve_job_def("twins_pipeline")
+    return sorted(key for key in job.asset_layer.executable_asset_keys if layer_of(key.path) in layers)
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -105,7 +102,7 @@ def run(settings: Settings, start: date, end: date | None = None, layers: tuple[
     """The real job for landing days start .. end, limited to ``layers``; by default it must succeed with every
     asset check passing."""
     result = run_pipeline(settings, start, end or start, instance=dg.DagsterInstance.ephemeral(),
-                          selection=_selection(layers), raise_on_error=False)
+                          selection=_selection(settings, layers), raise_on_error=False)
     if expect_success:
         assert result.success, failure_text(result)
         assert failed_checks(result) == []
@@ -569,7 +566,8 @@ def _run_cli_until_dbt_is_midway(env: dict[str, str]) -> list[str]:
     """Start `dagster-twins run` in its own process group, read its log as it comes, and SIGKILL the whole
     group (dbt included) as soon as dbt has materialized its first model. Returns the lines read."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster_twins.cli", "run"], cwd=PROJECT_ROOT, env=env, text=True,
+        # --verbose: Dagster's event log on the console, where the materializations show.
+        [sys.executable, "-m", "dagster_twins.cli", "run", "--verbose"], cwd=PROJECT_ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()

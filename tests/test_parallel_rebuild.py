@@ -16,7 +16,7 @@ KEYS = {"twins.user_beliefs": ["user_id", "belief", "category"], "twins.user_twi
 
 def rebuild_job() -> dg.JobDefinition:
     """Module-level, so Dagster can rebuild the job in each step's process (from TWINS_* in the environment)."""
-    from dagster_twins.definitions import build_definitions
+    from dagster_twins.location import build_definitions
 
     return build_definitions(Settings.from_env()).resolve_job_def("twins_rebuild_parallel")
 

@@ -78,7 +78,7 @@ def test_a_null_scenario_keeps_nobody_and_reruns_reproduce(built_copy, tmp_path)
 
 
 def test_a_bad_spec_stops_the_code_location_naming_file_and_field(tmp_path):
-    from dagster_twins.definitions import build_definitions
+    from dagster_twins.location import build_definitions
 
     folder = tmp_path / "scenarios"
     _write_spec(folder, "broken", "{kind: estimated}")

@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from dagster_twins.definitions import build_definitions
+from dagster_twins.location import build_definitions
 from dagster_twins.tools.twins_recovery import recovery_metrics
 
 TWIN_KEYS = [dg.AssetKey(["twins", "user_beliefs"]), dg.AssetKey(["twins", "user_twins"])]

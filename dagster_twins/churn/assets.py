@@ -21,6 +21,8 @@ from dagster_twins.churn.pipeline import as_of_moment
 from dagster_twins.churn.plots import calibration_plot
 from dagster_twins.metadata import md_table
 from dagster_twins.partitions import run_window
+from dagster_twins.run_config import with_defaults
+from dagster_twins.settings import Settings
 from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "churn"
@@ -66,36 +68,50 @@ def _as_of_day(config: ChurnConfig, tags, reader) -> date:
     return last
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(METRICS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=INPUTS,
-                     description="The as-of churn and return models: landmark Cox models (lifelines) fitted on what "
-                                 "was known at each weekly landmark, backtested out of time per horizon against "
-                                 "naive rankers, recalibrated where that helps. Tables churn_model_metrics, "
-                                 "churn_calibration, churn_models (JSON), churn_model_coefficients."),
-        # Skippable: when a gate fails the predictions are not replaced, and no materialization says they were.
-        dg.AssetSpec(PREDICTIONS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[METRICS_KEY], skippable=True,
-                     description="Every user with any history, as of the run's last landing day: active users get "
-                                 "P(churn within h days), lapsed users P(return within h days) (column question), "
-                                 "each with a 90% interval, a risk tier and the three strongest drivers in plain "
-                                 "words. Also churn.scored_user_covariates (each user's covariates that day)."),
-    ],
-    check_specs=[
-        dg.AssetCheckSpec("backtest_beats_naive_rankers", asset=METRICS_KEY, blocking=True,
-                          description="At no backtested horizon does the model rank clearly worse than ranking by "
-                                      "recency or by product events per day: its held-out AUC below theirs (less "
-                                      "baseline_margin) with the 90% bootstrap interval of the gap below zero."),
-        dg.AssetCheckSpec("backtest_calibration_within_ceiling", asset=METRICS_KEY, blocking=True,
-                          description="At every backtested horizon the held-out calibration error (mean absolute "
-                                      "gap by decile, after recalibration) is at most calibration_ceiling plus the "
-                                      "error chance alone gives on that many users (calibration_noise)."),
-        dg.AssetCheckSpec("everyone_scored", asset=PREDICTIONS_KEY,
-                          description="One row per user with any history; probabilities in [0, 1], inside their "
-                                      "intervals and non-decreasing with the horizon."),
-    ],
-    name="churn_model",
-)
-def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehouse: WarehouseResource):
+SPECS = [
+    dg.AssetSpec(METRICS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=INPUTS,
+                 description="The as-of churn and return models: landmark Cox models (lifelines) fitted on what "
+                             "was known at each weekly landmark, backtested out of time per horizon against "
+                             "naive rankers, recalibrated where that helps. Tables churn_model_metrics, "
+                             "churn_calibration, churn_models (JSON), churn_model_coefficients."),
+    # Skippable: when a gate fails the predictions are not replaced, and no materialization says they were.
+    dg.AssetSpec(PREDICTIONS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[METRICS_KEY], skippable=True,
+                 description="Every user with any history, as of the run's last landing day: active users get "
+                             "P(churn within h days), lapsed users P(return within h days) (column question), "
+                             "each with a 90% interval, a risk tier and the three strongest drivers in plain "
+                             "words. Also churn.scored_user_covariates (each user's covariates that day)."),
+]
+CHECK_SPECS = [
+    dg.AssetCheckSpec("backtest_beats_naive_rankers", asset=METRICS_KEY, blocking=True,
+                      description="At no backtested horizon does the model rank clearly worse than ranking by "
+                                  "recency or by product events per day: its held-out AUC below theirs (less "
+                                  "baseline_margin) with the 90% bootstrap interval of the gap below zero."),
+    dg.AssetCheckSpec("backtest_calibration_within_ceiling", asset=METRICS_KEY, blocking=True,
+                      description="At every backtested horizon the held-out calibration error (mean absolute "
+                                  "gap by decile, after recalibration) is at most calibration_ceiling plus the "
+                                  "error chance alone gives on that many users (calibration_noise)."),
+    dg.AssetCheckSpec("everyone_scored", asset=PREDICTIONS_KEY,
+                      description="One row per user with any history; probabilities in [0, 1], inside their "
+                                  "intervals and non-decreasing with the horizon."),
+]
+
+
+def build_churn_assets(settings: Settings) -> dg.AssetsDefinition:
+    """The churn layer's multi-asset, its config defaulting to the settings (horizons, inactivity rule, window,
+    half-life)."""
+    config_class = with_defaults(ChurnConfig, horizons=list(settings.horizons),
+                                 inactivity_days=settings.inactivity_days, window_days=settings.feature_window_days,
+                                 half_life_days=settings.half_life_days)
+
+    @dg.multi_asset(specs=SPECS, check_specs=CHECK_SPECS, name="churn_model")
+    def churn_model(context: dg.AssetExecutionContext, config: config_class, warehouse: WarehouseResource):
+        yield from run_churn(context, config, warehouse)
+
+    return churn_model
+
+
+def run_churn(context: dg.AssetExecutionContext, config: ChurnConfig, warehouse: WarehouseResource):
+    """One day of the churn layer: reuse or refit, gate, score every user, report."""
     started = time.perf_counter()
     policy = config.refit_policy()
     with warehouse.reading() as (con, reader):
@@ -146,4 +162,4 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnConfig, warehous
                                         "rows": tally.rows})
 
 
-__all__ = ["churn_model", "PREDICTIONS_KEY", "METRICS_KEY"]
+__all__ = ["build_churn_assets", "PREDICTIONS_KEY", "METRICS_KEY"]

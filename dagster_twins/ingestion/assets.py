@@ -9,7 +9,7 @@ from dagster_twins.contract import QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
 from dagster_twins.ingestion.loader import LoadResult, load_source
 from dagster_twins.ingestion.resources import LandingResource
 from dagster_twins.metadata import md_table
-from dagster_twins.partitions import daily_partitions, single_run, window_dates
+from dagster_twins.partitions import single_run, window_dates
 from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "ingestion"
@@ -62,21 +62,6 @@ def _metadata(result: LoadResult, seconds: float) -> dict[str, dg.MetadataValue 
     }
 
 
-@dg.multi_asset(
-    specs=_SPECS,
-    check_specs=[
-        dg.AssetCheckSpec(
-            RECONCILE_CHECK,
-            asset=raw_key(name),
-            description="For every file loaded: rows read = rows loaded + duplicate + quarantined.",
-        )
-        for name in SOURCES
-    ],
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
-    can_subset=True,
-    name="raw_sources",
-)
 def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource):
     """Load each selected source's landing files for the partition window into ``raw``."""
     window = context.partition_time_window
@@ -108,6 +93,25 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
             yield _quarantine_result(con)
     finally:
         con.close()
+
+
+def build_raw_sources(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """The raw tables as one multi-asset over ``partitions_def`` (a partition per landing day)."""
+    return dg.multi_asset(
+        specs=_SPECS,
+        check_specs=[
+            dg.AssetCheckSpec(
+                RECONCILE_CHECK,
+                asset=raw_key(name),
+                description="For every file loaded: rows read = rows loaded + duplicate + quarantined.",
+            )
+            for name in SOURCES
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=single_run,
+        can_subset=True,
+        name="raw_sources",
+    )(raw_sources)
 
 
 def _quarantine_result(con) -> dg.MaterializeResult:

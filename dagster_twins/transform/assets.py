@@ -10,6 +10,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from dagster_twins.partitions import run_window, single_run
+from dagster_twins.settings import Settings
 from dagster_twins.transform.lake import export_raw_lake
 from dagster_twins.transform.project import dbt_project
 from dagster_twins.warehouse.resources import WarehouseResource
@@ -40,25 +41,31 @@ def dbt_window_vars(tags: Mapping[str, str]) -> dict[str, str]:
     return {"min_date": window[0].isoformat(), "max_date": window[1].isoformat()} if window else {}
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    # Lets a range of landing days (a CLI --partition-range, a UI backfill) include the models in one run.
-    backfill_policy=single_run,
-    name="dbt_models",
-)
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    # dbt runs in a subprocess that inherits this environment; its profile reads TWINS_WAREHOUSE.
-    os.environ["TWINS_WAREHOUSE"] = warehouse.path
-    dbt_vars = dbt_window_vars(context.run.tags)
-    if dbt_vars:
-        context.log.info(f"dbt build for landing days {dbt_vars['min_date']} .. {dbt_vars['max_date']} (exclusive)")
-    else:
-        context.log.info("dbt build over all landed data (no landing-day window in this run)")
-    if is_spark_target(dbt.target):
-        prepare_spark(context, warehouse)
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
+    """The dbt project as assets; each build gets the run's landing-day window and the settings' vars."""
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        dagster_dbt_translator=translator,
+        # Lets a range of landing days (a CLI --partition-range, a UI backfill) include the models in one run.
+        backfill_policy=single_run,
+        name="dbt_models",
+    )
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+        # dbt runs in a subprocess that inherits this environment, and its profile can read nothing else: the
+        # warehouse (and memory cap, Spark folder) reach it here.
+        os.environ.update(settings.dbt_environ())
+        window = dbt_window_vars(context.run.tags)
+        if window:
+            context.log.info(f"dbt build for landing days {window['min_date']} .. {window['max_date']} (exclusive)")
+        else:
+            context.log.info("dbt build over all landed data (no landing-day window in this run)")
+        if is_spark_target(dbt.target):
+            prepare_spark(context, warehouse)
+        yield from dbt.cli(["build", "--vars", json.dumps({**settings.dbt_vars(), **window})], context=context).stream()
+
+    return dbt_models
 
 
 def prepare_spark(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
@@ -66,7 +73,6 @@ def prepare_spark(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     sources read (the run's landing days, and any the lake lacks), and the profile learns the Spark folder. A Spark
     session this process still holds (a Python asset of an earlier run) is stopped: its JVM keeps the Derby
     metastore, which dbt's own session must open."""
-    os.environ["TWINS_SPARK_DIR"] = str(warehouse.spark_folder)
     stop_spark_session()
     con = warehouse.connect(read_only=True)
     try:

@@ -8,6 +8,8 @@ import pandas as pd
 
 from dagster_twins.metadata import md_table
 from dagster_twins.partitions import run_window, single_run
+from dagster_twins.run_config import with_defaults
+from dagster_twins.settings import Settings
 from dagster_twins.twins import store
 from dagster_twins.twins.state import empty_state, fold
 from dagster_twins.twins.summarize import PriorInputs
@@ -43,22 +45,33 @@ CHECKS = [
 ]
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(BELIEFS_KEY, group_name=GROUP, kinds={"python", "duckdb"},
-                     deps=[dg.AssetKey(["marts", "fct_events"]), dg.AssetKey(["marts", "dim_users"])],
-                     description="One row per user, belief and category: posterior parameters, mean, 90% credible "
-                                 "interval, evidence, confidence. Also twins.belief_priors, twins.belief_state "
-                                 "(daily state snapshots) and the view twins.belief_explanations."),
-        dg.AssetSpec(TWINS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[BELIEFS_KEY],
-                     description="One row per user: top interests, goal, preferences, propensities, rates, overall "
-                                 "confidence, last_updated. Daily snapshots in twins.user_twins_history."),
-    ],
-    check_specs=CHECKS,
-    backfill_policy=single_run,
-    name="twins_beliefs",
-)
-def twins_beliefs(context: dg.AssetExecutionContext, config: TwinConfig, warehouse: WarehouseResource):
+def build_twins_assets(settings: Settings) -> dg.AssetsDefinition:
+    """The twins' multi-asset, its config defaulting to the settings (the half-life)."""
+    config_class = with_defaults(TwinConfig, half_life_days=settings.half_life_days)
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(BELIEFS_KEY, group_name=GROUP, kinds={"python", "duckdb"},
+                         deps=[dg.AssetKey(["marts", "fct_events"]), dg.AssetKey(["marts", "dim_users"])],
+                         description="One row per user, belief and category: posterior parameters, mean, 90% credible "
+                                     "interval, evidence, confidence. Also twins.belief_priors, twins.belief_state "
+                                     "(daily state snapshots) and the view twins.belief_explanations."),
+            dg.AssetSpec(TWINS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[BELIEFS_KEY],
+                         description="One row per user: top interests, goal, preferences, propensities, rates, overall "
+                                     "confidence, last_updated. Daily snapshots in twins.user_twins_history."),
+        ],
+        check_specs=CHECKS,
+        backfill_policy=single_run,
+        name="twins_beliefs",
+    )
+    def twins_beliefs(context: dg.AssetExecutionContext, config: config_class, warehouse: WarehouseResource):
+        yield from update_twins(context, config, warehouse)
+
+    return twins_beliefs
+
+
+def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehouse: WarehouseResource):
+    """The twins' run: fold each bucket's landed evidence, estimate the priors, summarize, write, check."""
     started = time.perf_counter()
     with warehouse.reading() as (con, reader):
         window = run_window(context.run.tags) or store.landing_span(reader)

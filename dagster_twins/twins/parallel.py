@@ -27,6 +27,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from dagster_twins.run_config import with_defaults
+from dagster_twins.settings import Settings
 from dagster_twins.twins import store, update
 from dagster_twins.twins.assets import BELIEFS_KEY, TWINS_KEY, TwinConfig, check_evaluations
 from dagster_twins.twins.state import empty_state, fold
@@ -70,7 +72,6 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
     frame.to_parquet(path, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
 
 
-@dg.op(out=dg.DynamicOut(BucketTask), tags={"warehouse": "reads"})
 def extract_buckets(context: dg.OpExecutionContext, config: RebuildConfig, warehouse: WarehouseResource):
     """Reads every bucket's landed evidence and users from the engine dbt built on, into Parquet files."""
     with warehouse.reading() as (_, reader):
@@ -168,18 +169,25 @@ def load_twins(context: dg.OpExecutionContext, summaries: list[dict], config: Re
         context.log_event(evaluation)
 
 
-@dg.graph
-def twins_rebuild_graph():
-    folded = extract_buckets().map(fold_bucket)
-    summaries = estimate_priors(folded.collect()).map(summarize_bucket)
-    load_twins(summaries.collect())
+def build_rebuild_job(settings: Settings) -> dg.JobDefinition:
+    """The rebuild job, its half-life defaulting to the settings' (as the twins asset's does)."""
+    config_class = with_defaults(RebuildConfig, half_life_days=settings.half_life_days)
 
+    @dg.op(name="extract_buckets", out=dg.DynamicOut(BucketTask), tags={"warehouse": "reads"})
+    def extract(context: dg.OpExecutionContext, config: config_class, warehouse: WarehouseResource):
+        yield from extract_buckets(context, config, warehouse)
 
-twins_rebuild_job = twins_rebuild_graph.to_job(
-    name="twins_rebuild_parallel",
-    description="Full rebuild of the twins with each user bucket as its own step: run it under the multiprocess "
-                "executor (as many steps at once as cores) or a cluster executor. The daily increment stays in the "
-                "twins asset.",
-    # As many steps at once as the machine has cores, unless run config says (execution.config.max_concurrent).
-    executor_def=dg.multiprocess_executor,
-)
+    @dg.graph(name="twins_rebuild_graph")
+    def twins_rebuild_graph():
+        folded = extract().map(fold_bucket)
+        summaries = estimate_priors(folded.collect()).map(summarize_bucket)
+        load_twins(summaries.collect())
+
+    return twins_rebuild_graph.to_job(
+        name="twins_rebuild_parallel",
+        description="Full rebuild of the twins with each user bucket as its own step: run it under the multiprocess "
+                    "executor (as many steps at once as cores) or a cluster executor. The daily increment stays in "
+                    "the twins asset.",
+        # As many steps at once as the machine has cores, unless run config says (execution.config.max_concurrent).
+        executor_def=dg.multiprocess_executor,
+    )

@@ -92,19 +92,16 @@ def known_users(reader: BucketReader, as_of: date, buckets: int = 1) -> pd.DataF
 
 
 def belief_categories(reader: BucketReader) -> dict[str, list[str]]:
-    """The categories of every share belief (topics from the taxonomy seed plus any seen)."""
+    """The categories of every share belief: the values the data holds (topics, channels, formats, goals), so a
+    twin speaks the data's own vocabulary; a share with no value in the data has no category and no rows."""
     categories: dict[str, list[str]] = {}
     for name, belief in BELIEFS.items():
         if belief.dimension is None:
             categories[name] = []
             continue
-        seen = reader.frame(
+        categories[name] = reader.frame(
             f"select distinct cast({belief.dimension} as string) as category from marts.fct_events "
             f"where {belief.dimension} is not null order by 1")["category"].tolist()
-        if belief.dimension == "topic":
-            taxonomy = reader.frame("select distinct topic from reference.topic_taxonomy")["topic"]
-            seen = sorted(set(seen) | set(taxonomy))
-        categories[name] = seen
     return categories
 
 

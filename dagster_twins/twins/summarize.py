@@ -76,9 +76,14 @@ class PriorInputs:
                 _scatter(by_belief[name], self.users, cats, self.stats[name])
 
     def estimate(self) -> Priors:
+        """Each belief's empirical-Bayes prior, for the beliefs with evidence somewhere in the population: a
+        belief whose source the data lacks (no recommendation shown, no ticket, no channel) gets no prior, so
+        no user gets a row of it (a prior alone would read as a finding)."""
         params, rows = {}, []
         for name, cats in self.beliefs:
             family, m = BELIEFS[name].family, self.stats[name]
+            if not (m["stat_a"].any() or ("stat_b" in m and m["stat_b"].any())):
+                continue
             if family == "beta":
                 est = beta_prior(m["stat_a"][:, 0], m["stat_b"][:, 0], raw_trials=m["n_evidence"][:, 0])
                 params[name] = (np.array([est.p1]), np.array([est.p2]))
@@ -109,8 +114,13 @@ def posteriors(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, l
     by_belief = _state_by_belief(state)
     frames = []
     for name, cats in _summarized(categories):
+        if name not in priors.params:  # no evidence of this belief in the whole population
+            continue
         family = BELIEFS[name].family
         m = _matrices(by_belief.get(name, state.iloc[:0]), user_index, cats)
+        # A propensity needs trials and a share needs observations: a user with none has no row (rates need only
+        # time, so every user has one).
+        has_evidence = np.ones(len(user_index), dtype=bool) if family == "gamma" else m["n_evidence"].sum(axis=1) > 0
         a = m["stat_a"]
         b = {"beta": m["stat_b"], "gamma": exposure[:, None]}.get(family)
         if b is None:  # dirichlet: the user's total over categories
@@ -122,6 +132,7 @@ def posteriors(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, l
         zeros = np.zeros(a.size)
         prior = posterior(family, zeros, zeros, flat["prior_1"], flat["prior_2"])
         lo, hi = post.interval()
+        keep = np.repeat(has_evidence, len(cats))
         frames.append(pd.DataFrame({
             "user_id": np.repeat(user_index.to_numpy(), len(cats)), "belief": name,
             "category": np.tile(np.asarray(cats, dtype=object), len(user_index)), "family": family,
@@ -130,10 +141,15 @@ def posteriors(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, l
             "evidence_weighted": flat["stat_a"], "exposure_weighted": flat["stat_b"],
             "n_evidence": m["n_evidence"].ravel(), "last_evidence_day": m["last_evidence_day"].ravel(),
             "prior_1": flat["prior_1"], "prior_2": flat["prior_2"],
-        }))
-    beliefs = pd.concat(frames, ignore_index=True)
+        })[keep])
+    beliefs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=BELIEF_COLUMNS)
     beliefs["as_of"] = pd.Timestamp(as_of)
     return beliefs
+
+
+BELIEF_COLUMNS = ["user_id", "belief", "category", "family", "param_1", "param_2", "mean", "lower_90", "upper_90",
+                  "confidence", "evidence_weighted", "exposure_weighted", "n_evidence", "last_evidence_day",
+                  "prior_1", "prior_2"]
 
 
 def summarize(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, list[str]], as_of: date,
@@ -169,19 +185,23 @@ def roll_up(beliefs: pd.DataFrame, as_of: date) -> pd.DataFrame:
         means = np.full((len(users), len(cats)), -np.inf)
         means[codes[rows], cats.get_indexer(beliefs["category"].to_numpy()[rows])] = beliefs["mean"].to_numpy()[rows]
         order = np.argsort(-means, axis=1, kind="stable")[:, :k]
-        return cats.to_numpy(dtype=object)[order]
+        out = cats.to_numpy(dtype=object)[order]
+        out[np.take_along_axis(means, order, axis=1) == -np.inf] = None  # no row of the belief: no preference
+        return out
 
-    # Overall confidence: each belief's mean confidence (over its categories), averaged over beliefs.
+    # Overall confidence: each belief's mean confidence (over its categories), averaged over the beliefs the user
+    # has a row of (a belief without evidence neither raises nor lowers it).
     confidences = []
     for name in pd.unique(names):
         rows = names == name
         total = np.bincount(codes[rows], weights=beliefs["confidence"].to_numpy()[rows], minlength=len(users))
-        confidences.append(total / np.maximum(np.bincount(codes[rows], minlength=len(users)), 1))
+        count = np.bincount(codes[rows], minlength=len(users))
+        confidences.append(np.where(count > 0, total / np.maximum(count, 1), np.nan))
     last = pd.Series(beliefs["last_evidence_day"].to_numpy()).groupby(codes).max().reindex(range(len(users)))
     topics = top("topic_interest", 3)
     twins = pd.DataFrame({
         "user_id": users.to_numpy(),
-        "top_interests": [", ".join(row) for row in topics],
+        "top_interests": [", ".join(c for c in row if c is not None) or None for row in topics],
         "top_interest": topics[:, 0],
         "primary_goal": top("goal", 1)[:, 0],
         "preferred_channel": top("channel_preference", 1)[:, 0],
@@ -191,7 +211,7 @@ def roll_up(beliefs: pd.DataFrame, as_of: date) -> pd.DataFrame:
         "interactions_per_week": 7 * per_user("activity_rate", "mean"),
         "purchases_per_week": 7 * per_user("purchase_rate", "mean"),
         "tickets_per_30_days": 30 * per_user("ticket_rate", "mean"),
-        "overall_confidence": np.mean(confidences, axis=0),
+        "overall_confidence": np.nanmean(confidences, axis=0) if confidences else np.full(len(users), np.nan),
         "last_evidence_day": last.to_numpy(),
     })
     twins["last_updated"] = pd.Timestamp(as_of)

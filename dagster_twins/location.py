@@ -1,0 +1,73 @@
+"""Assembles the code location from ``Settings``: every layer's assets, checks, jobs, schedules, sensors and
+resources. ``definitions.py`` calls it with the settings of the file and the environment; the CLI and the tests
+call it with their own."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from dagster_twins.automation import daily_schedule, new_landing_files
+from dagster_twins.churn.assets import build_churn_assets
+from dagster_twins.ingestion.assets import build_raw_sources
+from dagster_twins.ingestion.resources import LandingResource
+from dagster_twins.jobs import twins_pipeline_job
+from dagster_twins.partitions import daily_partitions
+from dagster_twins.quality.assets import build_report_asset
+from dagster_twins.quality.checks import gx_checks
+from dagster_twins.serving.assets import build_serving_asset
+from dagster_twins.settings import DBT_PROJECT_DIR, Settings
+from dagster_twins.simulation.assets import simulation_assets
+from dagster_twins.transform.assets import build_dbt_assets
+from dagster_twins.transform.project import dbt_executable
+from dagster_twins.twins.assets import build_twins_assets
+from dagster_twins.twins.parallel import build_rebuild_job
+from dagster_twins.warehouse.resources import WarehouseResource
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path), serving_path=str(settings.serving_file),
+                                       engine="spark" if settings.dbt_target.startswith("spark") else "duckdb",
+                                       user_buckets=settings.user_buckets, spark_dir=str(settings.spark_dir),
+                                       memory_limit=settings.duckdb_memory_limit),
+        "landing": LandingResource.from_settings(settings),
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            target=settings.dbt_target,
+            dbt_executable=dbt_executable(),
+        ),
+    }
+
+
+def partition_start(settings: Settings) -> date:
+    """The first landing-day partition: the settings' partition_start, else the earliest landing day of the files
+    in the landing folder, else yesterday (no files yet)."""
+    if settings.partition_start is not None:
+        return settings.partition_start
+    span = LandingResource.from_settings(settings).landing_span()
+    return span[0] if span else datetime.now(UTC).date() - timedelta(days=1)
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    assets = [build_raw_sources(daily_partitions(partition_start(settings))), build_dbt_assets(settings),
+              build_twins_assets(settings), build_churn_assets(settings), *simulation_assets(settings.scenarios_dir)]
+    # The data-quality report gathers every check of the run, so it comes after every asset it reports on.
+    assets.append(build_report_asset([key for asset in assets for key in asset.keys]))
+    # The serving copy for BI tools is published last: it depends on every other asset.
+    assets.append(build_serving_asset([key for asset in assets for key in asset.keys]))
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=gx_checks(settings.expectations_dir, {key for asset in assets for key in asset.keys}),
+        jobs=[twins_pipeline_job, build_rebuild_job(settings)],
+        schedules=[daily_schedule],
+        sensors=[new_landing_files],
+        resources=build_resources(settings),
+        # DuckDB allows one writer at a time, so the steps of a run execute one after another (the parallel
+        # rebuild job sets its own executor: only its first and last steps open the warehouse).
+        executor=dg.in_process_executor,
+    )
+
