@@ -100,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_config = yaml.safe_load(args.run_config.read_text()) if args.run_config else {}
     run_config.setdefault("loggers", {"console": {"config": {"log_level": "DEBUG" if args.verbose else "INFO"}}})
     result = run_pipeline(settings, start, end, instance=DagsterInstance.get(), raise_on_error=False,
-                          layer=args.only, run_config=run_config)
+                          layer=args.only, run_config=run_config, dbt_output_to_file=not args.verbose)
     if not result.success:
         for event in result.all_events:
             if event.is_failure and event.step_key:
@@ -112,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timings:
         args.timings.write_text(json.dumps(asset_seconds(result)))
     print_warehouse_summary(settings.warehouse_path)
+    print_scenarios(settings.warehouse_path)
     print_check_tally(result.get_asset_check_evaluations())
     print("\nOpen the UI with `make dev` (or `dagster dev` in the activated environment) at http://127.0.0.1:3000")
     return 0
@@ -139,6 +140,29 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_scenarios(warehouse: Path) -> None:
+    """Each scenario's outcome in a line: users affected and retention gained, or why it did not apply."""
+    from dagster_twins.warehouse.tables import connect, table_exists
+
+    con = connect(warehouse, read_only=True)
+    try:
+        if not table_exists(con, "simulation", "scenario_results"):
+            return
+        rows = con.execute("select scenario, status, status_reason, users_affected, expected_users_kept, "
+                           "expected_users_kept_lower_90, expected_users_kept_upper_90 "
+                           "from simulation.scenario_results order by scenario").fetchall()
+    finally:
+        con.close()
+    print("\nScenarios:")
+    for name, status, reason, users, kept, low, high in rows:
+        if status != "simulated":
+            print(f"  {name}: not simulated: {reason}")
+        elif not users:
+            print(f"  {name}: no user is in its segment in this data ({reason or 'the segment is empty'})")
+        else:
+            print(f"  {name}: {users:,.0f} users; {kept:,.1f} kept (90% interval {low:,.1f} to {high:,.1f})")
+
+
 def print_check_tally(checks, file=None) -> None:
     """Passed, failed (errors) and warnings (failed checks of severity WARN), each failure by name."""
     from dagster import AssetCheckSeverity
@@ -156,6 +180,8 @@ def print_check_tally(checks, file=None) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     args.out = args.out or DEFAULT_DATA_DIR
     code = cmd_generate(args)
+    # The run reads the files just generated, wherever --out put them.
+    args.set = [*(args.set or []), f"landing_dir={args.out.resolve() / 'landing'}"]
     return code or cmd_run(args)
 
 
@@ -249,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     apply_offline_env()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Dagster's own loggers already write to the console through the run's logger; not twice.
+    logging.getLogger("dagster").propagate = False
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

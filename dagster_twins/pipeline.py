@@ -55,6 +55,7 @@ def run_pipeline(
     layer: str | None = None,
     raise_on_error: bool = True,
     run_config: dict | None = None,
+    dbt_output_to_file: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the pipeline for landing days ``start`` .. ``end`` (inclusive) as one run.
 
@@ -63,13 +64,15 @@ def run_pipeline(
     """
     apply_offline_env()
     from dagster_twins.location import build_definitions
+    from dagster_twins.transform.assets import DBT_OUTPUT_TAG
 
     job = build_definitions(settings).resolve_job_def("twins_pipeline")
     if layer is not None:
         selection = sorted(key for key in job.asset_layer.executable_asset_keys if layer_of(key.path) == layer)
     return job.execute_in_process(
         instance=instance,
-        tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), **settings_tags(settings)},
+        tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), **settings_tags(settings),
+              **({DBT_OUTPUT_TAG: "file"} if dbt_output_to_file else {})},
         asset_selection=list(selection) if selection else None,
         raise_on_error=raise_on_error,
         run_config=run_config,

@@ -215,7 +215,8 @@ def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
                 raise ValueError("needs at least one horizon of 1 day or more")
             return horizons
         if key == "purchase_event_types":
-            types = tuple(str(t) for t in (value if isinstance(value, list | tuple) else [value]))
+            # Staging lower-cases event types, so they are compared in lower case.
+            types = tuple(str(t).strip().lower() for t in (value if isinstance(value, list | tuple) else [value]))
             if not types:
                 raise ValueError("needs at least one event type")
             return types

@@ -45,9 +45,19 @@ class Forecast:
         return self.models[CHURN].model
 
     def coefficients(self) -> pd.DataFrame:
-        """Each fitted question's coefficients, with the covariates' standard deviations (their scale)."""
-        frames = [qm.model.coefficients_frame().assign(question=q, sd=[qm.design.sds[c] for c in qm.model.columns])
-                  for q, qm in self.models.items() if qm.model is not None]
+        """Each fitted question's coefficients, named by their scale: the model is fitted on standardized
+        covariates, so ``coef_per_sd`` and ``hazard_ratio_per_sd`` are per standard deviation (``sd``, in the
+        covariate's own units) and ``hazard_ratio_per_unit`` per one unit of the covariate."""
+        frames = []
+        for q, qm in self.models.items():
+            if qm.model is None:
+                continue
+            frame = qm.model.coefficients_frame().assign(question=q, sd=[qm.design.sds[c] for c in qm.model.columns])
+            frame = frame.rename(columns={"coef": "coef_per_sd", "se": "se_per_sd",
+                                          "hazard_ratio": "hazard_ratio_per_sd"})
+            frame["hazard_ratio_per_unit"] = np.exp(np.log(frame["hazard_ratio_per_sd"]) / frame["sd"].where(
+                frame["sd"] > 0))
+            frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def churn_matrix(self, raw: pd.DataFrame) -> np.ndarray:

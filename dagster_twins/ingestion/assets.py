@@ -73,7 +73,7 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         for name in selected:
             started = time.perf_counter()
             result = load_source(con, name, mappings[name], landing.root, dates, load_id=context.run_id,
-                                 progress=context.log.info)
+                                 progress=context.log.debug)
             totals = result.summary()
             context.log.info(
                 f"raw.{name}: {totals['rows_read']:,} read, {totals['rows_loaded']:,} loaded, "

@@ -1,6 +1,7 @@
 """dbt models, seeds and tests as Dagster assets and asset checks, run for the partition window."""
 
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -41,6 +42,9 @@ def dbt_window_vars(tags: Mapping[str, str]) -> dict[str, str]:
     return {"min_date": window[0].isoformat(), "max_date": window[1].isoformat()} if window else {}
 
 
+DBT_OUTPUT_TAG = "twins/dbt_output"  # "file": dbt's console output goes to a file in reports/ (the CLI's default)
+
+
 def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
     """The dbt project as assets; each build gets the run's landing-day window and the settings' vars."""
 
@@ -63,7 +67,16 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
             context.log.info("dbt build over all landed data (no landing-day window in this run)")
         if is_spark_target(dbt.target):
             prepare_spark(context, warehouse)
-        yield from dbt.cli(["build", "--vars", json.dumps({**settings.dbt_vars(), **window})], context=context).stream()
+        invocation = dbt.cli(["build", "--vars", json.dumps({**settings.dbt_vars(), **window})], context=context)
+        if context.run.tags.get(DBT_OUTPUT_TAG) != "file":
+            yield from invocation.stream()
+            return
+        # The command line keeps its console to progress and the summary: dbt's own output goes to a file.
+        path = warehouse.reports_folder / f"dbt_output_{context.run_id[:8]}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        context.log.info(f"dbt's output: {path}")
+        with path.open("w") as sink, contextlib.redirect_stdout(sink):
+            yield from invocation.stream()
 
     return dbt_models
 
