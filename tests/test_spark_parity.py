@@ -148,7 +148,7 @@ def test_every_table_is_the_same_on_spark(parity):
 
     duck_settings, spark_settings, _ = parity
     con = duckdb.connect(str(duck_settings.warehouse_path), read_only=True)
-    spark = spark_session(spark_settings)
+    spark = spark_session(spark_settings.spark_dir)
     try:
         problems = []
         for relation in COMPARED:
@@ -283,7 +283,7 @@ def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, mo
 
     monkeypatch.chdir(tmp_path)
     settings = replace(make_settings(tmp_path / "data"), spark_dir_override=None)
-    conf = spark_conf(settings, environ={})
+    conf = spark_conf(settings.spark_dir, environ={})
     spark_dir = tmp_path / "data" / "spark"
     assert settings.spark_dir == spark_dir
     assert conf["spark.sql.warehouse.dir"] == f"{spark_dir}/warehouse"
@@ -294,5 +294,5 @@ def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, mo
     assert "-Duser.timezone=UTC" in conf["spark.driver.extraJavaOptions"]
     assert conf["spark.master"] == "local[2]" and conf["spark.ui.enabled"] == "false"
     assert conf["spark.sql.ansi.enabled"] == "false"
-    assert spark_conf(settings, environ={"TWINS_SPARK_MASTER": "local[4]"})["spark.master"] == "local[4]"
+    assert spark_conf(settings.spark_dir, environ={"TWINS_SPARK_MASTER": "local[4]"})["spark.master"] == "local[4]"
     assert is_spark_target("spark") and not is_spark_target("duckdb")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -132,11 +133,10 @@ class SparkReader(BucketReader):
     # dbt starts its own session on the local Derby metastore, which admits one JVM.
 
 
-def reader_for(engine: str, con: duckdb.DuckDBPyConnection) -> BucketReader:
-    """The reader for the engine dbt builds on (``TWINS_DBT_TARGET``); ``con`` serves DuckDB."""
+def reader_for(engine: str, con: duckdb.DuckDBPyConnection, spark_dir: Path) -> BucketReader:
+    """The reader for the engine dbt builds on; ``con`` serves DuckDB, ``spark_dir`` is the Spark target's folder."""
     if engine == "spark":
-        from dagster_twins.settings import Settings
         from dagster_twins.warehouse.spark import spark_session  # optional dependency: pip install '.[spark]'
 
-        return SparkReader(spark_session(Settings.from_env()))
+        return SparkReader(spark_session(spark_dir))
     return DuckDBReader(con)

@@ -50,7 +50,7 @@ class WarehouseResource(dg.ConfigurableResource):
         con = self.connect()
         reader = None
         try:
-            reader = reader_for(self.engine, con)
+            reader = reader_for(self.engine, con, self.spark_folder)
             yield con, reader
         finally:
             if reader is not None:

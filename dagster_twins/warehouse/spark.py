@@ -4,13 +4,13 @@ dbt-spark's ``session`` method (dbt/adapters/spark/session.py) builds its sessio
 ``SparkSession.builder.enableHiveSupport()``, then ``.config(key, value)`` for each of the profile's
 ``server_side_parameters`` (plus ``spark.sql.ansi.enabled=false``, which dbt-spark always adds), then
 ``getOrCreate()``. ``spark_conf`` reads those parameters from the ``spark`` output of ``dbt/profiles.yml`` and
-renders them for the given settings, so ``spark_session`` is configured exactly like dbt's: same warehouse
+renders them for the given Spark folder, so ``spark_session`` is configured exactly like dbt's: same warehouse
 folder, same Derby metastore (under ``settings.spark_dir``), same time zone. Python sees the tables dbt built::
 
     from dagster_twins.settings import Settings
     from dagster_twins.warehouse.spark import spark_session, stop_spark_session
 
-    spark = spark_session(Settings.from_env())
+    spark = spark_session(Settings.from_env().spark_dir)
     table = spark.sql("select * from marts.user_daily_features").toArrow()
     stop_spark_session()  # releases the metastore: dbt's own session cannot start while this one runs
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from dagster_twins.settings import DBT_PROJECT_DIR, Settings
+from dagster_twins.settings import DBT_PROJECT_DIR
 
 PROFILE_NAME = "dagster_twins"
 SPARK_TARGET = "spark"
@@ -40,17 +40,16 @@ def _profile_outputs(profiles_dir: Path = DBT_PROJECT_DIR) -> dict[str, Any]:
     return yaml.safe_load((profiles_dir / "profiles.yml").read_text())[PROFILE_NAME]["outputs"]
 
 
-def is_spark_target(target: str | None, profiles_dir: Path = DBT_PROJECT_DIR) -> bool:
-    """Whether dbt's ``target`` (None: TWINS_DBT_TARGET, else duckdb) is a Spark output of the profile."""
-    name = target or os.environ.get("TWINS_DBT_TARGET", "duckdb")
-    return (_profile_outputs(profiles_dir).get(name) or {}).get("type") == "spark"
+def is_spark_target(target: str, profiles_dir: Path = DBT_PROJECT_DIR) -> bool:
+    """Whether dbt's ``target`` is a Spark output of the profile."""
+    return (_profile_outputs(profiles_dir).get(target) or {}).get("type") == "spark"
 
 
-def spark_environ(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment dbt's profile is rendered in for ``settings``: ``environ`` (default os.environ) with
-    TWINS_SPARK_DIR set to the settings' absolute Spark folder."""
+def spark_environ(spark_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment dbt's profile is rendered in: ``environ`` (default os.environ: the Spark session's own
+    TWINS_SPARK_* variables, which dbt's profile reads too) with TWINS_SPARK_DIR set to ``spark_dir``."""
     env = dict(os.environ if environ is None else environ)
-    env["TWINS_SPARK_DIR"] = str(settings.spark_dir)
+    env["TWINS_SPARK_DIR"] = str(spark_dir.resolve())
     return env
 
 
@@ -68,14 +67,14 @@ def _render(value: Any, env: Mapping[str, str]) -> str:
     return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(str(value)).render(env_var=env_var)
 
 
-def spark_conf(settings: Settings, environ: Mapping[str, str] | None = None,
+def spark_conf(spark_dir: Path, environ: Mapping[str, str] | None = None,
                profiles_dir: Path = DBT_PROJECT_DIR, target: str = SPARK_TARGET) -> dict[str, str]:
     """Every Spark parameter dbt's ``target`` session gets (the profile's server_side_parameters, rendered for
-    ``settings``, plus what dbt-spark forces), as strings."""
+    the Spark folder ``spark_dir``, plus what dbt-spark forces), as strings."""
     profile = _profile_outputs(profiles_dir)[target]
     if profile.get("method") != "session":
         raise ValueError(f"dbt target {target!r} is not a local Spark session (method: {profile.get('method')})")
-    env = spark_environ(settings, environ)
+    env = spark_environ(spark_dir, environ)
     conf = {str(k): _render(v, env) for k, v in (profile.get("server_side_parameters") or {}).items()}
     conf.update(DBT_SPARK_FORCED)
     return conf
@@ -85,7 +84,7 @@ def spark_conf(settings: Settings, environ: Mapping[str, str] | None = None,
 STATIC_KEYS = ("spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.ConnectionURL")
 
 
-def spark_session(settings: Settings, environ: Mapping[str, str] | None = None):
+def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None):
     """A SparkSession configured exactly like dbt's on the Spark target. A session this process already runs is
     reused when it has the same warehouse and metastore, else stopped (with its JVM) and replaced."""
     try:
@@ -95,12 +94,12 @@ def spark_session(settings: Settings, environ: Mapping[str, str] | None = None):
         raise ImportError("pyspark is not installed: pip install -r requirements-spark.lock "
                           "(or pip install '.[spark]')") from exc
 
-    conf = spark_conf(settings, environ)
+    conf = spark_conf(spark_dir, environ)
     running = SparkContext._active_spark_context
     if running is not None and any(running.getConf().get(k) != conf.get(k) for k in STATIC_KEYS):
         stop_spark_session()
     for folder in ("warehouse", "metastore"):
-        (settings.spark_dir / folder).mkdir(parents=True, exist_ok=True)
+        (spark_dir / folder).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.enableHiveSupport()
     for key, value in conf.items():
         builder = builder.config(key, value)
