@@ -27,7 +27,7 @@ SCHEMA = "simulation"
 EFFECTS_KEY = dg.AssetKey([SCHEMA, "campaign_effects"])
 SEGMENT_BASE_KEY = dg.AssetKey([SCHEMA, "user_segment_base"])
 RANKING_KEY = dg.AssetKey([SCHEMA, "scenario_policy_ranking"])
-EXPERIMENTS_KEY = dg.AssetKey(["marts", "campaign_experiment_frame"])
+EXPERIMENTS_KEY = dg.AssetKey(["marts", "fct_campaign_experiment_assignments"])
 
 def segment_base_view(churn_horizons: list[int]) -> str:
     """What segments can filter on: each active user's churn prediction at every horizon (and its percentile),
@@ -73,7 +73,7 @@ def _md(frame: pd.DataFrame) -> dg.MetadataValue:
 )
 def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.reading() as (con, reader):
-        experiments = reader.frame("select * from marts.campaign_experiment_frame")
+        experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
         effects = estimate_campaign_effects(experiments)
         if effects.empty:
             context.log.warning("no randomized campaign (both a treatment and a control group) in the data: scenarios "
@@ -174,7 +174,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
             churn_tables = DuckDBReader(con)
             users = int(con.execute("select count(*) from churn.scored_user_covariates").fetchone()[0])
             segment_base = con.execute(f"select * from {SCHEMA}.user_segment_base").df()
-            experiments = reader.frame("select * from marts.campaign_experiment_frame")
+            experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
             buckets = warehouse.buckets(users)
             context.log.info(f"{spec.name}: {spec.draws} draws of the churn model fitted on "
                              f"{fitted_on.date()} over {len(segment_base):,} active users, read in {buckets} "

@@ -1,0 +1,3 @@
+{#- Deprecated: user_daily_features was renamed fct_user_daily_features.
+    This view keeps BI queries on the old name working until 2027-03-01 (legacy/_legacy.yml). -#}
+select * from {{ ref('fct_user_daily_features') }}
