@@ -21,7 +21,9 @@ with landed as (
 ),
 
 texts as (
-    select interaction_id, lower(text) as text
+    select
+        interaction_id,
+        lower(text) as text
     from landed
     where text is not null
 ),
