@@ -14,6 +14,11 @@ from tests.conftest import make_settings
 
 MARTS = ("fct_events", "dim_users", "fct_user_daily_features", "fct_user_daily_dimension_counts",
          "fct_user_churn_survival")
+# The marts' names before fct_/dim_, views over the renamed marts until their deprecation date (marts/legacy/).
+LEGACY_NAMES = {"user_daily_features": "fct_user_daily_features",
+                "user_daily_dimension_counts": "fct_user_daily_dimension_counts",
+                "churn_survival_frame": "fct_user_churn_survival",
+                "campaign_experiment_frame": "fct_campaign_experiment_assignments"}
 
 
 def count(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -67,6 +72,20 @@ def test_marts_are_filled_and_consistent(built):
         users, churned = con.execute("select count(*), sum(churned) from marts.fct_user_churn_survival").fetchone()
         assert users == count(con, "marts.dim_users")
         assert 0 < churned < users
+    finally:
+        con.close()
+
+
+def test_old_mart_names_are_views_over_the_renamed_marts(built):
+    settings, _, _ = built
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        for old, new in LEGACY_NAMES.items():
+            kind = con.execute("select table_type from information_schema.tables where table_schema = 'marts' "
+                               "and table_name = ?", [old]).fetchone()
+            assert kind == ("VIEW",), old
+            assert count(con, f"(select * from marts.{old} except all select * from marts.{new})") == 0, old
+            assert count(con, f"marts.{old}") == count(con, f"marts.{new}") > 0, old
     finally:
         con.close()
 
