@@ -49,12 +49,13 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
-test: setup setup-spark browser  ## the whole test suite (Spark parity included)
-	$(BIN)/ruff check .
+test: lint setup-spark browser  ## lint, then the whole test suite (Spark parity included)
 	$(BIN)/python -m pytest
 
-lint: setup
+# Both offline and deterministic: sqlfluff renders the models with its jinja templater (no dbt, no warehouse).
+lint: setup  ## ruff over the Python, sqlfluff over the dbt models (.sqlfluff; pre-commit runs the same)
 	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint dbt/models
 
 bench: setup  ## stage timings and peak memory at 10k and 100k users (see docs/benchmarks.md)
 	$(BIN)/dagster-twins bench --users 10000 100000 --days 180 --repeat 3 --output docs/benchmarks.json

@@ -24,7 +24,7 @@ def test_definitions_load_with_every_layer():
     groups = {node.group_name for node in repo.asset_graph.asset_nodes}
     assert {"ingestion", "staging", "intermediate", "marts", "reference", "twins", "churn", "simulation"} <= groups
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    expected = {"raw/events", "raw/quarantine", "marts/fct_events", "marts/user_daily_features",
+    expected = {"raw/events", "raw/quarantine", "marts/fct_events", "marts/fct_user_daily_features",
                 "twins/user_beliefs", "twins/user_twins", "churn/churn_model_metrics", "churn/churn_predictions",
                 "simulation/campaign_effects", "simulation/scenario_retention_campaign_top_risk_decile",
                 "simulation/scenario_policy_ranking"}
@@ -93,7 +93,7 @@ def test_dagster_dev_serves_the_code_location_from_workspace_yaml(tmp_path: Path
         assert location["__typename"] == "RepositoryLocation", location.get("message")
         nodes = _graphql(port, ASSETS_QUERY)["data"]["assetNodes"]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
-        assert {"raw/events", "marts/fct_events", "marts/churn_survival_frame", "twins/user_twins",
+        assert {"raw/events", "marts/fct_events", "marts/fct_user_churn_survival", "twins/user_twins",
                 "churn/churn_predictions", "simulation/scenario_policy_ranking"} <= keys
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -38,7 +38,7 @@ from tests.conftest import make_settings
 D0, D1, D2 = date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 3)
 EVENTS_HEADER = "event_id,user_id,occurred_at,event_type,value"
 # Marts that depend only on what landed (the churn frames also depend on the run's window end).
-EVENT_MARTS = ("fct_events", "user_daily_features", "user_daily_dimension_counts", "dim_users")
+EVENT_MARTS = ("fct_events", "fct_user_daily_features", "fct_user_daily_dimension_counts", "dim_users")
 # Load bookkeeping that legitimately differs between two loads of the same data, and paths of landing folders.
 VOLATILE = {"_loaded_at", "loaded_at", "load_id", "_source_file", "source_file"}
 BASE_LAYERS = ("ingestion", "transform")
@@ -180,8 +180,8 @@ def assert_same(left: dict[str, pd.DataFrame], right: dict[str, pd.DataFrame]) -
 
 
 def daily(settings: Settings) -> dict[tuple[str, date], tuple[int, int, float]]:
-    """{(user, activity day): (events, purchases, spend)} from marts.user_daily_features."""
-    found = rows(settings, "select user_id, activity_date, events, purchases, spend from marts.user_daily_features")
+    """{(user, activity day): (events, purchases, spend)} from marts.fct_user_daily_features."""
+    found = rows(settings, "select user_id, activity_date, events, purchases, spend from marts.fct_user_daily_features")
     return {(u, d): (int(e), int(p), float(s)) for u, d, e, p, s in found}
 
 

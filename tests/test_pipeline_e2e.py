@@ -12,7 +12,13 @@ from dagster_twins.contract import SOURCES
 from dagster_twins.pipeline import run_pipeline
 from tests.conftest import make_settings
 
-MARTS = ("fct_events", "dim_users", "user_daily_features", "user_daily_dimension_counts", "churn_survival_frame")
+MARTS = ("fct_events", "dim_users", "fct_user_daily_features", "fct_user_daily_dimension_counts",
+         "fct_user_churn_survival")
+# The marts' names before fct_/dim_, views over the renamed marts until their deprecation date (marts/legacy/).
+LEGACY_NAMES = {"user_daily_features": "fct_user_daily_features",
+                "user_daily_dimension_counts": "fct_user_daily_dimension_counts",
+                "churn_survival_frame": "fct_user_churn_survival",
+                "campaign_experiment_frame": "fct_campaign_experiment_assignments"}
 
 
 def count(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -60,12 +66,26 @@ def test_marts_are_filled_and_consistent(built):
         # Every loaded event is in fct_events exactly once.
         assert count(con, "marts.fct_events where source = 'events'") == count(con, "raw.events")
         # Daily features add up to the event stream.
-        feature_events = con.execute("select sum(events) from marts.user_daily_features").fetchone()[0]
+        feature_events = con.execute("select sum(events) from marts.fct_user_daily_features").fetchone()[0]
         assert feature_events == count(con, "raw.events")
         # One survival row per user; churn is observed for some and censored for others.
-        users, churned = con.execute("select count(*), sum(churned) from marts.churn_survival_frame").fetchone()
+        users, churned = con.execute("select count(*), sum(churned) from marts.fct_user_churn_survival").fetchone()
         assert users == count(con, "marts.dim_users")
         assert 0 < churned < users
+    finally:
+        con.close()
+
+
+def test_old_mart_names_are_views_over_the_renamed_marts(built):
+    settings, _, _ = built
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        for old, new in LEGACY_NAMES.items():
+            kind = con.execute("select table_type from information_schema.tables where table_schema = 'marts' "
+                               "and table_name = ?", [old]).fetchone()
+            assert kind == ("VIEW",), old
+            assert count(con, f"(select * from marts.{old} except all select * from marts.{new})") == 0, old
+            assert count(con, f"marts.{old}") == count(con, f"marts.{new}") > 0, old
     finally:
         con.close()
 
@@ -78,7 +98,7 @@ def test_rerunning_a_day_does_not_double_count(built_copy):
         con = duckdb.connect(str(copy), read_only=True)
         try:
             return {m: count(con, f"marts.{m}") for m in MARTS} | {
-                "spend": con.execute("select round(sum(spend), 6) from marts.user_daily_features").fetchone()[0]
+                "spend": con.execute("select round(sum(spend), 6) from marts.fct_user_daily_features").fetchone()[0]
             }
         finally:
             con.close()
@@ -89,7 +109,7 @@ def test_rerunning_a_day_does_not_double_count(built_copy):
         result = run_pipeline(rerun_settings, day, day, instance=dg.DagsterInstance.ephemeral())
         assert result.success
     after = snapshot()
-    for mart in ("fct_events", "user_daily_features", "user_daily_dimension_counts", "dim_users"):
+    for mart in ("fct_events", "fct_user_daily_features", "fct_user_daily_dimension_counts", "dim_users"):
         assert after[mart] == before[mart], mart
     assert after["spend"] == before["spend"]
 
@@ -115,9 +135,9 @@ def test_own_minimal_events_file_runs_through(tmp_path: Path):
         assert count(con, "raw.events") == len(lines) - 1
         assert count(con, "marts.dim_users") == 40
         definitions = dict(con.execute(
-            "select churn_definition, count(*) from marts.churn_survival_frame group by 1").fetchall())
+            "select churn_definition, count(*) from marts.fct_user_churn_survival group by 1").fetchall())
         assert definitions == {"inactivity": 40}
-        assert 0 < con.execute("select sum(churned) from marts.churn_survival_frame").fetchone()[0] < 40
+        assert 0 < con.execute("select sum(churned) from marts.fct_user_churn_survival").fetchone()[0] < 40
         # No subscriptions: churn by inactivity still scores every customer, active ones by P(churn within h),
         # lapsed ones by P(return within h).
         questions = dict(con.execute("select question, count(*) from churn.churn_predictions group by 1").fetchall())

@@ -115,7 +115,7 @@ def test_the_campaign_estimate_covers_the_planted_hazard_ratio(tmp_path_factory)
         run_pipeline(settings, demo.start_date, demo.end_date, instance=instance, layer=layer)
     con = connect(settings.warehouse_path, read_only=True)
     try:
-        experiments = con.execute("select * from marts.campaign_experiment_frame").df()
+        experiments = con.execute("select * from marts.fct_campaign_experiment_assignments").df()
     finally:
         con.close()
     effects = estimate_campaign_effects(experiments, followups=(60,)).iloc[0]

@@ -38,8 +38,8 @@ FIRST_WINDOW_DAYS = 40
 
 # Everything dbt materializes as a table, plus the interaction stream (a view over every staging model).
 COMPARED = (
-    "marts.fct_events", "marts.dim_users", "marts.user_daily_features", "marts.user_daily_dimension_counts",
-    "marts.churn_survival_frame", "marts.campaign_experiment_frame", "intermediate.int_user_churn_status",
+    "marts.fct_events", "marts.dim_users", "marts.fct_user_daily_features", "marts.fct_user_daily_dimension_counts",
+    "marts.fct_user_churn_survival", "marts.fct_campaign_experiment_assignments", "intermediate.int_user_churn_status",
     "intermediate.int_interactions", "reference.topic_taxonomy", "reference.goal_intents",
 )
 
@@ -176,7 +176,7 @@ def test_incremental_models_took_the_second_window_incrementally(parity):
         con.close()
     assert late > 0
     spark_tables = duck_settings.spark_dir / "warehouse" / "marts.db"
-    for table, column in (("fct_events", "landing_date"), ("user_daily_features", "activity_date")):
+    for table, column in (("fct_events", "landing_date"), ("fct_user_daily_features", "activity_date")):
         days = {p.name for p in (spark_tables / table).iterdir() if p.name.startswith(f"{column}=")}
         assert len(days) >= DAYS - 1, table  # one partition per day, both windows
 

@@ -22,7 +22,7 @@ SCHEMA = store.SCHEMA
 EFFECTS_KEY = dg.AssetKey([SCHEMA, "campaign_effects"])
 SEGMENT_BASE_KEY = dg.AssetKey([SCHEMA, "user_segment_base"])
 RANKING_KEY = dg.AssetKey([SCHEMA, "scenario_policy_ranking"])
-EXPERIMENTS_KEY = dg.AssetKey(["marts", "campaign_experiment_frame"])
+EXPERIMENTS_KEY = dg.AssetKey(["marts", "fct_campaign_experiment_assignments"])
 # Other layers' outputs, by name: the segments read them as tables.
 PREDICTIONS_KEY = dg.AssetKey(["churn", "churn_predictions"])
 TWINS_KEY = dg.AssetKey(["twins", "user_twins"])
@@ -38,7 +38,7 @@ TWINS_KEY = dg.AssetKey(["twins", "user_twins"])
 )
 def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.reading() as (con, reader):
-        experiments = reader.frame("select * from marts.campaign_experiment_frame")
+        experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
         effects = estimate_campaign_effects(experiments)
         if effects.empty:
             context.log.warning("no randomized campaign (both a treatment and a control group) in the data: scenarios "
@@ -125,7 +125,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
                 raise dg.Failure("no stored churn model for the current predictions: materialize churn first")
             forecast, fitted_on, as_of = latest
             segment_base = store.segment_base(con)
-            experiments = reader.frame("select * from marts.campaign_experiment_frame")
+            experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
             buckets = warehouse.buckets(store.scored_users(con))
             context.log.info(f"{spec.name}: {spec.draws} draws of the churn model fitted on "
                              f"{fitted_on.date()} over {len(segment_base):,} active users, read in {buckets} "

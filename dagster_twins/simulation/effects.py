@@ -105,7 +105,8 @@ FOLLOWUPS = (30, 60, 90, None)
 
 
 def estimate_campaign_effects(frame: pd.DataFrame, followups: tuple[float | None, ...] = FOLLOWUPS) -> pd.DataFrame:
-    """One row per randomized campaign in ``marts.campaign_experiment_frame`` and follow-up (None: all of it)."""
+    """One row per randomized campaign in ``marts.fct_campaign_experiment_assignments`` and follow-up (None: all
+    of it)."""
     rows = [{"campaign_id": cid, "followup_days": days, **estimate_campaign_effect(group, days)}
             for cid, group in frame.groupby("campaign_id") for days in followups]
     return pd.DataFrame(rows)

@@ -11,7 +11,7 @@ folder, same Derby metastore (under ``settings.spark_dir``), same time zone. Pyt
     from dagster_twins.warehouse.spark import spark_session, stop_spark_session
 
     spark = spark_session(Settings.from_env().spark_dir)
-    table = spark.sql("select * from marts.user_daily_features").toArrow()
+    table = spark.sql("select * from marts.fct_user_daily_features").toArrow()
     stop_spark_session()  # releases the metastore: dbt's own session cannot start while this one runs
 
 The Derby metastore admits one JVM at a time, so a Python session and a dbt run on the Spark target must not

@@ -42,6 +42,29 @@
 {%- endmacro %}
 
 {#-
+    The config of an incremental mart on the engine dbt runs on (the one place that says it; README "Engines"):
+    - DuckDB: `delete+insert` on `unique_key`, which rewrites only the rows of the keys a run produces;
+    - Spark: its Parquet tables have neither delete nor merge, so `insert_overwrite` of the `partition_by` partitions
+      a run writes (dynamic partition overwrite): the model must write each partition it touches whole.
+    Any other config (pre_hook, contract, ...) is passed through. Call it as the model's config:
+    {{ incremental_config(unique_key='id', partition_by='landing_date', pre_hook='...') }}
+-#}
+{% macro incremental_config(unique_key, partition_by) -%}
+    {%- set settings = {'materialized': 'incremental', 'unique_key': unique_key, 'on_schema_change': 'append_new_columns'} -%}
+    {%- do settings.update(adapter.dispatch('incremental_strategy_config')(partition_by)) -%}
+    {%- do settings.update(kwargs) -%}
+    {%- do config(**settings) -%}
+{%- endmacro %}
+
+{% macro default__incremental_strategy_config(partition_by) -%}
+    {{ return({'incremental_strategy': 'delete+insert'}) }}
+{%- endmacro %}
+
+{% macro spark__incremental_strategy_config(partition_by) -%}
+    {{ return({'incremental_strategy': 'insert_overwrite', 'partition_by': [partition_by]}) }}
+{%- endmacro %}
+
+{#-
     fct_events' pre-hook on incremental runs: empty the window's landing days first, so a re-run leaves exactly what
     the re-landed files hold (a corrected file's dropped rows, or a whole day gone). Without a window, every day.
 -#}

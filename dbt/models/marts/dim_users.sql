@@ -1,3 +1,4 @@
+{{ config(contract={'enforced': true}) }}
 {#- One row per user seen anywhere: the users source plus users who only appear in interactions. -#}
 with activity as (
     select

@@ -1,16 +1,13 @@
+{#- Spark overwrites the landing-day partitions a run rebuilt (the pre_hook drops the window's first), which
+    replaces the same rows: an interaction_id lands on one day only (macros/engines.sql). -#}
 {{
-    config(
-        materialized='incremental',
+    incremental_config(
         unique_key='interaction_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
-        pre_hook="{% if is_incremental() %}{{ clear_landing_window(this) }}{% endif %}"
+        partition_by='landing_date',
+        pre_hook="{% if is_incremental() %}{{ clear_landing_window(this) }}{% endif %}",
+        contract={'enforced': true}
     )
 }}
-{#- Spark's Parquet tables have neither delete nor merge: there a run overwrites the landing-day partitions it
-    rebuilt (the pre_hook drops the window's first), which replaces the same rows (an interaction_id lands on one
-    day only; README "Engines"). -#}
-{%- if target.type == 'spark' %}{{ config(incremental_strategy='insert_overwrite', partition_by=['landing_date']) }}{% endif %}
 {#-
     Every interaction, one row each, with topic and goal resolved. Processes the rows that landed in the
     Dagster partition window, so late events are folded in whenever they land. A re-run replaces every row of
@@ -24,7 +21,9 @@ with landed as (
 ),
 
 texts as (
-    select interaction_id, lower(text) as text
+    select
+        interaction_id,
+        lower(text) as text
     from landed
     where text is not null
 ),

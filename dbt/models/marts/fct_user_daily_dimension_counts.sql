@@ -1,17 +1,14 @@
+{#- Spark overwrites the activity-day partitions a run touched, recomputed whole (spark__touched_interactions_cte). -#}
 {{
-    config(
-        materialized='incremental',
+    incremental_config(
         unique_key=['user_id', 'activity_date', 'dimension', 'dimension_value'],
-        incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns'
+        partition_by='activity_date',
+        contract={'enforced': true}
     )
 }}
-{#- On Spark (no delete, no merge on Parquet) a run overwrites the activity-day partitions it touched, recomputed
-    whole (spark__touched_interactions_cte; README "Engines"). -#}
-{%- if target.type == 'spark' %}{{ config(incremental_strategy='insert_overwrite', partition_by=['activity_date']) }}{% endif %}
 {#-
     Per user and day, interaction counts by event type, topic, channel, content format and goal, in long
-    form so the columns never depend on the data. Incremental exactly like user_daily_features.
+    form so the columns never depend on the data. Incremental exactly like fct_user_daily_features.
 -#}
 with
 {{ touched_interactions_cte(ref('fct_events')) }},

@@ -1,0 +1,5 @@
+{#- Deprecated: campaign_experiment_frame was renamed fct_campaign_experiment_assignments.
+    This view keeps BI queries on the old name working until 2027-03-01 (legacy/_legacy.yml). -#}
+-- select *: every column the mart has, whatever it will have
+-- noqa: disable=AM04
+select * from {{ ref('fct_campaign_experiment_assignments') }}
