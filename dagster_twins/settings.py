@@ -21,8 +21,8 @@ variables, for deployments and tests:
 | TWINS_SPARK_DIR | spark_dir | spark/ beside the warehouse |
 
 What the data means (file only; dbt, the twins and churn all read these): ``inactivity_days``,
-``purchase_event_types``, ``feature_window_days``, ``half_life_days``, ``horizons``. The Spark session's own
-variables (TWINS_SPARK_MASTER, _DRIVER_MEMORY, _SHUFFLE_PARTITIONS) are read by dbt's ``spark`` profile.
+``purchase_event_types``, ``feature_window_days``, ``half_life_days``, ``horizons``, ``text_taxonomy``. The Spark
+session's own variables (TWINS_SPARK_MASTER, _DRIVER_MEMORY, _SHUFFLE_PARTITIONS) are read by dbt's ``spark`` profile.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class Settings:
     feature_window_days: int = 28  # "lately": recent behaviour is measured over this many days
     half_life_days: float = 60.0  # evidence loses half its weight in this many days (twins, churn's activity rate)
     horizons: tuple[int, ...] = (7, 14, 30, 90)  # days: P(churn within h) for active users, P(return) for lapsed
+    text_taxonomy: bool = True  # topics and goals from text with dbt/seeds' taxonomy (the demo's, or yours)
     settings_file: Path | None = None  # the file these came from (None: defaults and environment only)
     origin: Mapping[str, str] = field(default_factory=dict)  # key -> where its value came from (file, env, flag)
 
@@ -110,7 +111,7 @@ class Settings:
     def dbt_vars(self) -> dict[str, Any]:
         """The dbt vars these settings set (dbt_project.yml holds the same defaults for `dbt` run by hand)."""
         return {"inactivity_days": self.inactivity_days, "purchase_event_types": list(self.purchase_event_types),
-                "feature_window_days": self.feature_window_days}
+                "feature_window_days": self.feature_window_days, "text_taxonomy": self.text_taxonomy}
 
     def dbt_environ(self) -> dict[str, str]:
         """The variables dbt's profile reads (dbt runs in a subprocess; its profile can read only the environment)."""
@@ -179,7 +180,7 @@ FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sourc
               "spark_dir": "spark_dir_override", "duckdb_memory_limit": "duckdb_memory_limit",
               "inactivity_days": "inactivity_days", "purchase_event_types": "purchase_event_types",
               "feature_window_days": "feature_window_days", "half_life_days": "half_life_days",
-              "horizons": "horizons"}
+              "horizons": "horizons", "text_taxonomy": "text_taxonomy"}
 _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING_DIR",
               "sources_config": "TWINS_SOURCES_CONFIG", "partition_start": "TWINS_PARTITION_START",
               "dbt_target": "TWINS_DBT_TARGET", "scenarios_dir": "TWINS_SCENARIOS_DIR",
@@ -209,6 +210,12 @@ def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
             if not number > 0:
                 raise ValueError("must be > 0")
             return number
+        if key == "text_taxonomy":
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return str(value).strip().lower() in ("true", "yes", "on", "1")
+            raise ValueError("true or false")
         if key == "horizons":
             horizons = tuple(sorted({int(h) for h in (value if isinstance(value, list | tuple) else [value])}))
             if not horizons or horizons[0] < 1:

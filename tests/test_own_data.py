@@ -156,7 +156,7 @@ def test_every_setting_reaches_the_layer_that_reads_it(tmp_path):
                                      "partition_start": "1999-03-01", "duckdb_memory_limit": "2GB"})
     settings = Settings.load(path, environ={})
     assert settings.dbt_vars() == {"inactivity_days": 45, "purchase_event_types": ["order", "refund"],
-                                   "feature_window_days": 21}
+                                   "feature_window_days": 21, "text_taxonomy": True}
     assert settings.dbt_environ()["TWINS_DUCKDB_MEMORY_LIMIT"] == "2GB"
     defs = build_definitions(settings)
     job = defs.resolve_job_def("twins_pipeline")
@@ -219,7 +219,8 @@ def music_log(root: Path) -> Path:
             "occurred_at": [f"{day} 12:{i % 60:02d}:00" for i in range(len(active))],
             "event_type": rng.choice(["play", "skip", "search"], len(active)),
             "topic": rng.choice(topics, len(active)), "channel": rng.choice(channels, len(active)),
-            "content_format": rng.choice(formats, len(active)), "text": "something to hum along to",
+            # Words the demo's taxonomy knows ("workout", "how to"): with text_taxonomy off they mean nothing here.
+            "content_format": rng.choice(formats, len(active)), "text": "how to find a workout playlist",
         })
         (landing / "events").mkdir(parents=True, exist_ok=True)
         events.to_csv(landing / "events" / f"{day}.csv", index=False)
@@ -234,7 +235,8 @@ def music_log(root: Path) -> Path:
 
 def test_a_twin_speaks_the_datas_vocabulary_and_nothing_else(tmp_path):
     landing = music_log(tmp_path)
-    settings = write_settings(tmp_path, {"warehouse": "out/warehouse.duckdb", "landing_dir": str(landing)})
+    settings = write_settings(tmp_path, {"warehouse": "out/warehouse.duckdb", "landing_dir": str(landing),
+                                         "text_taxonomy": False})
     result = cli("run", "--settings", str(settings), root=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     con = _con(tmp_path)
@@ -255,5 +257,5 @@ def test_a_twin_speaks_the_datas_vocabulary_and_nothing_else(tmp_path):
     # Recommendations were shown to some users only: only they have a click propensity.
     assert 0 < rec_rows[0] < 60 and rec_rows[1]
     assert twins["rec_click_propensity"].isna().sum() == 60 - rec_rows[0]
-    # No tickets, no campaigns, no goals from text: no such beliefs.
+    # No tickets, no campaigns, and no goals from text (the taxonomy is off): no such beliefs.
     assert not beliefs & {"ticket_rate", "campaign_response", "goal"}

@@ -25,7 +25,8 @@ texts as (
         interaction_id,
         lower(text) as text
     from landed
-    where text is not null
+    -- Topics and goals from text need a taxonomy: off (no text matched) when var text_taxonomy is false.
+    where text is not null and {{ 'true' if var('text_taxonomy') else 'false' }}
 ),
 
 topic_matches as (
