@@ -49,6 +49,7 @@ class Column:
     accepted_values: tuple[str, ...] | None = None
     min_value: float | None = None  # numbers: the contract's range (inclusive)
     max_value: float | None = None
+    decimals: int | None = None  # numbers: at most this many decimal places (money: always 2)
     days_after_landing: int | None = None  # timestamps: None is DAYS_AFTER_LANDING
     free_text: bool = False  # strings: kept as written (no sentinel words, control characters allowed but NUL)
 
@@ -153,7 +154,8 @@ SOURCES: dict[str, SourceContract] = {
                 Column("category"),
                 # A ticket's row lands when it is opened and may carry its planned close time (the demo's: <= 5 days).
                 Column("closed_at", "timestamp", days_after_landing=30),
-                Column("satisfaction", "double", min_value=1, max_value=5),
+                # A rating: the marts carry it beside money, as DECIMAL(18, 2), so it must be exact in 2 decimals.
+                Column("satisfaction", "double", min_value=1, max_value=5, decimals=2),
             ),
             time_column="opened_at",
             id_column="ticket_id",

@@ -192,10 +192,11 @@ def _range_problem(column: Column, value: str, shown: str) -> str:
 
 
 def _number_expr(column: Column, col: str, file_type: str, mapping: SourceMapping) -> ColumnExpr:
-    """A finite number in the contract's range; money also exact to the cent (at most 2 decimal places)."""
+    """A finite number in the contract's range; money (and a column with ``decimals``) also exact in 2 decimal
+    places: a third decimal is quarantined, never rounded away."""
     raw, number, error, ok = _names(column, "r", "d", "e", "ok")
     name = column.name
-    money = column.type == "money"
+    money = column.type == "money" or column.decimals == 2
     if file_type.startswith(_NUMERIC_PREFIXES):
         floating = file_type.startswith(_FLOAT_PREFIXES)
         first = {raw: f"cast({col} as varchar)", number: f"cast({col} as double)"}
@@ -232,7 +233,7 @@ def _number_expr(column: Column, col: str, file_type: str, mapping: SourceMappin
     if money:
         problem = (f"coalesce({error}, case when {ok} and not ({cents_ok}) then 'more than 2 decimal places in "
                    f"{name}: ' || {_short(raw)} end)")
-        typed = f"case when {ok} and {cents_ok} then {exact} end"
+        typed = f"case when {ok} and {cents_ok} then {exact if column.type == 'money' else number} end"
     else:
         problem, typed = error, f"case when {ok} then {number} end"
     return ColumnExpr(typed, problem, layers)
