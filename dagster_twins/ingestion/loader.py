@@ -323,16 +323,13 @@ def _load_slice(
         f"join {table} t on t._row_id = b._row_id where b._reason is null"
     )
     con.execute(
-        f"create or replace temp table _landing_ranked as select *, row_number() over (partition by _row_id "
-        f"order by _landing_date, _source_file, _source_line) as _rank, _row_id in (select _row_id from "
-        f"_landing_seen) as _seen from {_BATCH} where _reason is null"
-    )
-    con.execute(
-        f"insert into {table} by name select * exclude (_reason, _record, _rank, _seen), "
-        f"timestamp '{loaded_at}' as _loaded_at from _landing_ranked where _rank = 1 and not _seen"
+        f"insert into {table} by name select * exclude (_reason, _record, _rank), "
+        f"timestamp '{loaded_at}' as _loaded_at from (select *, row_number() over (partition by _row_id "
+        f"order by _landing_date, _source_file, _source_line) as _rank from {_BATCH} where _reason is null "
+        f"and _row_id not in (select _row_id from _landing_seen)) where _rank = 1"
     )
     conflicts = _record_conflicts(con, source, table, loaded_at)
-    con.execute("drop table _landing_seen; drop table _landing_ranked")
+    con.execute("drop table _landing_seen")
     con.execute(
         f"insert into {RAW_SCHEMA}.{QUARANTINE_TABLE} select {sql_literal(source)}, _source_file, "
         f"_source_line, _reason, _record, _landing_date, timestamp '{loaded_at}' "
@@ -378,8 +375,12 @@ def _record_conflicts(con: duckdb.DuckDBPyConnection, source: str, table: str, l
         f"insert into {RAW_SCHEMA}.{CONFLICTS_TABLE} select {sql_literal(source)}, d._row_id, d._landing_date, "
         f"d._source_file, d._source_line, {record('d')}, k._landing_date, k._source_file, k._source_line, "
         f"{record('k')}, {differing}, timestamp '{loaded_at}' "
-        f"from (select * from _landing_ranked where _rank > 1 or _seen) d "
-        f"join {table} k on k._row_id = d._row_id where {differ}"
+        f"from (select b.* from {_BATCH} b where b._reason is null and b._row_id in (select _row_id from "
+        f"_landing_seen union all select _row_id from {_BATCH} where _reason is null group by 1 "
+        f"having count(*) > 1)) d "
+        # the kept row is in the table now; the duplicate is any other row of its key
+        f"join {table} k on k._row_id = d._row_id and (k._source_file <> d._source_file or "
+        f"k._source_line is distinct from d._source_line or k._landing_date <> d._landing_date) where {differ}"
     )
     return dict(con.execute(
         f"select source_file, count(*) from {RAW_SCHEMA}.{CONFLICTS_TABLE} where source = ? "
