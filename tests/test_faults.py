@@ -134,10 +134,14 @@ def reconcile(settings: Settings) -> dict[tuple[str, str], tuple[int, int, int, 
     {(source, file name): (read, loaded, duplicate, quarantined)}."""
     stats: dict[tuple[str, str], tuple[int, int, int, int]] = {}
     with warehouse(settings) as con:
-        latest = con.execute(
-            "select source, source_file, rows_read, rows_loaded, rows_duplicate, rows_quarantined from raw.load_log "
-            "qualify row_number() over (partition by source, source_file order by loaded_at desc, rowid desc) = 1"
+        entries = con.execute(
+            "select source, source_file, rows_read, rows_loaded, rows_duplicate, rows_quarantined, status "
+            "from raw.load_log qualify row_number() over (partition by source, source_file "
+            "order by loaded_at desc, rowid desc) = 1"
         ).fetchall()
+        # What was not read (an unknown folder, a dangling symlink) is logged as skipped, with no rows.
+        assert all(s[2:6] == (0, 0, 0, 0) for s in entries if s[6] == "skipped")
+        latest = [s[:6] for s in entries if s[6] != "skipped"]
         for source, path, read, loaded, duplicate, quarantined in latest:
             assert read == loaded + duplicate + quarantined, (source, path)
             in_table = con.execute(f"select count(*) from raw.{source} where _source_file = ?", [path]).fetchone()[0]

@@ -263,6 +263,10 @@ def load_source(
     for first in range(0, len(dates), slice_days):
         days = set(dates[first:first + slice_days])
         files = {f: d for f, d in wanted.items() if d in days}
+        # Files are read and validated into the temporary batch before the slice's transaction: a statement DuckDB
+        # fails on (a file its CSV reader gives up on) would abort the transaction, and only that file is refused.
+        _create_batch(con, source)
+        outcomes = _stage(con, source, mapping, files)
         con.execute("begin transaction")
         try:
             if first == 0:
@@ -271,7 +275,7 @@ def load_source(
                 for table in (QUARANTINE_TABLE, CONFLICTS_TABLE):
                     con.execute(f"delete from {RAW_SCHEMA}.{table} where source = ? "
                                 f"and landing_date in ({date_list})", [source])
-            stats = _load_slice(con, source, mapping, files, loaded_at)
+            stats = _load_slice(con, source, files, outcomes, loaded_at)
             _write_load_log(con, load_id, source, stats, loaded_at)
             con.execute("commit")
         except Exception:
@@ -306,14 +310,12 @@ def _date_list(dates: Iterable[date]) -> str:
 
 
 def _load_slice(
-    con: duckdb.DuckDBPyConnection, source: str, mapping: SourceMapping, files: dict[LandingFile, date],
+    con: duckdb.DuckDBPyConnection, source: str, files: dict[LandingFile, date], outcomes: dict[str, FileRead],
     loaded_at: datetime,
 ) -> list[FileStats]:
-    """Stage the files of some landing days and insert their first row of each new key; rows of other keys are
-    counted as duplicates (and recorded in raw.conflicts where their content differs from the row kept), malformed
-    rows quarantined. Runs inside the slice's transaction (``load_source``)."""
-    _create_batch(con, source)
-    outcomes = _stage(con, source, mapping, files)
+    """Insert the staged batch's first row of each new key; rows of other keys are counted as duplicates (and
+    recorded in raw.conflicts where their content differs from the row kept), malformed rows quarantined. Runs
+    inside the slice's transaction (``load_source``)."""
     table = raw_table(source)
     # A good row is a duplicate when its key is already in the table (another landing date, or an earlier
     # slice) or appears earlier in this batch; only the first of each key is inserted: the first landing wins.
