@@ -432,7 +432,8 @@ def baseline() -> list[Case]:
 
 
 def cases() -> list[Case]:
-    return [*baseline(), *csv_spectrum(), *json_test_suite(), *naughty_strings_cases(), *airbyte_csv_scenarios(), *issue_21()]
+    return [*baseline(), *csv_spectrum(), *json_test_suite(), *naughty_strings_cases(), *airbyte_csv_scenarios(),
+            *issue_21()]
 
 
 def build(landing: Path) -> list[Case]:
@@ -443,7 +444,8 @@ def build(landing: Path) -> list[Case]:
         path.parent.mkdir(parents=True, exist_ok=True)
         if case.symlink:
             if case.symlink.startswith("../../"):  # a real file beside (outside) the landing root
-                (landing.parent / case.symlink.removeprefix("../../")).write_bytes(lines(EVENTS, "x,u,2026-05-01,view,,"))
+                outside = landing.parent / case.symlink.removeprefix("../../")
+                outside.write_bytes(lines(EVENTS, "x,u,2026-05-01,view,,"))
             os.symlink(case.symlink, path)
         elif case.content is None:
             path.mkdir(exist_ok=True)

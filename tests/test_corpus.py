@@ -117,7 +117,8 @@ def test_marts_and_twins_hold_only_finite_numbers_plausible_times_and_valid_ids(
     for schema, table, column, type_ in columns:
         name = f'{schema}.{table}."{column}"'
         if type_.startswith(("DOUBLE", "FLOAT", "DECIMAL", "REAL")):
-            bad = rows(settings, f'select count(*) from {schema}.{table} where not isfinite(cast("{column}" as double))')
+            bad = rows(settings, f'select count(*) from {schema}.{table} '
+                                 f'where not isfinite(cast("{column}" as double))')
             assert bad == [(0,)], name
             checked["numbers"] += 1
         elif type_.startswith(("TIMESTAMP", "DATE")) and column not in ("computed_at", "updated_at", "fitted_at"):
