@@ -152,8 +152,9 @@ def _stage(
             query = validation_query(contract, mapping, read.columns, has_raw_line=fmt == "jsonl")
             row_id = row_id_expr(contract, mapping, read.columns)
             con.execute(f"insert into {_BATCH} by name select v.*, {row_id} as _row_id from ({query}) v")
+    landing_of = {str(f.path): d for f, d in files.items()}
     for path, outcome in outcomes.items():
-        landing = files[next(f for f in files if str(f.path) == path)]
+        landing = landing_of[path]
         rows = [(line, reason, raw) for line, reason, raw in outcome.rejects]
         if outcome.refused:
             rows = [(outcome.refused_line, f"file refused: {outcome.refused}", outcome.head)]
