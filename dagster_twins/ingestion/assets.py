@@ -2,6 +2,7 @@
 
 
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -136,10 +137,16 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 asset_key=QUARANTINE_KEY, check_name=ACCOUNTED_CHECK, passed=not notices,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={"not_read": len(notices),
+                          "first": _short(f"{notices[0].path.name}: {notices[0].message}" if notices else "none"),
                           "entries": dg.MetadataValue.md(_list(f"{n.path}: {n.message}" for n in notices))},
             )
     finally:
         con.close()
+
+
+def _short(text: str) -> str:
+    """At most 80 characters: the data-quality report shows a check's short texts (the rest is in the UI)."""
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _list(lines) -> str:
@@ -149,16 +156,22 @@ def _list(lines) -> str:
 
 
 def _accounted(key: dg.AssetKey, result: LoadResult) -> dg.AssetCheckResult:
-    refused = [f"{f.source_file}: {f.message}" for f in result.refused]
+    refused = [f.message for f in result.refused]  # the message names the file and the line
     skipped = [f"{f.source_file}: {f.message}" for f in result.notices]
     conflicting = [f"{f.source_file}: {f.rows_conflicting} changed re-send(s)" for f in result.files
                    if f.rows_conflicting]
+    # For the report's short text: the first entry, by file name.
+    named = [f"{Path(f.source_file).name}: {f.message.split(': ', 1)[-1]}" for f in result.refused] + [
+        f"{Path(f.source_file).name}: {f.message}" for f in result.notices] + [
+        f"{Path(f.source_file).name}: {f.rows_conflicting} changed re-send(s)" for f in result.files
+        if f.rows_conflicting]
     return dg.AssetCheckResult(
         asset_key=key, check_name=ACCOUNTED_CHECK, passed=not (refused or skipped or conflicting),
         severity=dg.AssetCheckSeverity.WARN,
         # Short texts first: the data-quality report shows numbers and short texts of a check's metadata.
         metadata={"files_refused": len(refused), "entries_skipped": len(skipped),
                   "rows_conflicting": sum(f.rows_conflicting for f in result.files),
+                  "first": _short((named or ["none"])[0]),
                   "refused": dg.MetadataValue.md(_list(refused)), "skipped": dg.MetadataValue.md(_list(skipped)),
                   "conflicts": dg.MetadataValue.md(_list(conflicting))},
     )

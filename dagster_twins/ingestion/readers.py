@@ -281,7 +281,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, file: LandingFile, shape: Shape, s
         except duckdb.Error:  # DuckDB gave up on the file (seen: line endings mixed within it): line by line
             # (read outside any transaction: the loader stages files before it opens the slice's transaction)
             rows, rejects = -1, []
-        one_row_a_line = rows + len(rejects) + 1 == lines and all("\n" not in raw for _, _, raw in rejects)
+        bad = {line for line, _, _ in rejects}
+        one_row_a_line = (rows + len(rejects) + 1 == lines and all("\n" not in raw for _, _, raw in rejects)
+                          and len(bad) == len(rejects) and bad <= set(range(2, lines + 1)))
         if one_row_a_line:
             _insert_read(con, file, shape, rows, rejects, lines, outcome)
         else:  # blank lines, fields spanning lines or rows DuckDB could not split: line by line, exactly
@@ -294,8 +296,7 @@ def _insert_read(con: duckdb.DuckDBPyConnection, file: LandingFile, shape: Shape
                  rejects: list[tuple[int, str, str]], lines: int, outcome: FileRead) -> None:
     """Rows DuckDB read, one a line: the good rows take the lines the malformed ones leave free, in order."""
     bad = {line for line, _, _ in rejects}
-    free = [line for line in range(2, lines + 1) if line not in bad]
-    assert len(free) == rows, (file.path, rows, len(free))
+    free = [line for line in range(2, lines + 1) if line not in bad]  # as many as rows: checked by the caller
     cols = ", ".join(quote_ident(c) for c in shape.columns)
     if bad:
         with _registered(con, pa.table({"_k": pa.array(range(rows), pa.int64()), "_l": pa.array(free, pa.int64())}),
