@@ -8,9 +8,23 @@ it produces. Only ``events`` with ``user_id, occurred_at, event_type`` is requir
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
-ColumnType = Literal["string", "timestamp", "double"]
+# string: text, NFC-normalized; timestamp: UTC; double: a finite number; money: an exact DECIMAL(18, 2) amount.
+ColumnType = Literal["string", "timestamp", "double", "money"]
+SQL_TYPES: dict[str, str] = {"string": "varchar", "timestamp": "timestamp", "double": "double",
+                             "money": "decimal(18, 2)"}
+MONEY_MAX = 9_999_999_999_999_999.99  # the largest DECIMAL(18, 2)
+
+# The quarantine policy's defaults (docs/reliability.md; sources.yml may override the first three).
+# Text that means "no value": a required column or an id holding one is quarantined, an optional number or time
+# holding one is empty. Compared case-insensitively after trimming; free text columns keep such words as written.
+DEFAULT_NULL_VALUES: tuple[str, ...] = ("null", "none", "nil", "na", "nan", "undefined")
+# A time is plausible from EARLIEST_PLAUSIBLE_TIME up to the end of the day after its landing day (an undated
+# file: after the day it was last modified); a column may allow more (Column.days_after_landing).
+EARLIEST_PLAUSIBLE_TIME = date(1970, 1, 1)
+DAYS_AFTER_LANDING = 1
 
 # Bookkeeping columns every raw table carries after the contract columns.
 RAW_ROW_ID = "_row_id"  # the source's id column, or a hash of the row where the source has none
@@ -23,6 +37,7 @@ RAW_BOOKKEEPING = (RAW_ROW_ID, RAW_SOURCE_FILE, RAW_SOURCE_LINE, RAW_LANDING_DAT
 RAW_SCHEMA = "raw"
 QUARANTINE_TABLE = "quarantine"
 LOAD_LOG_TABLE = "load_log"
+CONFLICTS_TABLE = "conflicts"
 FILE_INDEX_TABLE = "file_index"
 
 
@@ -32,6 +47,16 @@ class Column:
     type: ColumnType = "string"
     required: bool = False
     accepted_values: tuple[str, ...] | None = None
+    min_value: float | None = None  # numbers: the contract's range (inclusive)
+    max_value: float | None = None
+    decimals: int | None = None  # numbers: at most this many decimal places (money: always 2)
+    days_after_landing: int | None = None  # timestamps: None is DAYS_AFTER_LANDING
+    free_text: bool = False  # strings: kept as written (no sentinel words, control characters allowed but NUL)
+
+    @property
+    def is_id(self) -> bool:
+        """An identifier: null-like words and invisible or control characters are quarantined, never loaded."""
+        return self.type == "string" and self.name.endswith("_id")
 
 
 @dataclass(frozen=True)
@@ -87,8 +112,8 @@ SOURCES: dict[str, SourceContract] = {
                 Column("item_id"),
                 Column("channel"),
                 Column("content_format"),
-                Column("value", "double"),
-                Column("text"),
+                Column("value", "money", min_value=0, max_value=MONEY_MAX),  # spend; refunds are not modelled
+                Column("text", free_text=True),
             ),
             time_column="occurred_at",
             id_column="event_id",
@@ -101,7 +126,7 @@ SOURCES: dict[str, SourceContract] = {
                 _req("user_id"),
                 _req("sent_at", "timestamp"),
                 Column("role", accepted_values=("user", "agent", "bot")),
-                Column("text"),
+                Column("text", free_text=True),
             ),
             time_column="sent_at",
             id_column="message_id",
@@ -127,8 +152,10 @@ SOURCES: dict[str, SourceContract] = {
                 _req("user_id"),
                 _req("opened_at", "timestamp"),
                 Column("category"),
-                Column("closed_at", "timestamp"),
-                Column("satisfaction", "double"),
+                # A ticket's row lands when it is opened and may carry its planned close time (the demo's: <= 5 days).
+                Column("closed_at", "timestamp", days_after_landing=30),
+                # A rating: the marts carry it beside money, as DECIMAL(18, 2), so it must be exact in 2 decimals.
+                Column("satisfaction", "double", min_value=1, max_value=5, decimals=2),
             ),
             time_column="opened_at",
             id_column="ticket_id",
@@ -144,7 +171,7 @@ SOURCES: dict[str, SourceContract] = {
                     accepted_values=("started", "renewed", "upgraded", "downgraded", "cancelled"),
                 ),
                 Column("plan"),
-                Column("mrr", "double"),
+                Column("mrr", "money", min_value=0, max_value=MONEY_MAX),
             ),
             time_column="occurred_at",
         ),

@@ -253,3 +253,25 @@ def test_a_failed_backfill_keeps_whole_days_and_a_rerun_loads_the_window(con, tm
     broken.write_text(f"event_id,user_id,occurred_at,event_type\ne3,u1,{days[2]}T10:00:00Z,view\n")
     result = load_source(con, "events", mapping, landing, days, slice_days=1)
     assert result.reconciles and result.rows_in_table == 4
+
+
+def test_the_quarantine_policy_is_configurable(con, tmp_path):
+    """null_values and plausible_times in the sources config: a listed word is no value, times before `earliest` or
+    more than `days_after_landing` after the landing day are quarantined."""
+    mappings = parse_mappings({"null_values": ["-", "missing"],
+                               "plausible_times": {"earliest": "2026-01-01", "days_after_landing": 0}})
+    landing = tmp_path / "landing"
+    write(landing, "events/2026-05-01.csv", "event_id,user_id,occurred_at,event_type,value\n"
+          "e1,u1,2026-05-01T10:00:00Z,purchase,-\n"  # '-' is no value here
+          "e2,missing,2026-05-01T10:00:00Z,view,\n"  # a required id that is a null word
+          "e3,u1,2025-12-31T23:59:59Z,view,\n"  # before earliest
+          "e4,u1,2026-05-02T00:00:00Z,view,\n"  # the day after landing: not allowed with days_after_landing 0
+          "e5,NULL,2026-05-01T23:59:59Z,view,\n")  # NULL is not a null word in this config: an id like another
+    result = load_source(con, "events", mappings["events"], landing, [DAY])
+    assert result.summary() == {"rows_read": 5, "rows_loaded": 2, "rows_duplicate": 0, "rows_quarantined": 3}
+    assert [reason.split(":")[0] for _, reason in quarantine(con)] == [
+        "missing required user_id (null-like", "implausible occurred_at", "implausible occurred_at"]
+    assert con.execute("select event_id, user_id, value from raw.events order by 1").fetchall() == [
+        ("e1", "u1", None), ("e5", "NULL", None)]
+    with pytest.raises(MappingConfigError, match="days_after_landing"):
+        parse_mappings({"plausible_times": {"days_after_landing": -1}})

@@ -184,7 +184,7 @@ def test_incremental_models_took_the_second_window_incrementally(parity):
 def test_raw_sources_declare_the_columns_ingestion_writes():
     """The raw sources' YAML (from which Spark declares the raw tables over the lake) matches the raw tables."""
     spark_types = {"VARCHAR": "string", "TIMESTAMP": "timestamp", "DOUBLE": "double", "BIGINT": "bigint",
-                   "DATE": "date"}
+                   "DATE": "date", "DECIMAL(18,2)": "decimal(18,2)"}
     con = duckdb.connect()
     ensure_raw_schema(con)
     declared = yaml.safe_load((DBT_PROJECT_DIR / "models" / "staging" / "_sources.yml").read_text())

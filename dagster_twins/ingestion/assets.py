@@ -2,11 +2,13 @@
 
 
 import time
+from pathlib import Path
 
 import dagster as dg
 
 from dagster_twins.contract import QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
-from dagster_twins.ingestion.loader import LoadResult, load_source
+from dagster_twins.ingestion.files import root_notices
+from dagster_twins.ingestion.loader import LoadResult, load_source, log_notices
 from dagster_twins.ingestion.resources import LandingResource
 from dagster_twins.metadata import md_table
 from dagster_twins.partitions import single_run, window_dates
@@ -14,6 +16,10 @@ from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "ingestion"
 RECONCILE_CHECK = "rows_reconcile"
+# A warning (the run goes on) naming every file refused, every entry not read and every changed re-send, so none
+# goes unmentioned in the UI, the CLI's tally and the data-quality report.
+ACCOUNTED_CHECK = "every_file_accounted"
+ROOT_SOURCE = "(landing root)"  # the load log's source for entries at the landing root that no source reads
 
 
 def raw_key(source: str) -> dg.AssetKey:
@@ -89,8 +95,21 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 passed=not bad_files,
                 metadata={**totals, "files_not_reconciling": ", ".join(bad_files) or "none"},
             )
+            yield _accounted(raw_key(name), result)
         if QUARANTINE_KEY in context.selected_asset_keys:
             yield _quarantine_result(con)
+            notices = root_notices(landing.root, [m.folder for m in mappings.values()])
+            for notice in notices:
+                context.log.warning(f"{notice.path}: {notice.message}")
+            if dates:
+                log_notices(con, context.run_id, ROOT_SOURCE, notices, dates[0])
+            yield dg.AssetCheckResult(
+                asset_key=QUARANTINE_KEY, check_name=ACCOUNTED_CHECK, passed=not notices,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"not_read": len(notices),
+                          "first": _short(f"{notices[0].path.name}: {notices[0].message}" if notices else "none"),
+                          "entries": dg.MetadataValue.md(_list(f"{n.path}: {n.message}" for n in notices))},
+            )
     finally:
         con.close()
 
@@ -106,12 +125,60 @@ def build_raw_sources(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
                 description="For every file loaded: rows read = rows loaded + duplicate + quarantined.",
             )
             for name in SOURCES
+        ] + [
+            dg.AssetCheckSpec(
+                ACCOUNTED_CHECK,
+                asset=raw_key(name),
+                description="Every file of the source's folder was read (none refused, none skipped) and no key "
+                "arrived again with changed content (raw.conflicts); a warning naming them otherwise.",
+            )
+            for name in SOURCES
+        ] + [
+            dg.AssetCheckSpec(
+                ACCOUNTED_CHECK,
+                asset=QUARANTINE_KEY,
+                description="Nothing at the top of the landing root that no source reads (a misspelt folder, a "
+                "stray file); a warning naming it otherwise (logged as skipped in raw.load_log).",
+            )
         ],
         partitions_def=partitions_def,
         backfill_policy=single_run,
         can_subset=True,
         name="raw_sources",
     )(raw_sources)
+
+
+def _short(text: str) -> str:
+    """At most 80 characters: the data-quality report shows a check's short texts (the rest is in the UI)."""
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _list(lines) -> str:
+    lines = list(lines)
+    return "\n".join(f"- {line}" for line in lines[:50]) + (f"\n- ... and {len(lines) - 50} more"
+                                                           if len(lines) > 50 else "") if lines else "none"
+
+
+def _accounted(key: dg.AssetKey, result: LoadResult) -> dg.AssetCheckResult:
+    refused = [f.message for f in result.refused]  # the message names the file and the line
+    skipped = [f"{f.source_file}: {f.message}" for f in result.notices]
+    conflicting = [f"{f.source_file}: {f.rows_conflicting} changed re-send(s)" for f in result.files
+                   if f.rows_conflicting]
+    # For the report's short text: the first entry, by file name.
+    named = [f"{Path(f.source_file).name}: {f.message.split(': ', 1)[-1]}" for f in result.refused] + [
+        f"{Path(f.source_file).name}: {f.message}" for f in result.notices] + [
+        f"{Path(f.source_file).name}: {f.rows_conflicting} changed re-send(s)" for f in result.files
+        if f.rows_conflicting]
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=ACCOUNTED_CHECK, passed=not (refused or skipped or conflicting),
+        severity=dg.AssetCheckSeverity.WARN,
+        # Short texts first: the data-quality report shows numbers and short texts of a check's metadata.
+        metadata={"files_refused": len(refused), "entries_skipped": len(skipped),
+                  "rows_conflicting": sum(f.rows_conflicting for f in result.files),
+                  "first": _short((named or ["none"])[0]),
+                  "refused": dg.MetadataValue.md(_list(refused)), "skipped": dg.MetadataValue.md(_list(skipped)),
+                  "conflicts": dg.MetadataValue.md(_list(conflicting))},
+    )
 
 
 def _quarantine_result(con) -> dg.MaterializeResult:

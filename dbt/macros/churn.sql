@@ -142,7 +142,8 @@ covariates as (
         sum(case when interaction_type = 'rec_clicked' then 1 else 0 end) as recs_clicked,
         sum(case when interaction_type = 'ticket_opened' then 1 else 0 end) as tickets_total,
         sum(case when interaction_type = 'ticket_opened' and in_window then 1 else 0 end) as tickets_in_window,
-        avg(case when interaction_type = 'ticket_opened' then value end) as mean_satisfaction,
+        -- value is DECIMAL(18, 2): averaged as a double, so both engines agree (Spark averages a decimal to 6 places)
+        avg(case when interaction_type = 'ticket_opened' then cast(value as double) end) as mean_satisfaction,
         sum(case when spend > 0 then 1 else 0 end) as purchases,
         sum(spend) as spend
     from history

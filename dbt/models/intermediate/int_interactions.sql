@@ -29,7 +29,7 @@ messages as (
         'chat' as channel,
         cast(null as {{ dbt.type_string() }}) as content_format,
         cast(null as {{ dbt.type_string() }}) as item_id,
-        cast(null as {{ dbt.type_float() }}) as value,
+        cast(null as decimal(18, 2)) as value,
         text,
         landing_date
     from {{ ref('stg_conversations') }}
@@ -48,7 +48,7 @@ recs_shown as (
         cast(null as {{ dbt.type_string() }}) as channel,
         cast(null as {{ dbt.type_string() }}) as content_format,
         item_id,
-        cast(null as {{ dbt.type_float() }}) as value,
+        cast(null as decimal(18, 2)) as value,
         cast(null as {{ dbt.type_string() }}) as text,
         landing_date
     from {{ ref('stg_recommendations') }}
@@ -66,7 +66,7 @@ recs_answered as (
         cast(null as {{ dbt.type_string() }}) as channel,
         cast(null as {{ dbt.type_string() }}) as content_format,
         item_id,
-        cast(null as {{ dbt.type_float() }}) as value,
+        cast(null as decimal(18, 2)) as value,
         cast(null as {{ dbt.type_string() }}) as text,
         landing_date
     from {{ ref('stg_recommendations') }}
@@ -85,7 +85,7 @@ tickets as (
         'support' as channel,
         cast(null as {{ dbt.type_string() }}) as content_format,
         category as item_id,
-        satisfaction as value,
+        cast(satisfaction as decimal(18, 2)) as value,
         cast(null as {{ dbt.type_string() }}) as text,
         landing_date
     from {{ ref('stg_support_tickets') }}
@@ -122,7 +122,7 @@ campaign_sends as (
         'email' as channel,
         cast(null as {{ dbt.type_string() }}) as content_format,
         campaign_id as item_id,
-        cast(null as {{ dbt.type_float() }}) as value,
+        cast(null as decimal(18, 2)) as value,
         cast(null as {{ dbt.type_string() }}) as text,
         landing_date
     from {{ ref('stg_campaigns') }}

@@ -53,12 +53,12 @@ select
     l.content_format,
     l.item_id,
     l.value,
-    case
+    cast(case
         when l.source = 'events' and l.interaction_type in (
             {%- for t in var('purchase_event_types') %}'{{ t }}'{% if not loop.last %}, {% endif %}{% endfor -%}
         ) then coalesce(l.value, 0)
         else 0
-    end as spend,
+    end as decimal(18, 2)) as spend,
     l.text,
     l.landing_date
 from landed as l

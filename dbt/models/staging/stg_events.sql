@@ -12,7 +12,7 @@ renamed as (
         item_id,
         lower(channel) as channel,
         lower(content_format) as content_format,
-        cast(value as {{ dbt.type_float() }}) as value,
+        cast(value as decimal(18, 2)) as value,
         text,
         _landing_date as landing_date,
         _loaded_at as loaded_at

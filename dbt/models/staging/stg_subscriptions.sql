@@ -9,7 +9,7 @@ renamed as (
         cast(occurred_at as {{ dbt.type_timestamp() }}) as occurred_at,
         action,
         plan,
-        cast(mrr as {{ dbt.type_float() }}) as mrr,
+        cast(mrr as decimal(18, 2)) as mrr,
         _landing_date as landing_date,
         _loaded_at as loaded_at
     from source

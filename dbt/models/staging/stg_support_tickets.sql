@@ -9,7 +9,7 @@ renamed as (
         cast(opened_at as {{ dbt.type_timestamp() }}) as opened_at,
         lower(category) as category,
         cast(closed_at as {{ dbt.type_timestamp() }}) as closed_at,
-        cast(satisfaction as {{ dbt.type_float() }}) as satisfaction,
+        cast(satisfaction as double) as satisfaction,
         _landing_date as landing_date,
         _loaded_at as loaded_at
     from source
