@@ -7,7 +7,7 @@ with activity as (
         max(case when is_user_initiated then occurred_at end) as last_active_at,
         max(occurred_at) as last_seen_at,
         count(*) as interactions,
-        cast(sum(spend) as decimal(18, 2)) as lifetime_spend
+        cast(sum(spend) as decimal(38, 2)) as lifetime_spend
     from {{ ref('fct_events') }}
     group by user_id
 ),
@@ -58,7 +58,7 @@ select
     a.last_active_at,
     a.last_seen_at,
     coalesce(a.interactions, 0) as interactions,
-    cast(coalesce(a.lifetime_spend, 0) as decimal(18, 2)) as lifetime_spend,
+    cast(coalesce(a.lifetime_spend, 0) as decimal(38, 2)) as lifetime_spend,
     cg.campaign_group as latest_campaign_group
 from all_users as u
 left join profiles as p on u.user_id = p.user_id

@@ -26,7 +26,7 @@ daily as (
         count(case when spend > 0 or (source = 'events' and interaction_type in (
             {%- for t in var('purchase_event_types') %}'{{ t }}'{% if not loop.last %}, {% endif %}{% endfor -%}
         )) then 1 end) as purchases,
-        cast(sum(spend) as decimal(18, 2)) as spend,
+        cast(sum(spend) as decimal(38, 2)) as spend,
         count(distinct topic) as distinct_topics,
         count(case when interaction_type = 'rec_shown' then 1 end) as recs_shown,
         count(case when interaction_type = 'rec_clicked' then 1 end) as recs_clicked,
