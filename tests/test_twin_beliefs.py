@@ -131,3 +131,23 @@ def test_chained_daily_updates_equal_a_full_recompute(rows, cuts, half_life):
         np.testing.assert_allclose(merged[f"{col}_inc"], merged[f"{col}_full"], rtol=1e-9, atol=1e-12)
     assert (merged["last_evidence_day_inc"].fillna(pd.Timestamp(0)) ==
             merged["last_evidence_day_full"].fillna(pd.Timestamp(0))).all()
+
+
+def test_a_share_over_a_single_category_is_left_out():
+    """One channel in the whole data set: the channel share is 1 for everyone and says nothing, so there is no
+    channel belief (its Dirichlet would be degenerate); the other beliefs are unaffected."""
+    from dagster_twins.twins.summarize import summarize
+
+    as_of = date(2026, 5, 10)
+    users = pd.DataFrame({"user_id": ["a", "b"], "first_day": pd.to_datetime(["2026-05-01", "2026-05-01"])})
+    state = pd.DataFrame({
+        "user_id": ["a", "b", "a", "b", "a"],
+        "belief": ["channel_preference", "channel_preference", "topic_interest", "topic_interest", "activity_rate"],
+        "category": ["web", "web", "jazz", "rock", ""], "stat_a": [3.0, 2.0, 3.0, 2.0, 3.0],
+        "stat_b": [0.0] * 5, "n_evidence": [3.0, 2.0, 3.0, 2.0, 3.0],
+        "last_evidence_day": pd.to_datetime(["2026-05-09"] * 5)})
+    categories = {"channel_preference": ["web"], "topic_interest": ["jazz", "rock"]}
+    beliefs, _ = summarize(state, users, categories, as_of, 60.0)
+    assert "channel_preference" not in set(beliefs["belief"])
+    assert set(beliefs["belief"]) == {"topic_interest", "activity_rate"}
+    assert np.isfinite(beliefs[["param_1", "param_2", "mean"]].to_numpy()).all()

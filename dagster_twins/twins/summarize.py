@@ -38,10 +38,11 @@ def _state_by_belief(state: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _summarized(categories: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
-    """The beliefs to summarize with their categories ("" for a scalar belief); a share over no categories
-    (none in the data nor a seed) says nothing and is skipped."""
+    """The beliefs to summarize with their categories ("" for a scalar belief). A share needs two categories at
+    least: over none it says nothing, and over one (a data set with a single channel) it is 1 for everyone, a
+    degenerate Dirichlet whose prior cannot be estimated."""
     return [(name, categories.get(name) or [""]) for name, belief in BELIEFS.items()
-            if belief.family != "dirichlet" or categories.get(name)]
+            if belief.family != "dirichlet" or len(categories.get(name) or []) >= 2]
 
 
 @dataclass(frozen=True)
