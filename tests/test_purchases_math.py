@@ -200,3 +200,14 @@ def test_scores_are_valid_for_every_kind_of_user():
     # More horizon, more purchases; the frequent buyer seen lately expects the most.
     assert (scored["expected_purchases_365d"] >= scored["expected_purchases_90d"]).all()
     assert scored["expected_purchases_90d"].idxmax() == 3
+
+
+def test_the_discounted_expectation_holds_when_nobody_is_seen_to_leave():
+    # A short history can put s at its lower bound (no dropout seen): nothing may turn into NaN.
+    model = P.ParetoNBD(0.8, 53.0, 6e-6, 124.0)
+    x, t_x, T = np.array([0.0, 9.0]), np.array([0.0, 40.0]), np.array([44.0, 44.0])
+    got = P.expected_discounted_purchases(model, x, t_x, T, 365, 0.0003)
+    assert np.isfinite(got).all()
+    k, A = model.r + x, model.alpha + T  # s -> 0: alive throughout, E[lambda] x the discounted days
+    np.testing.assert_allclose(got, P.p_alive(model, x, t_x, T) * k / A * -np.expm1(-0.0003 * 365) / 0.0003,
+                               rtol=1e-4)

@@ -152,7 +152,8 @@ def purchase_evidence(reader: BucketReader, after: date | None, end: date,
 def saved_purchase_state_day(con: duckdb.DuckDBPyConnection, before: date) -> date | None:
     if not table_exists(con, SCHEMA, PURCHASE_STATE):
         return None
-    return con.execute(f"select max(as_of) from {SCHEMA}.{PURCHASE_STATE} where as_of < ?", [before]).fetchone()[0]
+    day = con.execute(f"select max(as_of) from {SCHEMA}.{PURCHASE_STATE} where as_of < ?", [before]).fetchone()[0]
+    return None if day is None else _day(day)
 
 
 def purchase_state_of(con: duckdb.DuckDBPyConnection, as_of: date, columns: list[str]) -> pd.DataFrame:
