@@ -37,7 +37,8 @@ def test_every_twin_carries_its_purchase_beliefs(built):
     assert invalid_rows(purchases, [30, 90, 365]) == 0
     # Buyers are believed more alive and to buy more than users who never bought.
     bought = purchases["repeat_purchase_days"] > 0
-    assert purchases.loc[bought, "expected_purchases_90d"].mean() > purchases.loc[~bought, "expected_purchases_90d"].mean()
+    expected = purchases["expected_purchases_90d"]
+    assert expected[bought].mean() > expected[~bought].mean()
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["purchase_beliefs_valid"]
     fits = _read(settings, "select * from twins.purchase_fits")

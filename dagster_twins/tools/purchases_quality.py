@@ -33,7 +33,8 @@ START, END = "<!-- purchases-quality:start -->", "<!-- purchases-quality:end -->
 def lifetimes_frame(transactions: pd.DataFrame, calibration_end: date, holdout_end: date) -> pd.DataFrame:
     from lifetimes.utils import calibration_and_holdout_data
 
-    frame = calibration_and_holdout_data(transactions, "customer_id", "date", calibration_period_end=str(calibration_end),
+    frame = calibration_and_holdout_data(transactions, "customer_id", "date",
+                                         calibration_period_end=str(calibration_end),
                                          observation_period_end=str(holdout_end), freq="D")
     frame.index = "c" + frame.index.astype(str)
     return frame
@@ -116,8 +117,9 @@ def evaluate(root: Path) -> dict:
     h = HOLDOUT_DAYS
     ours = pd.DataFrame({"expected": scored[f"expected_purchases_{h}d"], "p_any": scored[f"p_purchase_{h}d"],
                          "p_alive": scored["p_alive"]})
-    same = {c: int((scored[ours_c].to_numpy() == frame[c].to_numpy()).sum()) for c, ours_c in
-            (("frequency_cal", "repeat_purchase_days"), ("recency_cal", "days_to_last_purchase"), ("T_cal", "days_observed"))}
+    pairs = (("frequency_cal", "repeat_purchase_days"), ("recency_cal", "days_to_last_purchase"),
+             ("T_cal", "days_observed"))
+    same = {c: int((scored[ours].to_numpy() == frame[c].to_numpy()).sum()) for c, ours in pairs}
     low, high = scored[f"expected_purchases_{h}d_lower_90"], scored[f"expected_purchases_{h}d_upper_90"]
     actual = frame["frequency_holdout"].to_numpy()
     inner = lifetimes_frame(transactions[transactions["date"].dt.date <= CALIBRATION_END], INNER_END, CALIBRATION_END)
