@@ -90,3 +90,45 @@ def test_the_horizons_and_rate_come_from_the_settings(tmp_path, horizons):
     fields = job.run_config_schema.config_type.fields["ops"].config_type.fields["twins__user_purchases"]
     config = fields.config_type.fields["config"].config_type.fields
     assert config["horizons"].default_value == horizons and config["discount_rate"].default_value == 0.2
+
+
+def test_the_planted_purchases_after_the_end_are_recovered(built):
+    from dagster_twins.tools.purchases_quality import demo_recovery
+
+    settings, _, demo = built
+    truth = pd.read_csv(demo.truth_dir / "purchases.csv")
+    result = demo_recovery(_read(settings, "select * from twins.user_purchases"), truth)
+    assert result["users"] == len(truth)
+    ninety = result["90d"]
+    # 300 users, 45 days of history: a weak but real signal; better than the naive rate.
+    assert ninety["correlation"] > 0.3 and ninety["correlation"] > ninety["naive_rate_correlation"] - 0.02
+    assert ninety["auc_p_purchase"] > 0.65
+    assert 0.5 < ninety["expected_total"] / ninety["realized_total"] < 2
+
+
+def test_scenarios_filter_on_purchase_beliefs_and_report_value_kept(built):
+    settings, _, _ = built
+    base = _read(settings, "select * from simulation.user_segment_base")
+    assert {"p_alive", "expected_purchases_90d", "value_365d"} <= set(base.columns)
+    results = _read(settings, "select * from simulation.scenario_results where status = 'simulated' "
+                              "and users_affected > 0")
+    assert len(results)
+    effects = _read(settings, "select scenario, user_id, churn_reduction from simulation.scenario_user_effects")
+    for _, row in results.iterrows():
+        assert row["value_column"].startswith("value_")
+        assert row["expected_value_kept_lower_90"] <= row["expected_value_kept_upper_90"]
+        # The mean over draws of the value kept is each user's mean churn reduction times their value, summed.
+        users = effects[effects["scenario"] == row["scenario"]].merge(base[["user_id", row["value_column"]]],
+                                                                      on="user_id")
+        assert row["expected_value_kept"] == pytest.approx(
+            (users["churn_reduction"] * users[row["value_column"]]).sum(), rel=1e-6, abs=1e-9)
+
+
+def test_a_segment_on_p_alive(built):
+    from dagster_twins.simulation.specs import Condition, Segment, segment_mask
+
+    settings, _, _ = built
+    base = _read(settings, "select * from simulation.user_segment_base")
+    mask = segment_mask(base, Segment(description="likely still buying",
+                                      where=[Condition(column="p_alive", op=">=", value=0.5)]))
+    assert mask.sum() == (base["p_alive"] >= 0.5).sum()

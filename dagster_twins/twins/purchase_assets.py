@@ -61,7 +61,7 @@ def update_purchases(con: duckdb.DuckDBPyConnection, reader: BucketReader, windo
     base_as_of = None if config.full_rebuild else store.saved_purchase_state_day(con, start)
     mode = "full rebuild" if base_as_of is None else f"incremental from the statistics of {base_as_of}"
     evidence = store.purchase_evidence(reader, base_as_of, end, event_types)
-    users = store.known_users(reader, as_of)
+    users = store.purchase_births(reader, as_of)
     base = empty_state() if base_as_of is None else store.purchase_state_of(con, base_as_of, STATE_COLUMNS)
     log(f"purchases as of {as_of}: {mode}; folding {int(evidence['purchases'].sum()):,} purchases of "
         f"{evidence['user_id'].nunique():,} users into the statistics of {len(users):,} users")
@@ -83,6 +83,14 @@ def update_purchases(con: duckdb.DuckDBPyConnection, reader: BucketReader, windo
     frame["purchase_model_fitted_on"] = pd.Timestamp(fit.fitted_on)
     store.write_user_purchases(con, frame)
     return PurchaseDay(as_of, mode, fit, fit_mode, int(evidence["purchases"].sum()), frame)
+
+
+def run_landing_window(context: dg.AssetExecutionContext, reader: BucketReader) -> tuple[date, date]:
+    """The run's landing days, [first, day after the last): its partitions, else everything that has landed."""
+    window = run_window(context.run.tags) or store.landing_span(reader)
+    if window is None:
+        raise dg.Failure("marts.fct_events is empty: run ingestion and dbt first")
+    return window
 
 
 def invalid_rows(frame: pd.DataFrame, horizons: list[int]) -> int:
@@ -119,9 +127,7 @@ def build_purchase_asset(settings: Settings) -> dg.AssetsDefinition:
     def user_purchases_asset(context: dg.AssetExecutionContext, config: config_class, warehouse: WarehouseResource):
         started = time.perf_counter()
         with warehouse.reading() as (con, reader):
-            window = run_window(context.run.tags) or store.landing_span(reader)
-            if window is None:
-                raise dg.Failure("marts.fct_events is empty: run ingestion and dbt first")
+            window = run_landing_window(context, reader)
             day = update_purchases(con, reader, window, config, event_types, context.log.info)
         frame = day.frame
         h = max(config.horizons)

@@ -149,6 +149,19 @@ def purchase_evidence(reader: BucketReader, after: date | None, end: date,
     return frame
 
 
+def purchase_births(reader: BucketReader, as_of: date) -> pd.DataFrame:
+    """Users known by ``as_of`` with their birth as a customer (``first_day``): sign-up (else first seen), but not
+    before the first product event of the data, since no purchase before it could have been seen (a history that
+    starts mid-life: the demo's users signed up before its window, whose subscriptions date back further)."""
+    users = reader.frame(
+        "select user_id, cast(greatest(coalesce(signed_up_at, first_seen_at), "
+        "(select min(occurred_at) from marts.fct_events where source = 'events')) as date) as first_day "
+        "from marts.dim_users where coalesce(signed_up_at, first_seen_at) < ? order by user_id",
+        [as_of + timedelta(days=1)])
+    users["first_day"] = pd.to_datetime(users["first_day"])
+    return users
+
+
 def saved_purchase_state_day(con: duckdb.DuckDBPyConnection, before: date) -> date | None:
     if not table_exists(con, SCHEMA, PURCHASE_STATE):
         return None
