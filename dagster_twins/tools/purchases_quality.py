@@ -195,6 +195,24 @@ def _table(records: list[dict]) -> str:
                   "AUC (bought in holdout)"]].to_markdown(index=False)
 
 
+def inner_verdict(records: list[dict]) -> str:
+    """Which of lifetimes' BG/NBD and this project's Pareto/NBD is ahead on each measure of a split, in words."""
+    table = pd.DataFrame(records)
+    by = "expected purchases"
+    bg = table[(table["model"] == "BG/NBD (lifetimes)") & (table["ranked by"] == by)].iloc[0]
+    ours = table[table["model"].str.startswith("Pareto/NBD (this project") & (table["ranked by"] == by)].iloc[0]
+    wins = {"the total": abs(ours["total error"]) < abs(bg["total error"]),
+            "the correlation": ours["correlation"] > bg["correlation"],
+            "the ranking": ours["AUC (bought in holdout)"] > bg["AUC (bought in holdout)"]}
+    ahead = [k for k, won in wins.items() if won]
+    behind = [k for k, won in wins.items() if not won]
+    if not behind:
+        return "Pareto/NBD is ahead on the total, the correlation and the ranking"
+    if not ahead:
+        return "BG/NBD is ahead on the total, the correlation and the ranking"
+    return f"Pareto/NBD is ahead on {' and '.join(ahead)}, BG/NBD on {' and '.join(behind)}"
+
+
 def section(result: dict) -> str:
     fit = result["fit"]
     table = pd.DataFrame(result["table"])
@@ -238,9 +256,8 @@ The model was chosen on principle, not on this holdout: the Pareto/NBD's dropout
 P(alive) means what a twin needs (BG/NBD lets a customer die only just after a purchase, so a customer who never
 bought again is certain to be alive: its P(alive) ranks the holdout's buyers backwards, AUC
 {best("BG/NBD", "P(alive)")["AUC (bought in holdout)"]:.3f}). On a split inside the calibration period (learn to
-{INNER_END}, check to {CALIBRATION_END}; {result['inner_customers']:,} customers) the two are as close as on the
-holdout, BG/NBD a little better on the total and the correlation, Pareto/NBD on the ranking; the choice does not
-rest on either split:
+{INNER_END}, check to {CALIBRATION_END}; {result['inner_customers']:,} customers) {inner_verdict(result['inner'])}; the
+choice does not rest on either split:
 
 {_table(result['inner'])}
 {END}

@@ -118,10 +118,14 @@ def _mean_lifetime_within(s: float, B: np.ndarray, t: float) -> np.ndarray:
     return B / (s - 1) * -np.expm1(-(s - 1) * np.log1p(t / B))
 
 
-def expected_purchases(m: ParetoNBD, x, t_x, T, t: float) -> np.ndarray:
-    """E[purchases in (T, T + t] | x, t_x, T]."""
+def _alive(m: ParetoNBD, x, t_x, T, alive: np.ndarray | None) -> np.ndarray:
+    return p_alive(m, x, t_x, T) if alive is None else alive
+
+
+def expected_purchases(m: ParetoNBD, x, t_x, T, t: float, alive: np.ndarray | None = None) -> np.ndarray:
+    """E[purchases in (T, T + t] | x, t_x, T] (``alive``: P(alive) when already known)."""
     k, A, B = _posterior(m, x, T)
-    return p_alive(m, x, t_x, T) * k / A * _mean_lifetime_within(m.s, B, t)
+    return _alive(m, x, t_x, T, alive) * k / A * _mean_lifetime_within(m.s, B, t)
 
 
 def p_no_purchase_if_alive(m: ParetoNBD, x, T, t: float) -> np.ndarray:
@@ -142,10 +146,11 @@ def p_purchase_within(m: ParetoNBD, x, t_x, T, t: float) -> np.ndarray:
     return p_alive(m, x, t_x, T) * (1 - p_no_purchase_if_alive(m, x, T, t))
 
 
-def purchase_interval(m: ParetoNBD, x, t_x, T, t: float, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+def purchase_interval(m: ParetoNBD, x, t_x, T, t: float, level: float = 0.9,
+                      alive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The central ``level`` predictive interval of the purchases in (T, T + t] (see the module's docstring)."""
     k, A, B = _posterior(m, x, T)
-    alive = p_alive(m, x, t_x, T)
+    alive = _alive(m, x, t_x, T, alive)
     p_nb = A / (A + _mean_lifetime_within(m.s, B, t))
     bounds = []
     for q in ((1 - level) / 2, (1 + level) / 2):
@@ -162,7 +167,8 @@ def median_days_to_next_purchase(m: ParetoNBD, x, T) -> np.ndarray:
     return A * np.expm1(np.log(2) / k)
 
 
-def expected_discounted_purchases(m: ParetoNBD, x, t_x, T, t: float, daily_rate: float) -> np.ndarray:
+def expected_discounted_purchases(m: ParetoNBD, x, t_x, T, t: float, daily_rate: float,
+                                  alive: np.ndarray | None = None) -> np.ndarray:
     """E[sum over purchases in (T, T + t] of exp(-delta u)] = p_alive E[lambda] int_0^t exp(-delta u) E[exp(-mu u)]
     du, with E[exp(-mu u)] = (B / (B + u))^s and the integral by 20-point Gauss-Legendre (any s > 0)."""
     k, A, B = _posterior(m, x, T)
@@ -173,7 +179,7 @@ def expected_discounted_purchases(m: ParetoNBD, x, t_x, T, t: float, daily_rate:
         u = (nodes + 1) * t / 2
         alive_at = np.exp(m.s * (np.log(B)[:, None] - np.log(B[:, None] + u)) - daily_rate * u)
         within = alive_at @ weights * t / 2
-    return p_alive(m, x, t_x, T) * k / A * within
+    return _alive(m, x, t_x, T, alive) * k / A * within
 
 
 def fit_pareto_nbd(x, t_x, T, weights=None, start: ParetoNBD | None = None) -> ParetoNBD:
@@ -297,28 +303,40 @@ class Population:
     spend: GammaGamma
 
 
-SCORE_COLUMNS = ("p_alive", "expected_purchases_{h}d", "expected_purchases_{h}d_lower_90",
-                 "expected_purchases_{h}d_upper_90", "p_purchase_{h}d", "median_days_to_next_purchase",
-                 "expected_spend_per_purchase", "value_{h}d", "value_{h}d_lower_90", "value_{h}d_upper_90")
-
-
 def score(pop: Population, stats_frame: pd.DataFrame, horizons: tuple[int, ...], daily_rate: float) -> pd.DataFrame:
     """Every user's purchase beliefs from their sufficient statistics (columns ``x, t_x, T, spend_n, spend_mean``):
     P(alive), per horizon the expected purchases with their 90% interval, P(at least one purchase), the discounted
-    value with its interval; the median days to the next purchase and the expected value of a purchase."""
-    x, t_x, T = (stats_frame[c].to_numpy(float) for c in ("x", "t_x", "T"))
+    value with its interval; the median days to the next purchase and the expected value of a purchase. The purchase
+    process depends on (x, t_x, T) only, so it is computed once per distinct history (daily data repeats them a
+    lot: every user born on the same day who never bought again) and spread back to the users."""
+    histories = stats_frame[["x", "t_x", "T"]].to_numpy(float)
+    unique, inverse = np.unique(histories, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    x, t_x, T = unique.T
+    process = _process_beliefs(pop.process, x, t_x, T, horizons, daily_rate)
     spend = expected_spend(pop.spend, stats_frame["spend_n"], stats_frame["spend_mean"])
-    out = {"p_alive": p_alive(pop.process, x, t_x, T)}
+    out = {"p_alive": process["p_alive"][inverse]}
     for h in horizons:
-        mean = expected_purchases(pop.process, x, t_x, T, h)
-        low, high = purchase_interval(pop.process, x, t_x, T, h)
-        discounted = expected_discounted_purchases(pop.process, x, t_x, T, h, daily_rate)
+        mean, low, high = (process[f"{name}_{h}"][inverse] for name in ("mean", "low", "high"))
+        discounted = process[f"discounted_{h}"][inverse]
         ratio = np.divide(discounted, mean, out=np.ones_like(mean), where=mean > 0)
         out |= {f"expected_purchases_{h}d": mean, f"expected_purchases_{h}d_lower_90": low,
-                f"expected_purchases_{h}d_upper_90": high,
-                f"p_purchase_{h}d": p_purchase_within(pop.process, x, t_x, T, h),
+                f"expected_purchases_{h}d_upper_90": high, f"p_purchase_{h}d": process[f"any_{h}"][inverse],
                 f"value_{h}d": discounted * spend, f"value_{h}d_lower_90": low * spend * ratio,
                 f"value_{h}d_upper_90": high * spend * ratio}
-    out["median_days_to_next_purchase"] = median_days_to_next_purchase(pop.process, x, T)
+    out["median_days_to_next_purchase"] = process["median_wait"][inverse]
     out["expected_spend_per_purchase"] = spend
     return pd.DataFrame(out, index=stats_frame.index)
+
+
+def _process_beliefs(m: ParetoNBD, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, horizons: tuple[int, ...],
+                     daily_rate: float) -> dict[str, np.ndarray]:
+    """The purchase process's beliefs for distinct histories, P(alive) computed once."""
+    alive = p_alive(m, x, t_x, T)
+    out = {"p_alive": alive, "median_wait": median_days_to_next_purchase(m, x, T)}
+    for h in horizons:
+        out[f"mean_{h}"] = expected_purchases(m, x, t_x, T, h, alive=alive)
+        out[f"low_{h}"], out[f"high_{h}"] = purchase_interval(m, x, t_x, T, h, alive=alive)
+        out[f"any_{h}"] = alive * (1 - p_no_purchase_if_alive(m, x, T, h))
+        out[f"discounted_{h}"] = expected_discounted_purchases(m, x, t_x, T, h, daily_rate, alive=alive)
+    return out
