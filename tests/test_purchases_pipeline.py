@@ -132,3 +132,18 @@ def test_a_segment_on_p_alive(built):
     mask = segment_mask(base, Segment(description="likely still buying",
                                       where=[Condition(column="p_alive", op=">=", value=0.5)]))
     assert mask.sum() == (base["p_alive"] >= 0.5).sum()
+
+
+def test_data_without_purchases_gets_no_purchase_beliefs_and_the_run_goes_on(built_copy):
+    settings, demo = built_copy
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        con.execute("delete from twins.purchase_fits")  # no stored fit to reuse
+        day = update_purchases(con, DuckDBReader(con), (demo.start_date, demo.end_date + timedelta(days=1)),
+                               PurchaseConfig(), ("no_such_event",), log=lambda _: None)
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables "
+                                            "where table_schema = 'twins'").fetchall()}
+    finally:
+        con.close()
+    assert day.fit is None and "needs purchases to learn from" in day.fit_mode and day.frame.empty
+    assert "user_purchases" not in tables

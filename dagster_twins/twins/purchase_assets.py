@@ -46,7 +46,7 @@ class PurchaseConfig(dg.Config):
 class PurchaseDay:
     as_of: date
     mode: str
-    fit: StoredFit
+    fit: StoredFit | None  # None: nothing to learn from yet (no repeat purchase in the data)
     fit_mode: str
     purchases_folded: int
     frame: pd.DataFrame
@@ -75,7 +75,14 @@ def update_purchases(con: duckdb.DuckDBPyConnection, reader: BucketReader, windo
         fit_mode = f"scored with the fit of {fit.fitted_on}"
     else:
         log(f"purchases: fitting the population (Pareto/NBD and Gamma-Gamma) on up to {config.fit_max_users:,} users")
-        population = fit_population(stats, config.fit_max_users)
+        try:
+            population = fit_population(stats, config.fit_max_users)
+        except ValueError as exc:
+            # Data without purchases (a product log, say): no purchase beliefs, and the rest of the run goes on.
+            log(f"purchases: no purchase beliefs as of {as_of}: {exc}")
+            store.drop_user_purchases(con)
+            return PurchaseDay(as_of, mode, None, f"not fitted: {exc}", int(evidence["purchases"].sum()),
+                               stats.iloc[:0])
         fit = StoredFit(population, as_of, int(min(int((stats["T"] > 0).sum()), config.fit_max_users)))
         store.save_purchase_fit(con, fit.row())
         fit_mode = f"refit as of {as_of} on {fit.users:,} users"
@@ -130,6 +137,12 @@ def build_purchase_asset(settings: Settings) -> dg.AssetsDefinition:
             window = run_landing_window(context, reader)
             day = update_purchases(con, reader, window, config, event_types, context.log.info)
         frame = day.frame
+        if day.fit is None:
+            yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "as_of": str(day.as_of), "fit": day.fit_mode,
+                                                 "purchases_folded": day.purchases_folded})
+            yield dg.AssetCheckResult(check_name="purchase_beliefs_valid", passed=True,
+                                      metadata={"users": 0, "why": day.fit_mode})
+            return
         h = max(config.horizons)
         bad = invalid_rows(frame, config.horizons)
         yield dg.MaterializeResult(metadata={

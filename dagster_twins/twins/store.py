@@ -190,6 +190,11 @@ def write_user_purchases(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) ->
     replace_rows(con, SCHEMA, USER_PURCHASES, frame)
 
 
+def drop_user_purchases(con: duckdb.DuckDBPyConnection) -> None:
+    """No purchase beliefs this run: none are kept from an earlier one either."""
+    con.execute(f"drop table if exists {SCHEMA}.{USER_PURCHASES}")
+
+
 def with_purchases(con: duckdb.DuckDBPyConnection, twins: pd.DataFrame) -> pd.DataFrame:
     """``twins`` with the purchase beliefs of ``twins.user_purchases`` beside them (the columns after ``as_of``,
     ``p_alive`` onwards), when the purchase model has run."""
