@@ -190,9 +190,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from dagster_twins.tools.bench_churn import main as churn_main
 
         return churn_main(args)
+    if args.purchases:
+        from dagster_twins.tools.bench_purchases import main as purchases_main
+
+        return purchases_main(args)
     from dagster_twins.tools.bench import main as bench_main
 
     return bench_main(args)
+
+
+def cmd_purchases_quality(args: argparse.Namespace) -> int:
+    from dagster_twins.tools.purchases_quality import main as purchases_main
+
+    return purchases_main(args)
 
 
 def cmd_model_quality(args: argparse.Namespace) -> int:
@@ -252,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--draws", type=int, default=1000, help="draws of the simulation benchmark's scenario")
     bench.add_argument("--churn", action="store_true",
                        help="time the churn layer's phases (landmark frame, fit, scoring) on a built warehouse")
+    bench.add_argument("--purchases", action="store_true",
+                       help="time the purchase model's fit and scoring on synthetic statistics of --users users "
+                            "(--output: the Markdown page whose purchases section it rewrites: docs/benchmarks.md)")
+    bench.add_argument("--fit-max-users", type=int, default=200_000, help="with --purchases: the fit's sample")
     bench.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                        help="where dbt builds the marts (spark: local PySpark, needs the spark extra)")
     bench.add_argument("--keep", action="store_true", help="keep the work folder (to resume a long run)")
@@ -269,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--workdir", type=Path, default=None)
     quality.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
     quality.set_defaults(func=cmd_model_quality)
+    purchases = sub.add_parser("purchases-quality", help="the purchase beliefs on CDNOW beside BG/NBD and Pareto/NBD, "
+                               "and on a demo against its planted purchases (a section of docs/model-quality.md)")
+    purchases.add_argument("--users", type=int, default=2000)
+    purchases.add_argument("--days", type=int, default=180)
+    purchases.add_argument("--seed", type=int, default=42)
+    purchases.add_argument("--workdir", type=Path, default=None)
+    purchases.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
+    purchases.set_defaults(func=cmd_purchases_quality)
     return parser
 
 

@@ -21,8 +21,10 @@ variables, for deployments and tests:
 | TWINS_SPARK_DIR | spark_dir | spark/ beside the warehouse |
 
 What the data means (file only; dbt, the twins and churn all read these): ``inactivity_days``,
-``purchase_event_types``, ``feature_window_days``, ``half_life_days``, ``horizons``, ``text_taxonomy``. The Spark
-session's own variables (TWINS_SPARK_MASTER, _DRIVER_MEMORY, _SHUFFLE_PARTITIONS) are read by dbt's ``spark`` profile.
+``purchase_event_types``, ``feature_window_days``, ``half_life_days``, ``horizons``, ``text_taxonomy``, and the
+purchase model's ``purchase_horizons``, ``discount_rate``, ``purchase_refit_every_days``,
+``purchase_fit_max_users``. The Spark session's own variables (TWINS_SPARK_MASTER, _DRIVER_MEMORY,
+_SHUFFLE_PARTITIONS) are read by dbt's ``spark`` profile.
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ class Settings:
     half_life_days: float = 60.0  # evidence loses half its weight in this many days (twins, churn's activity rate)
     horizons: tuple[int, ...] = (7, 14, 30, 90)  # days: P(churn within h) for active users, P(return) for lapsed
     text_taxonomy: bool = True  # topics and goals from text with dbt/seeds' taxonomy (the demo's, or yours)
+    # Purchases and value (twins.user_purchases; docs/purchases.md).
+    purchase_horizons: tuple[int, ...] = (30, 90, 365)  # days: expected purchases and value over each
+    discount_rate: float = 0.10  # yearly rate future value is discounted at
+    purchase_refit_every_days: int = 7  # the population fit is reused this many days, then refitted
+    purchase_fit_max_users: int = 200_000  # the population fit uses a fixed hash sample of at most this many users
     settings_file: Path | None = None  # the file these came from (None: defaults and environment only)
     origin: Mapping[str, str] = field(default_factory=dict)  # key -> where its value came from (file, env, flag)
 
@@ -180,7 +187,9 @@ FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sourc
               "spark_dir": "spark_dir_override", "duckdb_memory_limit": "duckdb_memory_limit",
               "inactivity_days": "inactivity_days", "purchase_event_types": "purchase_event_types",
               "feature_window_days": "feature_window_days", "half_life_days": "half_life_days",
-              "horizons": "horizons", "text_taxonomy": "text_taxonomy"}
+              "horizons": "horizons", "text_taxonomy": "text_taxonomy", "purchase_horizons": "purchase_horizons",
+              "discount_rate": "discount_rate", "purchase_refit_every_days": "purchase_refit_every_days",
+              "purchase_fit_max_users": "purchase_fit_max_users"}
 _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING_DIR",
               "sources_config": "TWINS_SOURCES_CONFIG", "partition_start": "TWINS_PARTITION_START",
               "dbt_target": "TWINS_DBT_TARGET", "scenarios_dir": "TWINS_SCENARIOS_DIR",
@@ -189,7 +198,7 @@ _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING
               "duckdb_memory_limit": "TWINS_DUCKDB_MEMORY_LIMIT"}
 _PATHS = {"warehouse_path", "landing_dir", "sources_config", "scenarios_dir", "expectations_dir", "serving_path",
           "spark_dir_override"}
-_POSITIVE_INTS = {"inactivity_days", "feature_window_days"}
+_POSITIVE_INTS = {"inactivity_days", "feature_window_days", "purchase_refit_every_days", "purchase_fit_max_users"}
 
 
 def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
@@ -205,6 +214,11 @@ def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
             if number < (1 if key in _POSITIVE_INTS else 0):
                 raise ValueError(f"{number} is too small")
             return number
+        if key == "discount_rate":
+            number = float(value)
+            if not 0 <= number < 10:
+                raise ValueError("a yearly rate between 0 and 10 (0.1 is 10%)")
+            return number
         if key == "half_life_days":
             number = float(value)
             if not number > 0:
@@ -216,7 +230,7 @@ def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
             if str(value).strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
                 return str(value).strip().lower() in ("true", "yes", "on", "1")
             raise ValueError("true or false")
-        if key == "horizons":
+        if key in ("horizons", "purchase_horizons"):
             horizons = tuple(sorted({int(h) for h in (value if isinstance(value, list | tuple) else [value])}))
             if not horizons or horizons[0] < 1:
                 raise ValueError("needs at least one horizon of 1 day or more")

@@ -105,6 +105,21 @@ def test_no_belief_without_evidence_and_no_demo_vocabulary(purchases_run):
     assert twins["overall_confidence"].between(0, 1).all()
 
 
+def test_a_purchases_only_log_gets_purchase_beliefs_and_value(purchases_run):
+    root, _, result = purchases_run
+    assert result.returncode == 0
+    twins, fits, why = (duckdb.sql(sql, connection=_con(root)).df() for sql in (
+        "select * from twins.user_twins", "select * from twins.purchase_fits",
+        "select why from twins.belief_explanations where belief = 'value_365d'"))
+    # Every customer, from orders alone: P(alive), expected purchases and value with intervals, spend per order.
+    for column in ("p_alive", "expected_purchases_90d", "expected_purchases_90d_upper_90", "p_purchase_30d",
+                   "expected_spend_per_purchase", "value_365d", "value_365d_lower_90", "value_365d_upper_90"):
+        assert twins[column].notna().all(), column
+    assert twins["p_alive"].between(0, 1).all()
+    assert (twins["valued_purchases"] >= 1).all()  # every customer's first order has an amount
+    assert len(fits) == 1 and len(why) == len(twins) and why["why"].str.contains("Gamma-Gamma").all()
+
+
 def test_the_run_records_the_settings_it_used(purchases_run):
     root, settings_file, result = purchases_run
     assert result.returncode == 0

@@ -34,7 +34,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dagster_twins.demo.days import DAY, RETENTION_CAMPAIGN, Simulated, drop_after_churn, simulate
+from dagster_twins.demo.days import (
+    DAY,
+    RETENTION_CAMPAIGN,
+    Simulated,
+    drop_after_churn,
+    purchase_day_probability,
+    purchase_days_after_end,
+    simulate,
+)
 from dagster_twins.demo.faults import assign_landing_days, draw_faults, inject_faults
 from dagster_twins.demo.landing import (
     FORMAT_OF,
@@ -88,6 +96,7 @@ class _ChunkResult:
     late_rows: dict[str, int]
     truth: pd.DataFrame
     campaign_sent_s: int
+    purchase_truth: pd.DataFrame
 
 
 def chunk_rng(seed: int, chunk: int) -> np.random.Generator:
@@ -117,6 +126,8 @@ def generate_demo(out_dir: Path, *, n_users: int = 2000, n_days: int = 180, end_
     campaign_sent_s: int | None = None
     truth.mkdir(parents=True, exist_ok=True)
     truth_users = _TruthWriter(truth / "users.parquet")
+    purchases_file = truth / "purchases.csv"  # CSV: the recorded demo's Parquet files stay exactly as they were
+    purchases_file.unlink(missing_ok=True)
     try:
         for job, result in zip(jobs, _run(jobs, workers), strict=True):
             log.info("demo chunk %d/%d: %d users, %d events", job.chunk + 1, len(jobs), job.n_users,
@@ -133,6 +144,7 @@ def generate_demo(out_dir: Path, *, n_users: int = 2000, n_days: int = 180, end_
                 campaign_sent_s = result.campaign_sent_s
             assert result.campaign_sent_s == campaign_sent_s, "every chunk sends the campaign at the same moment"
             truth_users.write(result.truth)
+            result.purchase_truth.to_csv(purchases_file, mode="a", header=not purchases_file.exists(), index=False)
     finally:
         truth_users.close()
     summary = DemoSummary(landing, truth, start_date, end_date, written, injected, late,
@@ -183,7 +195,10 @@ def _generate_chunk(job: _ChunkJob) -> _ChunkResult:
         if source != "users":
             sim.rows.pop(source, None)  # its rows are written: free them
         _release_memory()
-    return _ChunkResult(written, injected, late, _truth_users(pop, sim, vocab, hazard), sim.campaign_sent_s)
+    after = purchase_days_after_end(np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(job.chunk, 16))),
+                                    pop, sim, hazard, job.n_days)
+    return _ChunkResult(written, injected, late, _truth_users(pop, sim, vocab, hazard), sim.campaign_sent_s,
+                        _truth_purchases(pop, after))
 
 
 def _land_source(source: str, job: _ChunkJob, sim: Simulated, pop: Population, vocab: Vocabulary,
@@ -218,6 +233,14 @@ def _release_memory() -> None:
     """Hand freed heap back to the system (glibc keeps it otherwise, and the next chunk's peak adds to it)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _truth_purchases(pop: Population, after_end: dict[int, np.ndarray]) -> pd.DataFrame:
+    """truth/purchases.csv (docs/purchases.md): the planted chance of buying on a day while subscribed, and the
+    days with a purchase in the first h days after the end, continuing the planted process."""
+    return pd.DataFrame({"user_id": pop.user_ids,
+                         "purchase_day_probability": purchase_day_probability(pop.activity_rate),
+                         **{f"purchase_days_after_end_{h}d": days for h, days in after_end.items()}})
 
 
 def _truth_users(pop: Population, sim: Simulated, vocab: Vocabulary, hazard: Hazard) -> pd.DataFrame:

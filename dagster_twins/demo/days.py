@@ -235,3 +235,40 @@ def drop_after_churn(sim: Simulated) -> None:
             kept[name] = [filtered[0] if len(filtered) == 1 else np.concatenate(filtered)]
             del filtered
         sim.rows[source] = kept
+
+
+# Purchase days, as planted: a user buys on a day while subscribed unless none of the day's sessions' events is a
+# purchase. Sessions ~ Poisson(activity_rate), events per session 1 + Poisson(2.5), each a purchase w.p. q, so
+# P(no purchase on a day) = exp(-activity_rate * (1 - (1 - q) exp(-2.5 q))).
+_PURCHASE_P = EVENT_TYPE_PROBS[PURCHASE]
+AFTER_END_DAYS = (30, 90)
+
+
+def purchase_day_probability(activity_rate: np.ndarray) -> np.ndarray:
+    """The planted probability that a subscribed user buys on a given day."""
+    return -np.expm1(-activity_rate * (1 - (1 - _PURCHASE_P) * np.exp(-2.5 * _PURCHASE_P)))
+
+
+def purchase_days_after_end(rng: np.random.Generator, pop: Population, sim: Simulated, hazard: Hazard,
+                            n_days: int) -> dict[int, np.ndarray]:
+    """Days with a purchase in the first h days after the demo's end (h in AFTER_END_DAYS), continuing the planted
+    process: the daily churn hazard (engagement, campaign group, tickets drawn afresh from the end) and the
+    purchase-day probability. From its own random stream, so the landing files do not change; truth only."""
+    alive = sim.churned_s < 0
+    treated = sim.campaign_group == 1
+    p_buy = purchase_day_probability(pop.activity_rate)
+    last_ticket = np.full(pop.n, -10_000)
+    counts = np.zeros(pop.n)
+    out = {}
+    for d in range(max(AFTER_END_DAYS)):
+        day = n_days + d
+        opened = alive & (rng.random(pop.n) < pop.trouble_rate / 30.0)
+        last_ticket[opened] = day
+        log_h = (np.log(hazard.h0) + hazard.b_eng * pop.z_engagement
+                 + hazard.b_trouble * ((day - last_ticket) <= hazard.trouble_window_days)
+                 + np.log(hazard.campaign_hazard_ratio) * treated)
+        alive &= ~(rng.random(pop.n) < -np.expm1(-np.exp(log_h)))
+        counts += alive & (rng.random(pop.n) < p_buy)
+        if d + 1 in AFTER_END_DAYS:
+            out[d + 1] = counts.copy()
+    return out

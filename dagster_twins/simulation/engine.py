@@ -104,6 +104,7 @@ class SimulationOutcome:
     user_p_scenario: np.ndarray
     user_kept_lower: np.ndarray
     user_kept_upper: np.ndarray
+    value_kept: np.ndarray | None = None  # (draws,): sum over users of churn reduction x the user's value
 
     @property
     def draws(self) -> int:
@@ -120,15 +121,19 @@ class SimulationOutcome:
 
 def simulate(model: HazardModel, params: ParameterDraws, x: np.ndarray, tenure: np.ndarray, horizon: float, *,
              hazard_ratio: np.ndarray | None = None, placebo_ratio: np.ndarray | None = None,
-             x_scenario: np.ndarray | None = None, chunk_users: int = 5000) -> SimulationOutcome:
+             x_scenario: np.ndarray | None = None, chunk_users: int = 5000,
+             values: np.ndarray | None = None) -> SimulationOutcome:
     """Simulate a segment (``x``: its users' model columns, ``tenure``: days survived so far) over ``horizon``
     days. The intervention multiplies each user's hazard by ``hazard_ratio`` (one per draw), and/or moves the
     users' covariates to ``x_scenario``; the placebo multiplies it by ``placebo_ratio`` (the effect's own
-    uncertainty around no effect), so an unbiased simulation must give it a difference near zero."""
+    uncertainty around no effect), so an unbiased simulation must give it a difference near zero. ``values``
+    (one per user, e.g. the twin's expected value over the horizon) adds up, per draw, the value kept: each user's
+    reduction of churn probability times their value."""
     n, k = len(x), params.n
     base_sum, scen_sum, placebo_sum = np.zeros(k), np.zeros(k), np.zeros(k)
     p_base, p_scen = np.empty(n), np.empty(n)
     kept_lo, kept_hi = np.empty(n), np.empty(n)
+    value_kept = np.zeros(k) if values is not None else None
     for start in range(0, n, chunk_users):
         rows = slice(start, min(start + chunk_users, n))
         hazard = horizon_cumulative_hazard(model, params, x[rows], tenure[rows], horizon)
@@ -143,7 +148,9 @@ def simulate(model: HazardModel, params: ParameterDraws, x: np.ndarray, tenure: 
         placebo_sum += placebo.sum(axis=0)
         p_base[rows], p_scen[rows] = baseline.mean(axis=1), scenario.mean(axis=1)
         kept_lo[rows], kept_hi[rows] = np.quantile(baseline - scenario, INTERVAL, axis=1)
-    return SimulationOutcome(n, base_sum, scen_sum, placebo_sum, p_base, p_scen, kept_lo, kept_hi)
+        if value_kept is not None:
+            value_kept += values[rows] @ (baseline - scenario)
+    return SimulationOutcome(n, base_sum, scen_sum, placebo_sum, p_base, p_scen, kept_lo, kept_hi, value_kept)
 
 
 def combine(outcomes: list[SimulationOutcome], draws: int) -> SimulationOutcome:
@@ -156,7 +163,9 @@ def combine(outcomes: list[SimulationOutcome], draws: int) -> SimulationOutcome:
                 for f in ("churners_baseline", "churners_scenario", "churners_placebo")]
     per_user = [np.concatenate([getattr(o, f) for o in outcomes])
                 for f in ("user_p_baseline", "user_p_scenario", "user_kept_lower", "user_kept_upper")]
-    return SimulationOutcome(total, *per_draw, *per_user)
+    values = [o.value_kept for o in outcomes]
+    value_kept = None if any(v is None for v in values) else np.sum(values, axis=0)
+    return SimulationOutcome(total, *per_draw, *per_user, value_kept)
 
 
 def summarize_outcome(outcome: SimulationOutcome) -> dict[str, float]:
@@ -182,4 +191,5 @@ def summarize_outcome(outcome: SimulationOutcome) -> dict[str, float]:
         **mean_and_interval("expected_users_kept", kept),
         "users_kept_per_user_treated": float(kept.mean() / max(outcome.users, 1)),
         **mean_and_interval("placebo_difference", placebo),
+        **(mean_and_interval("expected_value_kept", outcome.value_kept) if outcome.value_kept is not None else {}),
     }

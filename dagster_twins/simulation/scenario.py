@@ -24,9 +24,9 @@ USER_COLUMNS = ["scenario", "user_id", "tenure_days", "baseline_churn_probabilit
 DRAW_COLUMNS = ["draw", "retention_difference", "placebo_difference"]
 # scenario_results, column by column (BI reads it): text columns, then numbers (intervals are 90%).
 RESULT_TEXT = ["scenario", "description", "segment", "segment_filter", "intervention", "status", "status_reason",
-               "effect_kind", "effect_basis", "effect_source", "model"]
+               "effect_kind", "effect_basis", "effect_source", "model", "value_column"]
 _WITH_INTERVAL = ["baseline_retention", "scenario_retention", "retention_difference", "expected_users_kept",
-                  "placebo_difference"]
+                  "placebo_difference", "expected_value_kept"]
 RESULT_NUMBERS = ["users_affected", "horizon_days", "draws", "seed", "effect_hazard_ratio",
                   "effect_hazard_ratio_lower_90", "effect_hazard_ratio_upper_90",
                   *[f"{m}{suffix}" for m in _WITH_INTERVAL for suffix in ("", "_lower_90", "_upper_90")],
@@ -90,6 +90,8 @@ def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
     ``experiments``: the randomized campaign frame. A spec the data cannot serve raises ScenarioSpecError naming the
     field (the caller names the file)."""
     base = segment_base.sort_values("user_id", kind="stable").reset_index(drop=True)
+    value_column = value_column_for(base.columns, spec.horizon_days)
+    value_of = base.set_index("user_id")[value_column] if value_column else None
     members = base.loc[segment_mask(base, spec.segment), "user_id"]
     identity = {"scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
                 "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
@@ -123,8 +125,9 @@ def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
         # The model's clock starts on the as-of day (a landmark): every user is at time zero of their horizon.
         start = np.zeros(len(raw))
         tenure = raw["tenure_days"].to_numpy(dtype=float)
+        values = None if value_of is None else raw["user_id"].map(value_of).fillna(0.0).to_numpy(float)
         outcome = simulate(model, params, x, start, spec.horizon_days, hazard_ratio=ratio, placebo_ratio=placebo,
-                           x_scenario=x_scenario)
+                           x_scenario=x_scenario, values=values)
         outcomes.append(outcome)
         user_frames.append(pd.DataFrame({
             "scenario": spec.name, "user_id": raw["user_id"].to_numpy(), "tenure_days": tenure,
@@ -148,7 +151,7 @@ def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
         "effect_hazard_ratio": effect.median if effect is not None else np.nan,
         "effect_hazard_ratio_lower_90": lower, "effect_hazard_ratio_upper_90": upper,
         **(summarize_outcome(outcome) if len(members) else {}),
-        "users_beyond_model_range": beyond,
+        "users_beyond_model_range": beyond, "value_column": value_column or "",
     }
     users = pd.concat(user_frames, ignore_index=True) if user_frames else pd.DataFrame(columns=USER_COLUMNS)
     difference, placebo_difference = outcome.differences()
@@ -156,6 +159,16 @@ def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
                           "placebo_difference": placebo_difference}) if len(members) else pd.DataFrame(
         columns=DRAW_COLUMNS)
     return ScenarioRun(result, users, draws)
+
+
+def value_column_for(columns, horizon_days: int) -> str | None:
+    """The twin's value column a scenario's value kept is priced with: ``value_{h}d`` for the shortest purchase
+    horizon h covering the scenario's horizon (else the longest); None when the twins carry no value."""
+    horizons = sorted(int(c[len("value_"):-1]) for c in columns
+                      if c.startswith("value_") and c.endswith("d") and c[len("value_"):-1].isdigit())
+    if not horizons:
+        return None
+    return f"value_{next((h for h in horizons if h >= horizon_days), horizons[-1])}d"
 
 
 def _shift_text(shift) -> str:

@@ -14,9 +14,10 @@ from dagster_twins.warehouse.tables import replace_rows, table_exists
 SCHEMA = "simulation"
 
 
-def segment_base_view(churn_horizons: list[int]) -> str:
+def segment_base_view(churn_horizons: list[int], purchase_columns: list[str] = ()) -> str:
     """What segments can filter on: each active user's churn prediction at every horizon (and its percentile),
-    twin and recent behaviour."""
+    twin (with its purchase beliefs: ``purchase_columns`` of twins.user_twins) and recent behaviour."""
+    purchases = "".join(f"t.{c}, " for c in purchase_columns)
     probabilities = ", ".join(f"p.p_churn_{h}d, percent_rank() over (order by p.p_churn_{h}d) as "
                               f"p_churn_{h}d_percentile" for h in churn_horizons)
     return f"""
@@ -26,7 +27,7 @@ select
     p.risk_tier, p.log_hazard_ratio,
     t.top_interest, t.primary_goal, t.preferred_channel, t.preferred_format, t.rec_click_propensity,
     t.campaign_response_propensity, t.interactions_per_week, t.purchases_per_week, t.tickets_per_30_days,
-    t.overall_confidence,
+    t.overall_confidence, {purchases}
     f.plan, f.acquisition_channel, f.days_since_last_active, f.events_in_window, f.active_days_in_window,
     f.tickets_in_window, f.open_tickets, f.campaign_treated, f.campaign_control,
     p.as_of
@@ -43,10 +44,22 @@ def churn_horizons(con: duckdb.DuckDBPyConnection) -> list[int]:
     return sorted(int(c[len("p_churn_"):-1]) for c in columns if c.startswith("p_churn_") and c.endswith("d"))
 
 
+PURCHASE_PREFIXES = ("p_alive", "expected_purchases_", "p_purchase_", "value_", "expected_spend_per_purchase",
+                     "median_days_to_next_purchase")
+
+
+def purchase_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The purchase beliefs twins.user_twins carries (none before the twins' purchase model has run)."""
+    if not table_exists(con, "twins", "user_twins"):
+        return []
+    columns = [row[0] for row in con.execute("describe twins.user_twins").fetchall()]
+    return [c for c in columns if c.startswith(PURCHASE_PREFIXES)]
+
+
 def refresh_segment_base(con: duckdb.DuckDBPyConnection, preview_rows: int = 5) -> tuple[int, pd.DataFrame]:
     """(Re)create the segment base view for the churn layer's current horizons: its rows and a preview."""
     con.execute(f"create schema if not exists {SCHEMA}")
-    con.execute(segment_base_view(churn_horizons(con)))
+    con.execute(segment_base_view(churn_horizons(con), purchase_columns(con)))
     rows = int(con.execute(f"select count(*) from {SCHEMA}.user_segment_base").fetchone()[0])
     return rows, con.execute(f"select * from {SCHEMA}.user_segment_base limit {int(preview_rows)}").df()
 

@@ -238,6 +238,8 @@ def main(args: argparse.Namespace) -> int:
     header = ("# Model quality\n\nMeasured from a real run by `dagster-twins model-quality --users "
               f"{args.users} --days {args.days}` (re-run it to reproduce; the numbers below are its output).\n\n")
     transactions = transactions_section(evaluate_in_subprocess(root / "cdnow"))
+    from dagster_twins.tools.purchases_quality import preserved_section  # its own command rewrites it
+
     args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed) + churn + transactions
-                           + simulation)
+                           + simulation + preserved_section(args.output))
     return 0

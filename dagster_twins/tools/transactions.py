@@ -144,9 +144,10 @@ def evaluate(root: Path, horizons: tuple[int, ...] = (30, 90, 273)) -> Transacti
                                  frame["question"].value_counts().to_dict(), pd.DataFrame(rows), int(y.sum()))
 
 
-def evaluate_in_subprocess(root: Path) -> dict:
-    """``evaluate`` in a fresh interpreter: the daily partitions start when the code location loads
-    (``TWINS_PARTITION_START``), and CDNOW's 1997 is before the default start."""
+def evaluate_in_subprocess(root: Path, module: str = "dagster_twins.tools.transactions") -> dict:
+    """``module``'s ``evaluate`` in a fresh interpreter (its ``__main__`` prints the result as JSON): the daily
+    partitions start when the code location loads (``TWINS_PARTITION_START``), and CDNOW's 1997 is before the
+    default start."""
     import json
     import os
     import subprocess
@@ -154,7 +155,7 @@ def evaluate_in_subprocess(root: Path) -> dict:
 
     env = {**os.environ, "TWINS_PARTITION_START": "1997-01-01", "DAGSTER_HOME": str(root / "dagster_home")}
     (root / "dagster_home").mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([sys.executable, "-m", "dagster_twins.tools.transactions", str(root)], env=env,
+    out = subprocess.run([sys.executable, "-m", module, str(root)], env=env,
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -7,10 +7,11 @@ import dagster as dg
 import pandas as pd
 
 from dagster_twins.metadata import md_table
-from dagster_twins.partitions import run_window, single_run
+from dagster_twins.partitions import single_run
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
 from dagster_twins.twins import store
+from dagster_twins.twins.purchase_assets import PURCHASES_KEY, run_landing_window
 from dagster_twins.twins.state import empty_state, fold
 from dagster_twins.twins.summarize import PriorInputs
 from dagster_twins.twins.update import BELIEFS, TWINS, CheckOutcome, TwinWriter, summarize_bucket
@@ -56,9 +57,10 @@ def build_twins_assets(settings: Settings) -> dg.AssetsDefinition:
                          description="One row per user, belief and category: posterior parameters, mean, 90% credible "
                                      "interval, evidence, confidence. Also twins.belief_priors, twins.belief_state "
                                      "(daily state snapshots) and the view twins.belief_explanations."),
-            dg.AssetSpec(TWINS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[BELIEFS_KEY],
+            dg.AssetSpec(TWINS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[BELIEFS_KEY, PURCHASES_KEY],
                          description="One row per user: top interests, goal, preferences, propensities, rates, overall "
-                                     "confidence, last_updated. Daily snapshots in twins.user_twins_history."),
+                                     "confidence, last_updated, and the purchase beliefs of twins.user_purchases. "
+                                     "Daily snapshots in twins.user_twins_history."),
         ],
         check_specs=CHECKS,
         backfill_policy=single_run,
@@ -74,10 +76,7 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
     """The twins' run: fold each bucket's landed evidence, estimate the priors, summarize, write, check."""
     started = time.perf_counter()
     with warehouse.reading() as (con, reader):
-        window = run_window(context.run.tags) or store.landing_span(reader)
-        if window is None:
-            raise dg.Failure("marts.fct_events is empty: run ingestion and dbt first")
-        start, end = window
+        start, end = run_landing_window(context, reader)
         as_of = end - timedelta(days=1)
         base_as_of = None if config.full_rebuild else store.saved_state_day(con, start)
         mode = "full rebuild" if base_as_of is None else f"incremental from the state of {base_as_of}"

@@ -10,7 +10,8 @@ import pandas as pd
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
 from dagster_twins.twins.state import STATE_COLUMNS
 from dagster_twins.warehouse.buckets import Bucket, BucketReader
-from dagster_twins.warehouse.tables import append_rows, registered, table_exists
+from dagster_twins.warehouse.sql import sql_literal
+from dagster_twins.warehouse.tables import append_rows, registered, replace_rows, table_exists
 
 SCHEMA = "twins"
 STATE_DDL = f"""create table if not exists {SCHEMA}.belief_state (
@@ -123,8 +124,88 @@ def save_snapshot(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
     append_snapshot(con, table, frame)
 
 
-def prune_state(con: duckdb.DuckDBPyConnection, as_of: date, retention_days: int) -> None:
-    con.execute(f"delete from {SCHEMA}.belief_state where as_of < ?", [as_of - timedelta(days=retention_days)])
+def prune_state(con: duckdb.DuckDBPyConnection, as_of: date, retention_days: int, table: str = "belief_state") -> None:
+    if table_exists(con, SCHEMA, table):
+        con.execute(f"delete from {SCHEMA}.{table} where as_of < ?", [as_of - timedelta(days=retention_days)])
+
+
+# Purchases and value (purchase_state.py): the folded statistics, the population fits, the per-user beliefs.
+PURCHASE_STATE, PURCHASE_FITS, USER_PURCHASES = "purchase_state", "purchase_fits", "user_purchases"
+
+
+def purchase_evidence(reader: BucketReader, after: date | None, end: date,
+                      event_types: tuple[str, ...]) -> pd.DataFrame:
+    """A row per user and day of the purchases that landed after ``after`` (exclusive) and before ``end``: purchase
+    events (``event_types``, as dbt's spend), those with a value, and the value summed."""
+    types = ", ".join(sql_literal(t) for t in event_types)
+    frame = reader.frame(f"""
+        select user_id, activity_date as day, count(*) as purchases,
+               count(*) filter (where spend > 0) as spend_n,
+               coalesce(sum(cast(spend as double)) filter (where spend > 0), 0) as spend_sum
+        from marts.fct_events
+        where {_landed(after, end)} and source = 'events' and interaction_type in ({types})
+        group by all""")
+    frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
+    return frame
+
+
+def purchase_births(reader: BucketReader, as_of: date) -> pd.DataFrame:
+    """Users known by ``as_of`` with their birth as a customer (``first_day``): sign-up (else first seen), but not
+    before the first product event of the data, since no purchase before it could have been seen (a history that
+    starts mid-life: the demo's users signed up before its window, whose subscriptions date back further)."""
+    users = reader.frame(
+        "select user_id, cast(greatest(coalesce(signed_up_at, first_seen_at), "
+        "(select min(occurred_at) from marts.fct_events where source = 'events')) as date) as first_day "
+        "from marts.dim_users where coalesce(signed_up_at, first_seen_at) < ? order by user_id",
+        [as_of + timedelta(days=1)])
+    users["first_day"] = pd.to_datetime(users["first_day"])
+    return users
+
+
+def saved_purchase_state_day(con: duckdb.DuckDBPyConnection, before: date) -> date | None:
+    if not table_exists(con, SCHEMA, PURCHASE_STATE):
+        return None
+    day = con.execute(f"select max(as_of) from {SCHEMA}.{PURCHASE_STATE} where as_of < ?", [before]).fetchone()[0]
+    return None if day is None else _day(day)
+
+
+def purchase_state_of(con: duckdb.DuckDBPyConnection, as_of: date, columns: list[str]) -> pd.DataFrame:
+    return con.execute(f"select {', '.join(columns)} from {SCHEMA}.{PURCHASE_STATE} where as_of = ?", [as_of]).df()
+
+
+def recent_purchase_fit(con: duckdb.DuckDBPyConnection, as_of: date, every_days: int) -> dict | None:
+    """The latest population fit made on or before ``as_of`` and less than ``every_days`` before it."""
+    if not table_exists(con, SCHEMA, PURCHASE_FITS):
+        return None
+    frame = con.execute(f"select * from {SCHEMA}.{PURCHASE_FITS} where fitted_on <= ? and fitted_on > ? "
+                        "order by fitted_on desc limit 1", [as_of, as_of - timedelta(days=every_days)]).df()
+    return frame.iloc[0].to_dict() if len(frame) else None
+
+
+def save_purchase_fit(con: duckdb.DuckDBPyConnection, row: dict) -> None:
+    replace_rows(con, SCHEMA, PURCHASE_FITS, pd.DataFrame([row]), {"fitted_on": row["fitted_on"]})
+
+
+def write_user_purchases(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> None:
+    replace_rows(con, SCHEMA, USER_PURCHASES, frame)
+
+
+def drop_user_purchases(con: duckdb.DuckDBPyConnection) -> None:
+    """No purchase beliefs this run: none are kept from an earlier one either."""
+    con.execute(f"drop table if exists {SCHEMA}.{USER_PURCHASES}")
+
+
+def with_purchases(con: duckdb.DuckDBPyConnection, twins: pd.DataFrame) -> pd.DataFrame:
+    """``twins`` with the purchase beliefs of ``twins.user_purchases`` beside them (the columns after ``as_of``,
+    ``p_alive`` onwards), when the purchase model has run."""
+    if not table_exists(con, SCHEMA, USER_PURCHASES):
+        return twins
+    columns = [c for c in con.execute(f"select * from {SCHEMA}.{USER_PURCHASES} limit 0").df().columns
+               if c not in ("user_id", "as_of") and c not in twins.columns]
+    with registered(con, twins[["user_id"]], "_twin_users") as users:
+        extra = con.execute(f"select p.user_id, {', '.join(columns)} from {SCHEMA}.{USER_PURCHASES} p "
+                            f"join {users} u using (user_id)").df()
+    return twins.merge(extra, on="user_id", how="left")
 
 
 EXPLANATIONS_VIEW = f"""
@@ -144,3 +225,39 @@ select
 from {SCHEMA}.user_beliefs b
 left join {SCHEMA}.belief_priors p on p.belief = b.belief and p.category = b.category and p.as_of = b.as_of
 """
+
+
+def explanations_view(con: duckdb.DuckDBPyConnection) -> str:
+    """``belief_explanations``: every belief of user_beliefs in words and, once the purchase model has run, its
+    beliefs too (P(alive), expected purchases and value per horizon, spend per purchase), each with the evidence
+    and the population fit behind it."""
+    if not (table_exists(con, SCHEMA, USER_PURCHASES) and table_exists(con, SCHEMA, PURCHASE_FITS)):
+        return EXPLANATIONS_VIEW
+    columns = con.execute(f"select * from {SCHEMA}.{USER_PURCHASES} limit 0").df().columns
+    horizons = sorted(int(c[len("expected_purchases_"):-1]) for c in columns
+                      if c.startswith("expected_purchases_") and c.endswith("d"))
+    why_buying = ("printf('%d purchase days after the first in %d days observed, the last %d days ago; population "
+                  "Pareto/NBD r %.3g, alpha %.3g, s %.3g, beta %.3g (fitted %s on %d users)', "
+                  "cast(u.repeat_purchase_days as bigint), cast(u.days_observed as bigint), "
+                  "cast(u.days_observed - u.days_to_last_purchase as bigint), f.r, f.alpha, f.s, f.beta, "
+                  "strftime(f.fitted_on, '%Y-%m-%d'), f.users)")
+    why_spend = ("printf('%d purchases with a value, mean %.2f; population Gamma-Gamma p %.3g, q %.3g, gamma %.3g "
+                 "(a purchase is worth %.2f on average)', cast(u.valued_purchases as bigint), "
+                 "coalesce(u.mean_purchase_value, 0), f.p, f.q, f.gamma, f.p * f.gamma / nullif(f.q - 1, 0))")
+    rows = [("p_alive", "p_alive", None, why_buying),
+            ("spend_per_purchase", "expected_spend_per_purchase", None, why_spend)]
+    for h in horizons:
+        rows += [(f"expected_purchases_{h}d", f"expected_purchases_{h}d", f"expected_purchases_{h}d", why_buying),
+                 (f"value_{h}d", f"value_{h}d", f"value_{h}d", f"{why_buying} || '; ' || {why_spend}")]
+
+    def select(belief: str, mean: str, interval: str | None, why: str) -> str:
+        low, high = (f"u.{interval}_lower_90", f"u.{interval}_upper_90") if interval else ("null", "null")
+        return (f"select u.user_id, '{belief}' as belief, '' as category, 'pareto_nbd' as family, u.{mean} as mean, "
+                f"{low} as lower_90, {high} as upper_90, cast(null as double) as confidence, "
+                "u.repeat_purchase_days as raw_evidence, cast(null as double) as evidence_weighted, "
+                "u.days_observed as exposure_weighted, cast(null as timestamp) as last_evidence_day, "
+                "cast(null as double) as prior_1, cast(null as double) as prior_2, f.users as prior_users, "
+                f"'maximum likelihood' as prior_method, {why} as why from {SCHEMA}.{USER_PURCHASES} u "
+                f"join {SCHEMA}.{PURCHASE_FITS} f on f.fitted_on = u.purchase_model_fitted_on")
+
+    return EXPLANATIONS_VIEW.rstrip() + "\nunion all by name\n" + "\nunion all\n".join(select(*r) for r in rows)

@@ -123,6 +123,7 @@ class TwinWriter:
 
     def write_summary(self, beliefs: pd.DataFrame, twins: pd.DataFrame) -> None:
         """One bucket's beliefs and twins, and the twins into their daily history."""
+        twins = store.with_purchases(self.con, twins)
         self._beliefs.write(beliefs)
         self._twins.write(twins)
         store.append_snapshot(self.con, "user_twins_history", twins.rename(columns={"last_updated": "as_of"}))
@@ -132,5 +133,5 @@ class TwinWriter:
         """Rows of user_beliefs and user_twins; state snapshots older than the retention are pruned."""
         store.prune_state(self.con, self.as_of, state_retention_days)
         rows = self._beliefs.finish(), self._twins.finish()
-        self.con.execute(store.EXPLANATIONS_VIEW)
+        self.con.execute(store.explanations_view(self.con))
         return rows

@@ -57,6 +57,8 @@ def append_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: 
     with registered(con, frame) as rows:
         if not table_exists(con, schema, table):
             con.execute(f"create table {_qualified(schema, table)} as select * from {rows} limit 0")
+        else:
+            add_new_columns(con, _qualified(schema, table), rows)
         con.execute(f"insert into {_qualified(schema, table)} by name select * from {rows}")
 
 
