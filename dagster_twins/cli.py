@@ -201,6 +201,12 @@ def cmd_model_quality(args: argparse.Namespace) -> int:
     return quality_main(args)
 
 
+def cmd_uplift_quality(args: argparse.Namespace) -> int:
+    from dagster_twins.tools.uplift_quality import main as uplift_main
+
+    return uplift_main(args)
+
+
 # --set keys: the settings file's keys (twins.example.yml), by the Settings field each sets (on the command line,
 # sources is a path).
 SET_KEYS = {**FILE_KEYS, "sources": "sources_config"}
@@ -269,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--workdir", type=Path, default=None)
     quality.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
     quality.set_defaults(func=cmd_model_quality)
+    uplift = sub.add_parser("uplift-quality", help="score the per-user campaign effects against the demo's planted "
+                            "truth (a section of docs/model-quality.md)")
+    uplift.add_argument("--users", type=int, default=20_000)
+    uplift.add_argument("--days", type=int, default=180)
+    uplift.add_argument("--seed", type=int, default=42)
+    uplift.add_argument("--workdir", type=Path, default=None)
+    uplift.add_argument("--warehouse", type=Path, default=None, help="an existing demo run's warehouse (with --truth)")
+    uplift.add_argument("--truth", type=Path, default=None, help="that demo's truth folder")
+    uplift.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
+    uplift.set_defaults(func=cmd_uplift_quality)
     return parser
 
 

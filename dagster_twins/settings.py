@@ -91,6 +91,10 @@ class Settings:
     half_life_days: float = 60.0  # evidence loses half its weight in this many days (twins, churn's activity rate)
     horizons: tuple[int, ...] = (7, 14, 30, 90)  # days: P(churn within h) for active users, P(return) for lapsed
     text_taxonomy: bool = True  # topics and goals from text with dbt/seeds' taxonomy (the demo's, or yours)
+    # Per-user campaign effects (simulation.user_treatment_effects): churn within this many days of the send,
+    # fitted on at most this many randomized users per campaign (a random sample; everyone is scored).
+    uplift_horizon_days: int = 60
+    uplift_max_fit_users: int = 200_000
     settings_file: Path | None = None  # the file these came from (None: defaults and environment only)
     origin: Mapping[str, str] = field(default_factory=dict)  # key -> where its value came from (file, env, flag)
 
@@ -180,7 +184,8 @@ FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sourc
               "spark_dir": "spark_dir_override", "duckdb_memory_limit": "duckdb_memory_limit",
               "inactivity_days": "inactivity_days", "purchase_event_types": "purchase_event_types",
               "feature_window_days": "feature_window_days", "half_life_days": "half_life_days",
-              "horizons": "horizons", "text_taxonomy": "text_taxonomy"}
+              "horizons": "horizons", "text_taxonomy": "text_taxonomy",
+              "uplift_horizon_days": "uplift_horizon_days", "uplift_max_fit_users": "uplift_max_fit_users"}
 _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING_DIR",
               "sources_config": "TWINS_SOURCES_CONFIG", "partition_start": "TWINS_PARTITION_START",
               "dbt_target": "TWINS_DBT_TARGET", "scenarios_dir": "TWINS_SCENARIOS_DIR",
@@ -189,7 +194,7 @@ _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING
               "duckdb_memory_limit": "TWINS_DUCKDB_MEMORY_LIMIT"}
 _PATHS = {"warehouse_path", "landing_dir", "sources_config", "scenarios_dir", "expectations_dir", "serving_path",
           "spark_dir_override"}
-_POSITIVE_INTS = {"inactivity_days", "feature_window_days"}
+_POSITIVE_INTS = {"inactivity_days", "feature_window_days", "uplift_horizon_days", "uplift_max_fit_users"}
 
 
 def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:

@@ -31,3 +31,50 @@ def scenario_plot(draws: pd.DataFrame, path: Path, title: str) -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+POLICY_COLORS = {"benefit": "#1f77b4", "risk": "#d62728", "random": "#999"}
+
+
+def uplift_plot(curves: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Qini curves (users kept per randomized user, by share targeted) of each targeting policy, with their 90%
+    bootstrap bands and the random-targeting line; None when there is nothing to draw."""
+    if curves.empty:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for policy, c in curves.groupby("policy", sort=False):
+        x = 100 * np.r_[0.0, c["share_targeted"].to_numpy()]
+        ax.plot(x, 100 * np.r_[0.0, c["qini"].to_numpy()], color=POLICY_COLORS.get(policy), label=policy,
+                linestyle="--" if policy == "random" else "-")
+        if c["qini_lower_90"].notna().all():
+            ax.fill_between(x[1:], 100 * c["qini_lower_90"], 100 * c["qini_upper_90"],
+                            color=POLICY_COLORS.get(policy), alpha=0.15)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set(xlabel="users targeted (% of the randomized users, best-ranked first)",
+           ylabel="users kept per 100 users (Qini)", title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def targeting_plot(gains: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Histograms over bootstrap replicates of the users each policy keeps; None when there is nothing to draw."""
+    if gains.empty:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    values = gains.to_numpy(float)
+    bins = np.histogram_bin_edges(values[np.isfinite(values)], bins=40)
+    for policy in gains.columns:
+        ax.hist(gains[policy], bins=bins, alpha=0.5, color=POLICY_COLORS.get(policy), label=policy)
+    ax.axvline(0, color="black", linewidth=1)
+    ax.set(xlabel="users kept at the horizon (bootstrap over the randomized users)", ylabel="replicates",
+           title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

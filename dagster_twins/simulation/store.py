@@ -79,12 +79,41 @@ def save_scenario(con: duckdb.DuckDBPyConnection, name: str, result: pd.DataFram
     replace_rows(con, SCHEMA, "scenario_user_effects", users, {"scenario": name})
 
 
+def save_targeting(con: duckdb.DuckDBPyConnection, name: str, results: pd.DataFrame, users: pd.DataFrame,
+                   as_of: pd.Timestamp) -> None:
+    """A targeting scenario's rows, one per policy (``<name>:<policy>``; one ``<name>`` row when skipped): the
+    scenario's earlier rows go, whichever they were."""
+    if table_exists(con, SCHEMA, "scenario_results"):
+        for table, extra in (("scenario_results", ""), ("scenario_results_history", " and as_of = ?")):
+            con.execute(f"delete from {SCHEMA}.{table} where (scenario = ? or starts_with(scenario, ?)){extra}",
+                        [name, f"{name}:", *([as_of] if extra else [])])
+    for scenario, row in results.groupby("scenario", sort=False):
+        replace_rows(con, SCHEMA, "scenario_results", row, {"scenario": scenario})
+        replace_rows(con, SCHEMA, "scenario_results_history", row, {"scenario": scenario, "as_of": as_of})
+    replace_rows(con, SCHEMA, "scenario_user_effects", users, {"scenario": name})
+
+
+def save_user_effects(con: duckdb.DuckDBPyConnection, effects: pd.DataFrame, curves: pd.DataFrame,
+                      summary: pd.DataFrame) -> None:
+    """Every campaign's per-user effects, uplift curves and their summaries (Qini coefficient, AUUC)."""
+    replace_rows(con, SCHEMA, "user_treatment_effects", effects)
+    replace_rows(con, SCHEMA, "uplift_curves", curves)
+    replace_rows(con, SCHEMA, "uplift_summary", summary)
+
+
+def user_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    if not table_exists(con, SCHEMA, "user_treatment_effects"):
+        return None
+    return con.sql(f"select * from {SCHEMA}.user_treatment_effects").df()
+
+
 def scenario_results(con: duckdb.DuckDBPyConnection, names: list[str]) -> pd.DataFrame | None:
-    """The current results of the named scenarios (None before any scenario has run)."""
+    """The current results of the named scenarios (a targeting scenario's rows are ``<name>:<policy>``; None
+    before any scenario has run)."""
     if not table_exists(con, SCHEMA, "scenario_results"):
         return None
     results = con.execute(f"select * from {SCHEMA}.scenario_results").df()
-    return results[results["scenario"].isin(names)]
+    return results[results["scenario"].str.split(":").str[0].isin(names)]
 
 
 def save_ranking(con: duckdb.DuckDBPyConnection, ranking: pd.DataFrame) -> None:

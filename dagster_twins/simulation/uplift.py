@@ -329,3 +329,64 @@ def users_to_target(population: int, users: int | None, share: float | None, bud
         assert budget is not None and cost_per_send
         n = int(budget // cost_per_send)
     return max(0, min(n, population))
+
+
+def policy_scores(effects: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The targeting policies' scores, higher first: ``benefit``, the estimated reduction in churn; ``risk``, the
+    churn probability without the campaign (what a risk model alone ranks by)."""
+    return {"benefit": -effects["effect"].to_numpy(float), "risk": effects["p_churn_control"].to_numpy(float)}
+
+
+EFFECT_COLUMNS = ["user_id", "campaign_id", "population", "horizon_days", "effect", "lower_90", "upper_90",
+                  "p_churn_control", "p_churn_treated", "treated", "retained", "fold", "cross_fitted", "as_of"]
+
+
+@dataclass(frozen=True)
+class CampaignEffects:
+    effects: pd.DataFrame  # EFFECT_COLUMNS: randomized users (cross-fitted, as of the send) and active users
+    curves: pd.DataFrame  # uplift / Qini curves per policy on a grid of shares
+    summary: pd.DataFrame  # per policy: Qini coefficient and AUUC with 90% intervals
+    info: dict  # counts for metadata
+
+
+def campaign_user_effects(campaign_id: str, experiment: pd.DataFrame, at_send: pd.DataFrame,
+                          active: pd.DataFrame, config: UpliftConfig, replicates: int = 200) -> CampaignEffects:
+    """One randomized campaign: ``experiment`` its rows of marts.fct_campaign_experiment_assignments,
+    ``at_send`` every user's covariates as of the send day, ``active`` the active users' covariates today (scored
+    by the model fitted on all randomized users, or its bounded sample)."""
+    send_day = pd.Timestamp(experiment["sent_at"].min()).normalize()
+    usable = experiment[~experiment["churned_before_send"].astype(bool) & ~experiment["in_both_groups"].astype(bool)]
+    frame = usable[["user_id", "treated", "days_followed", "churned"]].merge(
+        at_send.drop(columns=["landmark_day"], errors="ignore"), on="user_id", how="inner").reset_index(drop=True)
+    fit = cross_fit(frame, config)
+    retained, known = retained_known(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(),
+                                     config.horizon_days)
+    common = {"campaign_id": campaign_id, "horizon_days": config.horizon_days}
+    randomized = pd.DataFrame({"user_id": frame["user_id"].to_numpy(), **common, "population": "randomized",
+                               **{c: fit.effects[c].to_numpy() for c in ("effect", "lower_90", "upper_90",
+                                                                         "p_churn_control", "p_churn_treated")},
+                               "treated": frame["treated"].to_numpy(float),
+                               "retained": np.where(known, retained, np.nan), "fold": fit.effects["fold"].to_numpy(),
+                               "cross_fitted": True, "as_of": send_day})
+    scored = score(fit.model, active, config)
+    today = pd.Timestamp(active["as_of"].max()) if "as_of" in active and len(active) else pd.NaT
+    current = pd.DataFrame({"user_id": active["user_id"].to_numpy(), **common, "population": "active",
+                            **{c: scored[c].to_numpy() for c in scored.columns}, "treated": np.nan,
+                            "retained": np.nan, "fold": -1, "cross_fitted": False, "as_of": today})
+    evaluated = randomized[known]
+    curves, summary = uplift_curves(policy_scores(evaluated), evaluated["treated"].to_numpy(),
+                                    evaluated["retained"].to_numpy(), replicates=replicates, seed=config.seed)
+    first = curves[curves["policy"] == curves["policy"].iloc[0]]
+    overall = float(first["uplift_rate"].iloc[-1])
+    random = first.assign(policy="random", qini=first["random_qini"], qini_lower_90=np.nan, qini_upper_90=np.nan,
+                          cumulative_uplift=first["cumulative_uplift"].iloc[-1] * first["share_targeted"],
+                          uplift_rate=overall, uplift_rate_lower_90=np.nan, uplift_rate_upper_90=np.nan)
+    curves = pd.concat([curves, random], ignore_index=True).assign(**common)
+    summary = pd.concat([summary, pd.DataFrame([{"policy": "random", "users": len(evaluated), "qini_coefficient": 0.0,
+                                                 "auuc_over_random": 0.0}])], ignore_index=True).assign(**common)
+    info = {"randomized_users": len(experiment), "usable_users": len(usable), "modelled_users": len(frame),
+            "unknown_at_send": len(usable) - len(frame), "evaluated_users": int(known.sum()),
+            "censored_before_horizon": int((~known).sum()), "fitted_users": fit.model.fitted_users,
+            "fit_sampled": fit.sampled, "active_users_scored": len(current), "send_day": str(send_day.date()),
+            "model_columns": ", ".join(fit.model.columns)}
+    return CampaignEffects(pd.concat([randomized, current], ignore_index=True)[EFFECT_COLUMNS], curves, summary, info)
