@@ -17,7 +17,7 @@ from dagster_twins.simulation.plots import scenario_plot, targeting_plot, uplift
 from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario
 from dagster_twins.simulation.specs import ScenarioSpec, load_specs, naming_file
 from dagster_twins.simulation.targeting import run_targeting
-from dagster_twins.simulation.uplift import UpliftConfig, campaign_user_effects
+from dagster_twins.simulation.uplift import UpliftConfig, UpliftUnavailable, campaign_user_effects
 from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "simulation"
@@ -204,22 +204,26 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
             experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
             buckets = warehouse.buckets(store.scored_users(con))
             active = pd.concat(list(store.active_covariates(con, buckets)), ignore_index=True)
-            results = []
+            results, skipped = [], {}
             for campaign_id, experiment in experiments.groupby("campaign_id"):
                 send_day = pd.Timestamp(experiment["sent_at"].min()).date()
                 context.log.info(f"{campaign_id}: {len(experiment):,} randomized users, covariates as of "
                                  f"{send_day}; {config.folds}-fold cross-fitting")
                 at_send = pd.concat(list(covariates_as_of(reader, send_day, buckets)), ignore_index=True)
-                results.append((campaign_id, campaign_user_effects(str(campaign_id), experiment, at_send, active,
-                                                                   config)))
+                try:
+                    results.append((campaign_id, campaign_user_effects(str(campaign_id), experiment, at_send,
+                                                                       active, config)))
+                except UpliftUnavailable as exc:  # a gap in the data, not an error: said, and the run goes on
+                    context.log.warning(f"skipped: {exc}")
+                    skipped[str(campaign_id)] = str(exc)
             if results:
                 effects = pd.concat([r.effects for _, r in results], ignore_index=True)
                 curves = pd.concat([r.curves for _, r in results], ignore_index=True)
                 summary = pd.concat([r.summary for _, r in results], ignore_index=True)
-                store.save_user_effects(con, effects, curves, summary)
             else:
-                context.log.warning("no randomized campaign in the data: no per-user effects")
+                context.log.warning("no randomized campaign with enough follow-up in the data: no per-user effects")
                 effects = curves = summary = pd.DataFrame()
+            store.save_user_effects(con, effects, curves, summary)
         seconds = round(time.perf_counter() - started, 2)
         plots = {f"qini_{cid}": uplift_plot(r.curves, warehouse.reports_folder / f"uplift_{cid}.png",
                                             title=f"{cid}: Qini curves, {config.horizon_days}-day churn")
@@ -229,6 +233,7 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
             "dagster/row_count": len(effects), "campaigns": len(results), "seconds": seconds,
             "horizon_days": config.horizon_days, "max_fit_users": config.max_fit_users,
             "fit_on_a_sample": ", ".join(cid for cid, r in results if r.info["fit_sampled"]) or "no",
+            "skipped": "; ".join(skipped.values()) or "none",
             "counts": md_table(info, index=True) if len(info) else "none",
             **{name: dg.MetadataValue.path(str(path)) for name, path in plots.items() if path},
         })
@@ -270,11 +275,9 @@ def build_targeting_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition
     def _targeting(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.reading() as (con, _reader):
             effects = store.user_effects(con)
-            if effects is None:
-                raise dg.Failure("no per-user effects yet: materialize simulation/user_treatment_effects first")
             with naming_file(path):
                 run = run_targeting(spec, store.segment_base(con), effects)
-            as_of = pd.Timestamp(effects["as_of"].max())
+            as_of = pd.Timestamp(effects["as_of"].max()) if len(effects) else store.segment_as_of(con)
             results = run.results.assign(as_of=as_of)
             results.loc[results["status"] == "skipped", "status_reason"] = \
                 f"{path.name}: " + results["status_reason"]

@@ -95,15 +95,22 @@ def save_targeting(con: duckdb.DuckDBPyConnection, name: str, results: pd.DataFr
 
 def save_user_effects(con: duckdb.DuckDBPyConnection, effects: pd.DataFrame, curves: pd.DataFrame,
                       summary: pd.DataFrame) -> None:
-    """Every campaign's per-user effects, uplift curves and their summaries (Qini coefficient, AUUC)."""
+    """Every campaign's per-user effects, uplift curves and their summaries (Qini coefficient, AUUC); none: the
+    tables are emptied (a previous run's rows never stay by accident)."""
+    if effects.empty:
+        for table in ("user_treatment_effects", "uplift_curves", "uplift_summary"):
+            if table_exists(con, SCHEMA, table):
+                con.execute(f"delete from {SCHEMA}.{table}")
+        return
     replace_rows(con, SCHEMA, "user_treatment_effects", effects)
     replace_rows(con, SCHEMA, "uplift_curves", curves)
     replace_rows(con, SCHEMA, "uplift_summary", summary)
 
 
-def user_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+def user_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """simulation.user_treatment_effects (no rows, with its key column, before any campaign had effects)."""
     if not table_exists(con, SCHEMA, "user_treatment_effects"):
-        return None
+        return pd.DataFrame(columns=["campaign_id", "as_of"])
     return con.sql(f"select * from {SCHEMA}.user_treatment_effects").df()
 
 
@@ -118,3 +125,8 @@ def scenario_results(con: duckdb.DuckDBPyConnection, names: list[str]) -> pd.Dat
 
 def save_ranking(con: duckdb.DuckDBPyConnection, ranking: pd.DataFrame) -> None:
     replace_rows(con, SCHEMA, "scenario_policy_ranking", ranking)
+
+
+def segment_as_of(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
+    """The day the segment base (the churn predictions) is as of."""
+    return pd.Timestamp(con.execute(f"select max(as_of) from {SCHEMA}.user_segment_base").fetchone()[0])

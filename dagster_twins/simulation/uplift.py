@@ -56,6 +56,11 @@ class UpliftConfig:
     max_fit_users: int = 200_000  # fit on at most this many randomized users (a random sample); score everyone
     seed: int = 0
     chunk_users: int = 50_000
+    min_events_per_group: int = 20  # fewer churn events within the horizon in a group: the campaign is skipped
+
+
+class UpliftUnavailable(ValueError):
+    """The data cannot give a campaign's per-user effects (too little follow-up or too few churn events)."""
 
 
 @dataclass(frozen=True)
@@ -358,6 +363,13 @@ def campaign_user_effects(campaign_id: str, experiment: pd.DataFrame, at_send: p
     usable = experiment[~experiment["churned_before_send"].astype(bool) & ~experiment["in_both_groups"].astype(bool)]
     frame = usable[["user_id", "treated", "days_followed", "churned"]].merge(
         at_send.drop(columns=["landmark_day"], errors="ignore"), on="user_id", how="inner").reset_index(drop=True)
+    _, event = outcome(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(), config.horizon_days)
+    treated = frame["treated"].to_numpy() == 1
+    fewest = min(int(event[treated].sum()), int(event[~treated].sum()))
+    if fewest < config.min_events_per_group:
+        raise UpliftUnavailable(f"campaign {campaign_id!r}: {fewest} churn event(s) within {config.horizon_days} days "
+                                f"of the send in its smaller group, fewer than {config.min_events_per_group} "
+                                f"(of {len(frame):,} randomized users known at the send)")
     fit = cross_fit(frame, config)
     retained, known = retained_known(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(),
                                      config.horizon_days)
