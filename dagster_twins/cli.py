@@ -186,6 +186,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.uplift:
+        from dagster_twins.tools.bench_uplift import main as uplift_main
+
+        return uplift_main(args)
     if args.churn:
         from dagster_twins.tools.bench_churn import main as churn_main
 
@@ -253,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=3)
     bench.add_argument("--workdir", type=Path, default=None)
     bench.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
+    bench.add_argument("--uplift", action="store_true",
+                       help="time the per-user campaign effects (cross-fitted fit, scoring, Qini curves) instead")
+    bench.add_argument("--no-million", action="store_true", help="with --uplift: skip scoring a million users")
     bench.add_argument("--simulation", action="store_true",
                        help="time one scenario over every active user instead (a warehouse is built first)")
     bench.add_argument("--draws", type=int, default=1000, help="draws of the simulation benchmark's scenario")
