@@ -9,9 +9,14 @@ import pandas as pd
 import pytest
 from lifelines import CoxPHFitter
 
+from dagster_twins.simulation.specs import ScenarioSpecError, load_spec
+from dagster_twins.simulation.targeting import run_targeting
 from dagster_twins.simulation.uplift import (
+    EFFECT_COLUMNS,
     UpliftConfig,
+    UpliftUnavailable,
     breslow_at,
+    campaign_user_effects,
     cross_fit,
     curve_points,
     curve_summary,
@@ -135,3 +140,68 @@ def test_a_bounded_fit_sample_still_scores_everyone():
 def test_users_to_target(kwargs, expected):
     args = {"users": None, "share": None, "budget": None, "cost_per_send": None, **kwargs}
     assert users_to_target(1000, **args) == expected
+
+
+def test_campaign_effects_cover_randomized_and_active_users_and_skip_thin_campaigns():
+    frame = experiment(4_000, seed=8, trouble_ratio=0.3, other_ratio=0.8)
+    experiment_rows = frame[["user_id", "treated", "days_followed", "churned"]].assign(
+        campaign_id="c", sent_at=pd.Timestamp("2026-03-01 10:00"), churned_before_send=False,
+        in_both_groups=np.arange(len(frame)) < 10)  # ten users in both groups are left out
+    at_send = frame.drop(columns=["treated", "days_followed", "churned", "true_effect"]).iloc[:-5]  # 5 unknown then
+    active = at_send.iloc[:300].assign(as_of=pd.Timestamp("2026-06-30"))
+    result = campaign_user_effects("c", experiment_rows, at_send, active, UpliftConfig(horizon_days=60, draws=50),
+                                   replicates=50)
+    e = result.effects
+    assert list(e.columns) == EFFECT_COLUMNS
+    randomized, current = e[e["population"] == "randomized"], e[e["population"] == "active"]
+    assert len(randomized) == 4_000 - 10 - 5 == result.info["modelled_users"] and result.info["unknown_at_send"] == 5
+    assert randomized["cross_fitted"].all() and (randomized["as_of"] == pd.Timestamp("2026-03-01")).all()
+    assert len(current) == 300 and not current["cross_fitted"].any() and current["treated"].isna().all()
+    assert set(result.curves["policy"]) == {"benefit", "risk", "random"}
+    assert len(result.curves) == 300  # 100 shares a policy
+    summary = result.summary.set_index("policy")
+    assert summary.loc["benefit", "qini_coefficient"] > summary.loc["random", "qini_coefficient"] == 0
+    thin = experiment_rows.assign(churned=0)
+    with pytest.raises(UpliftUnavailable, match="0 churn event"):
+        campaign_user_effects("c", thin, at_send, active, UpliftConfig(horizon_days=60))
+
+
+def _targeting_spec(tmp_path, targeting: str, horizon: int = 60, campaign: str = "c"):
+    path = tmp_path / "t.yaml"
+    path.write_text(f"description: d\nsegment: {{description: s}}\nintervention: {{description: i, effect: "
+                    f"{{kind: estimated, campaign_id: {campaign}}}}}\nhorizon_days: {horizon}\ndraws: 200\nseed: 3\n"
+                    f"targeting: {targeting}\n")
+    return load_spec(path)
+
+
+def _effects(trouble_ratio: float, other_ratio: float, seed: int) -> pd.DataFrame:
+    frame = experiment(6_000, seed=seed, trouble_ratio=trouble_ratio, other_ratio=other_ratio)
+    rows = frame[["user_id", "treated", "days_followed", "churned"]].assign(
+        campaign_id="c", sent_at=pd.Timestamp("2026-03-01"), churned_before_send=False, in_both_groups=False)
+    at_send = frame.drop(columns=["treated", "days_followed", "churned", "true_effect"])
+    active = at_send.assign(as_of=pd.Timestamp("2026-06-30"))
+    return campaign_user_effects("c", rows, at_send, active, UpliftConfig(draws=50), replicates=20).effects
+
+
+def test_targeting_reports_three_policies_and_a_placebo_gains_nothing_over_random(tmp_path):
+    spec = _targeting_spec(tmp_path, "{policy: benefit, share: 0.2}")
+    base = pd.DataFrame({"user_id": [f"u{i}" for i in range(6_000)], "tenure_days": 100.0})
+    run = run_targeting(spec, base, _effects(0.3, 0.9, seed=9))
+    r = run.results.set_index("policy")
+    assert run.results["scenario"].tolist() == ["t:benefit", "t:risk", "t:random"]
+    assert (r["users_affected"] == 1_200).all() and r.loc["benefit", "proposed"]
+    assert r.loc["benefit", "gain_over_random_lower_90"] > 0  # the planted heterogeneity pays
+    assert len(run.users) == 1_200 and (run.users["churn_reduction"] >= run.users["churn_reduction"].min()).all()
+    placebo = run_targeting(spec, base, _effects(1.0, 1.0, seed=10)).results.set_index("policy")
+    assert placebo.loc["benefit", "gain_over_random_lower_90"] < 0 < placebo.loc["benefit", "gain_over_random_upper_90"]
+
+
+def test_targeting_skips_an_unknown_campaign_and_names_a_wrong_horizon(tmp_path):
+    base = pd.DataFrame({"user_id": ["u1"], "tenure_days": [1.0]})
+    effects = pd.DataFrame({"campaign_id": ["c"], "horizon_days": [60]})
+    skipped = run_targeting(_targeting_spec(tmp_path, "{users: 5}", campaign="other"), base, effects).results
+    assert skipped["status"].tolist() == ["skipped"] and "campaigns with effects: c" in skipped["status_reason"][0]
+    with pytest.raises(ScenarioSpecError, match="horizon_days: .* use horizon_days: 60"):
+        run_targeting(_targeting_spec(tmp_path, "{users: 5}", horizon=30), base, effects)
+    with pytest.raises(ScenarioSpecError, match="targeting: .*budget needs cost_per_send"):
+        _targeting_spec(tmp_path, "{budget: 100}")
