@@ -4,11 +4,14 @@ comes out null."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
 from lifelines import CoxPHFitter
 
+from dagster_twins.demo import generate_demo
 from dagster_twins.simulation.specs import ScenarioSpecError, load_spec
 from dagster_twins.simulation.targeting import run_targeting
 from dagster_twins.simulation.uplift import (
@@ -205,3 +208,17 @@ def test_targeting_skips_an_unknown_campaign_and_names_a_wrong_horizon(tmp_path)
         run_targeting(_targeting_spec(tmp_path, "{users: 5}", horizon=30), base, effects)
     with pytest.raises(ScenarioSpecError, match="targeting: .*budget needs cost_per_send"):
         _targeting_spec(tmp_path, "{budget: 100}")
+
+
+def test_the_demo_plants_a_heterogeneous_campaign_and_a_null_placebo(tmp_path):
+    demo = generate_demo(tmp_path, n_users=1500, n_days=60, end_date=date(2026, 6, 30), seed=5)
+    truth = pd.read_parquet(demo.truth_dir / "users.parquet")
+    sent = truth["campaign_group"] != "none"
+    assert set(truth.loc[sent, "campaign_hazard_ratio"]) == {0.3, 0.75}
+    assert (truth.loc[~sent, "campaign_hazard_ratio"] == 1).all()
+    assert 0.1 < (truth.loc[sent, "campaign_hazard_ratio"] == 0.3).mean() < 0.4  # recent trouble: about a fifth
+    placebo = truth["placebo_group"].value_counts()
+    assert placebo["treatment"] > 300 and placebo["control"] > 300
+    sends = pd.concat(pd.read_csv(p) for p in (demo.landing_dir / "campaigns").glob("*.csv"))
+    groups = sends.loc[sends["campaign_id"] == "tips_placebo", "group"].value_counts()
+    assert groups["treatment"] > 300 and groups["control"] > 300  # (and a few rows the demo's faults mislabel)
