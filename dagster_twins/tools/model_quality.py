@@ -16,12 +16,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_twins.demo import generate_demo
+from dagster_twins.demo import DemoSummary, generate_demo
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import PROJECT_ROOT, Settings
 from dagster_twins.tools.churn_truth import churn_against_truth, planted_directions
 from dagster_twins.tools.transactions import evaluate_in_subprocess
 from dagster_twins.tools.twins_recovery import recovery_metrics
+from dagster_twins.tools.uplift_quality import uplift_section
 from dagster_twins.warehouse.tables import connect
 
 END_DATE = date(2026, 6, 30)
@@ -214,15 +215,22 @@ Retention at the horizon, the difference with its 90% interval and Monte Carlo e
 {plot}"""
 
 
-def main(args: argparse.Namespace) -> int:
-    root = Path(args.workdir or tempfile.mkdtemp(prefix="model_quality_"))
-    demo = generate_demo(root, n_users=args.users, n_days=args.days, end_date=END_DATE, seed=args.seed)
+def demo_run(root: Path, users: int, days: int, seed: int) -> tuple[Settings, DemoSummary] | None:
+    """Demo data in ``root`` and the whole pipeline over it: (settings, demo), or None when the run failed."""
+    demo = generate_demo(root, n_users=users, n_days=days, end_date=END_DATE, seed=seed)
     settings = Settings(warehouse_path=root / "warehouse.duckdb", landing_dir=demo.landing_dir,
                         sources_config=PROJECT_ROOT / "config" / "sources.yml", partition_start=date(2025, 1, 1),
                         dbt_target="duckdb")
     result = run_pipeline(settings, demo.start_date, demo.end_date, instance=dg.DagsterInstance.ephemeral())
-    if not result.success:
+    return (settings, demo) if result.success else None
+
+
+def main(args: argparse.Namespace) -> int:
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="model_quality_"))
+    run = demo_run(root, args.users, args.days, args.seed)
+    if run is None:
         return 1
+    settings, demo = run
     planted = json.loads((demo.truth_dir / "planted.json").read_text())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     plots = sorted((settings.reports_dir).glob("churn_calibration_*.png"))
@@ -232,6 +240,8 @@ def main(args: argparse.Namespace) -> int:
         churn = churn_section(con, pd.read_parquet(demo.truth_dir / "users.parquet"), planted, args.output.parent,
                               plots[-1] if plots else None)
         simulation = simulation_section(con, planted, args.output.parent, settings.reports_dir)
+        uplift = uplift_section(con, pd.read_parquet(demo.truth_dir / "users.parquet"), planted,
+                                f"dagster-twins model-quality --users {args.users} --days {args.days}")
     finally:
         con.close()
     print(json.dumps(metrics, indent=2))
@@ -239,5 +249,5 @@ def main(args: argparse.Namespace) -> int:
               f"{args.users} --days {args.days}` (re-run it to reproduce; the numbers below are its output).\n\n")
     transactions = transactions_section(evaluate_in_subprocess(root / "cdnow"))
     args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed) + churn + transactions
-                           + simulation)
+                           + simulation + "\n" + uplift)
     return 0

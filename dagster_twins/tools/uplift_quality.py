@@ -15,21 +15,15 @@ import argparse
 import json
 import re
 import tempfile
-from datetime import date
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 
-from dagster_twins.demo import generate_demo
 from dagster_twins.demo.oracle import true_churn_probability
-from dagster_twins.pipeline import run_pipeline
-from dagster_twins.settings import PROJECT_ROOT, Settings
 from dagster_twins.simulation.uplift import policy_gains, uplift_curves
 from dagster_twins.warehouse.tables import connect
 
-END_DATE = date(2026, 6, 30)
 BUDGET = 0.2
 HEADING = "## Per-user campaign effects: who should we treat?"
 EPOCH = pd.Timestamp("1970-01-01")
@@ -160,15 +154,13 @@ def main(args: argparse.Namespace) -> int:
         warehouse, truth_dir = Path(args.warehouse), Path(args.truth)
         command = f"dagster-twins uplift-quality --warehouse {args.warehouse} --truth {args.truth}"
     else:
-        root = Path(args.workdir or tempfile.mkdtemp(prefix="uplift_quality_"))
-        demo = generate_demo(root, n_users=args.users, n_days=args.days, end_date=END_DATE, seed=args.seed)
-        settings = Settings(warehouse_path=root / "warehouse.duckdb", landing_dir=demo.landing_dir,
-                            sources_config=PROJECT_ROOT / "config" / "sources.yml", partition_start=date(2025, 1, 1),
-                            dbt_target="duckdb")
-        result = run_pipeline(settings, demo.start_date, demo.end_date, instance=dg.DagsterInstance.ephemeral())
-        if not result.success:
+        from dagster_twins.tools.model_quality import demo_run  # (it imports this module's section)
+
+        run = demo_run(Path(args.workdir or tempfile.mkdtemp(prefix="uplift_quality_")), args.users, args.days,
+                       args.seed)
+        if run is None:
             return 1
-        warehouse, truth_dir = settings.warehouse_path, demo.truth_dir
+        warehouse, truth_dir = run[0].warehouse_path, run[1].truth_dir
         command = f"dagster-twins uplift-quality --users {args.users} --days {args.days} --seed {args.seed}"
     planted = json.loads((truth_dir / "planted.json").read_text())
     con = connect(warehouse, read_only=True)
