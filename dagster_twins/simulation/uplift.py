@@ -370,6 +370,10 @@ def campaign_user_effects(campaign_id: str, experiment: pd.DataFrame, at_send: p
         raise UpliftUnavailable(f"campaign {campaign_id!r}: {fewest} churn event(s) within {config.horizon_days} days "
                                 f"of the send in its smaller group, fewer than {config.min_events_per_group} "
                                 f"(of {len(frame):,} randomized users known at the send)")
+    followed = int((frame["days_followed"].to_numpy(float) >= config.horizon_days).sum())
+    if followed < config.min_events_per_group:
+        raise UpliftUnavailable(f"campaign {campaign_id!r}: {followed} user(s) followed for {config.horizon_days} "
+                                "days after the send so far: too soon to measure whom it keeps")
     fit = cross_fit(frame, config)
     retained, known = retained_known(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(),
                                      config.horizon_days)
