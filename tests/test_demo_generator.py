@@ -72,7 +72,8 @@ def test_planted_structure_is_present(tmp_path: Path):
     demo = generate_demo(tmp_path, n_users=3000, n_days=90, end_date=date(2026, 3, 31), seed=11)
     truth = pd.read_parquet(demo.truth_dir / "users.parquet")
     planted = json.loads((demo.truth_dir / "planted.json").read_text())
-    assert planted["campaign_hazard_ratio"] == 0.6 and planted["b_eng"] < 0 < planted["b_trouble"]
+    # issue 19: the campaign's ratio is 0.3 with recent trouble, 0.9 otherwise; 0.73 is their geometric mean
+    assert planted["campaign_hazard_ratio"] == 0.73 and planted["b_eng"] < 0 < planted["b_trouble"]
     con = duckdb.connect()
     recs = con.execute(
         f"select user_id, avg(case when response = 'clicked' then 1.0 else 0 end) as rate, count(*) as n "
@@ -111,9 +112,9 @@ def test_planted_structure_is_present(tmp_path: Path):
 UNCHUNKED_CONFIG = {"n_users": 300, "n_days": 30, "end_date": date(2026, 6, 30), "seed": 3}
 UNCHUNKED_TEXT_FILES = "51a29204b1ae05342ea114a32667323590e33e1fdcc2e613a97d977c618b9e31"  # 147 CSV and JSON Lines
 UNCHUNKED_PARQUET_BYTES = "605a8f571c9fc1fbbbbd19f4796eb1d20c14358f3159110bc03f6ad41aa526ae"  # 30 events files
-UNCHUNKED_PARQUET_CONTENT = "c13e1963f9d56b3d66a52b957fd0bc01fac49a44964e5babffcce16fad4fc0c7"  # and users.parquet
-UNCHUNKED_PLANTED = "1f120bbcca7cede336e9c34b4c02c33cf867b59bafddce4ffcf1188b2842c813"
-UNCHUNKED_TRUTH_USERS = "7dd8712c619c2d1e0e784770180bac41eb8fc69ee43fb8be882ac4031ea9785a"
+UNCHUNKED_PARQUET_CONTENT = "f9d39de6742ce50bcfa64a9de15c6d18711b7b11676387a7a6c450753eee0090"  # and users.parquet
+UNCHUNKED_PLANTED = "d3038fb6946db40b4d7be87215d08ebda4f4ff01ff3db3af94fae9fb747c490a"
+UNCHUNKED_TRUTH_USERS = "df6277e72c04f471441f93cedfd68d4a6dafcfd7f33801ad128617b577614e60"
 RECORDED_WITH = {"pyarrow": "23.0.1", "pandas": "2.3.3"}
 
 

@@ -214,7 +214,7 @@ def test_the_demo_plants_a_heterogeneous_campaign_and_a_null_placebo(tmp_path):
     demo = generate_demo(tmp_path, n_users=1500, n_days=60, end_date=date(2026, 6, 30), seed=5)
     truth = pd.read_parquet(demo.truth_dir / "users.parquet")
     sent = truth["campaign_group"] != "none"
-    assert set(truth.loc[sent, "campaign_hazard_ratio"]) == {0.3, 0.75}
+    assert set(truth.loc[sent, "campaign_hazard_ratio"]) == {0.3, 0.9}
     assert (truth.loc[~sent, "campaign_hazard_ratio"] == 1).all()
     assert 0.1 < (truth.loc[sent, "campaign_hazard_ratio"] == 0.3).mean() < 0.4  # recent trouble: about a fifth
     placebo = truth["placebo_group"].value_counts()

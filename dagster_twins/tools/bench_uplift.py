@@ -24,13 +24,13 @@ from dagster_twins.simulation.uplift import UpliftConfig, cross_fit, policy_scor
 
 def synthetic_users(n: int, seed: int) -> pd.DataFrame:
     """Randomized users with landmark covariates and a churn time after the send; the campaign's hazard ratio is
-    0.3 with a recent ticket, 0.75 otherwise."""
+    0.3 with a recent ticket, 0.9 otherwise (as the demo plants it)."""
     rng = np.random.default_rng(seed)
     events = rng.poisson(rng.gamma(2.0, 10.0, n))
     tickets = rng.poisson(0.25, n)
     treated = (rng.random(n) < 0.5).astype(int)
     rate = 0.01 * np.exp(-0.4 * np.log1p(events) + 0.6 * (tickets > 0))
-    rate *= np.where(treated == 1, np.where(tickets > 0, 0.3, 0.75), 1.0)
+    rate *= np.where(treated == 1, np.where(tickets > 0, 0.3, 0.9), 1.0)
     time_ = rng.exponential(1 / rate)
     return pd.DataFrame({
         "user_id": np.char.add("u", np.arange(n).astype(str)), "treated": treated,

@@ -6,7 +6,7 @@ campaign effects" of docs/model-quality.md.
 
 The planted effect of a randomized user is the demo's exact P(churn within h of the send | treated) minus
 P(... | control) from the planted hazard (``demo.oracle``; the retention campaign's planted ratio is 0.3 for users
-with a ticket in the 28 days before the send, 0.75 otherwise; the placebo's is 1 for everyone).
+with a ticket in the 28 days before the send, 0.9 otherwise; the placebo's is 1 for everyone).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def uplift_section(con, truth: pd.DataFrame, planted: dict, command: str) -> str
 Measured by `{command}` (re-run it to reproduce). The demo plants a retention campaign (`{real['campaign']}`,
 sent {real['send']}) whose hazard ratio is {planted.get('campaign_hr_trouble', 0.3)} for users with a support
 ticket in the {planted.get('campaign_trouble_days', 28)} days before the send and
-{planted.get('campaign_hr_other', 0.75)} for everyone else, and a placebo campaign (`{null['campaign']}`) with no
+{planted.get('campaign_hr_other', 0.9)} for everyone else, and a placebo campaign (`{null['campaign']}`) with no
 effect. `simulation.user_treatment_effects` estimates each randomized user's effect on churning within
 {real['horizon']} days from a Cox model with treatment x covariate interactions (covariates as of the send),
 cross-fitted over 5 folds; the planted effect is the demo's exact P(churn | treated) - P(churn | control) for that
