@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup setup-spark browser demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn model-quality dq-screenshot clean
+.PHONY: setup setup-spark browser demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn bench-uplift uplift-quality model-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -75,6 +75,12 @@ bench-simulation: setup  ## one scenario over 100k active users x 1,000 draws (s
 
 bench-churn: setup  ## the churn layer's landmark frame, fit and scoring at 100k users (see docs/benchmarks.md)
 	$(BIN)/dagster-twins bench --churn --users 100000 --days 180 --repeat 3 --output docs/benchmarks-churn.json
+
+bench-uplift: setup  ## per-user campaign effects: cross-fitted fit, scoring (100k and 1M) and Qini curves (docs/benchmarks.md)
+	$(BIN)/dagster-twins bench --uplift --users 100000 --repeat 3 --output docs/benchmarks-uplift.json
+
+uplift-quality: setup  ## per-user campaign effects against the demo's planted truth (a section of docs/model-quality.md)
+	$(BIN)/dagster-twins uplift-quality --users 20000 --days 180 --output docs/model-quality.md
 
 model-quality: setup  ## score the twins against the demo's planted truth (docs/model-quality.md)
 	$(BIN)/dagster-twins model-quality --users 10000 --days 180 --output docs/model-quality.md
