@@ -105,7 +105,7 @@ def experiment(n: int, seed: int, trouble_ratio: float, other_ratio: float) -> p
 
 
 def test_cross_fitted_effects_recover_a_planted_heterogeneity():
-    frame = experiment(12_000, seed=5, trouble_ratio=0.3, other_ratio=0.9)
+    frame = experiment(8_000, seed=5, trouble_ratio=0.3, other_ratio=0.9)
     config = UpliftConfig(horizon_days=60, draws=100)
     fit = cross_fit(frame, config)
     e = fit.effects
@@ -178,7 +178,7 @@ def _targeting_spec(tmp_path, targeting: str, horizon: int = 60, campaign: str =
 
 
 def _effects(trouble_ratio: float, other_ratio: float, seed: int) -> pd.DataFrame:
-    frame = experiment(6_000, seed=seed, trouble_ratio=trouble_ratio, other_ratio=other_ratio)
+    frame = experiment(4_000, seed=seed, trouble_ratio=trouble_ratio, other_ratio=other_ratio)
     rows = frame[["user_id", "treated", "days_followed", "churned"]].assign(
         campaign_id="c", sent_at=pd.Timestamp("2026-03-01"), churned_before_send=False, in_both_groups=False)
     at_send = frame.drop(columns=["treated", "days_followed", "churned", "true_effect"])
@@ -188,13 +188,13 @@ def _effects(trouble_ratio: float, other_ratio: float, seed: int) -> pd.DataFram
 
 def test_targeting_reports_three_policies_and_a_placebo_gains_nothing_over_random(tmp_path):
     spec = _targeting_spec(tmp_path, "{policy: benefit, share: 0.2}")
-    base = pd.DataFrame({"user_id": [f"u{i}" for i in range(6_000)], "tenure_days": 100.0})
+    base = pd.DataFrame({"user_id": [f"u{i}" for i in range(4_000)], "tenure_days": 100.0})
     run = run_targeting(spec, base, _effects(0.3, 0.9, seed=9))
     r = run.results.set_index("policy")
     assert run.results["scenario"].tolist() == ["t:benefit", "t:risk", "t:random"]
-    assert (r["users_affected"] == 1_200).all() and r.loc["benefit", "proposed"]
+    assert (r["users_affected"] == 800).all() and r.loc["benefit", "proposed"]
     assert r.loc["benefit", "gain_over_random_lower_90"] > 0  # the planted heterogeneity pays
-    assert len(run.users) == 1_200 and (run.users["churn_reduction"] >= run.users["churn_reduction"].min()).all()
+    assert len(run.users) == 800 and (run.users["churn_reduction"] >= run.users["churn_reduction"].min()).all()
     placebo = run_targeting(spec, base, _effects(1.0, 1.0, seed=10)).results.set_index("policy")
     assert placebo.loc["benefit", "gain_over_random_lower_90"] < 0 < placebo.loc["benefit", "gain_over_random_upper_90"]
 
