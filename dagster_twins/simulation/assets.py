@@ -17,7 +17,7 @@ from dagster_twins.simulation.plots import scenario_plot, targeting_plot, uplift
 from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario
 from dagster_twins.simulation.specs import ScenarioSpec, load_specs, naming_file
 from dagster_twins.simulation.targeting import run_targeting
-from dagster_twins.simulation.uplift import UpliftConfig, UpliftUnavailable, campaign_user_effects
+from dagster_twins.simulation.uplift import CampaignEffects, UpliftConfig, UpliftUnavailable, campaign_user_effects
 from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "simulation"
@@ -176,6 +176,25 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
     return _scenario
 
 
+def estimate_user_effects(reader, experiments: pd.DataFrame, active: pd.DataFrame, buckets: int,
+                          config: UpliftConfig, log) -> tuple[list[tuple[str, CampaignEffects]], dict[str, str]]:
+    """Every randomized campaign's per-user effects, from each user's covariates as of its send day: the
+    (campaign, effects) estimated and the campaigns skipped, with the reason."""
+    results, skipped = [], {}
+    for campaign_id, experiment in experiments.groupby("campaign_id"):
+        send_day = pd.Timestamp(experiment["sent_at"].min()).date()
+        log.info(f"{campaign_id}: {len(experiment):,} randomized users, covariates as of {send_day}; "
+                 f"{config.folds}-fold cross-fitting")
+        at_send = pd.concat(list(covariates_as_of(reader, send_day, buckets)), ignore_index=True)
+        try:
+            results.append((str(campaign_id), campaign_user_effects(str(campaign_id), experiment, at_send, active,
+                                                                    config)))
+        except UpliftUnavailable as exc:  # a gap in the data, not an error: said, and the run goes on
+            log.warning(f"skipped: {exc}")
+            skipped[str(campaign_id)] = str(exc)
+    return results, skipped
+
+
 def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
     """Per-user effects of every randomized campaign, and the uplift curves that check them (one step, two
     tables)."""
@@ -204,18 +223,7 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
             experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
             buckets = warehouse.buckets(store.scored_users(con))
             active = pd.concat(list(store.active_covariates(con, buckets)), ignore_index=True)
-            results, skipped = [], {}
-            for campaign_id, experiment in experiments.groupby("campaign_id"):
-                send_day = pd.Timestamp(experiment["sent_at"].min()).date()
-                context.log.info(f"{campaign_id}: {len(experiment):,} randomized users, covariates as of "
-                                 f"{send_day}; {config.folds}-fold cross-fitting")
-                at_send = pd.concat(list(covariates_as_of(reader, send_day, buckets)), ignore_index=True)
-                try:
-                    results.append((campaign_id, campaign_user_effects(str(campaign_id), experiment, at_send,
-                                                                       active, config)))
-                except UpliftUnavailable as exc:  # a gap in the data, not an error: said, and the run goes on
-                    context.log.warning(f"skipped: {exc}")
-                    skipped[str(campaign_id)] = str(exc)
+            results, skipped = estimate_user_effects(reader, experiments, active, buckets, config, context.log)
             if results:
                 effects = pd.concat([r.effects for _, r in results], ignore_index=True)
                 curves = pd.concat([r.curves for _, r in results], ignore_index=True)

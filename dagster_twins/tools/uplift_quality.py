@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import tempfile
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from dagster_twins.warehouse.tables import connect
 BUDGET = 0.2
 HEADING = "## Per-user campaign effects: who should we treat?"
 EPOCH = pd.Timestamp("1970-01-01")
+END_DATE = date(2026, 6, 30)
 
 
 def planted_effects(con, truth: pd.DataFrame, planted: dict, users: pd.Series, send: pd.Timestamp,
@@ -149,18 +151,59 @@ def write_section(output: Path, section: str) -> None:
     output.write_text(text.rstrip("\n") + "\n")
 
 
+def effects_only_run(root: Path, users: int, days: int, seed: int) -> tuple[Path, Path] | None:
+    """Demo data, ingestion and dbt, then the per-user effects the way the asset computes them (active users: as
+    of the last landing day); the twins, the churn layer and the scenarios are not needed for this section.
+    (warehouse, truth folder), or None when a layer failed."""
+    import logging
+
+    import dagster as dg
+
+    from dagster_twins.churn.store import covariates_as_of
+    from dagster_twins.demo import generate_demo
+    from dagster_twins.pipeline import run_pipeline
+    from dagster_twins.settings import PROJECT_ROOT, Settings
+    from dagster_twins.simulation import store
+    from dagster_twins.simulation.assets import estimate_user_effects
+    from dagster_twins.simulation.uplift import UpliftConfig
+    from dagster_twins.warehouse.buckets import DuckDBReader, bucket_count
+
+    demo = generate_demo(root, n_users=users, n_days=days, end_date=END_DATE, seed=seed)
+    settings = Settings(warehouse_path=root / "warehouse.duckdb", landing_dir=demo.landing_dir,
+                        sources_config=PROJECT_ROOT / "config" / "sources.yml", partition_start=date(2025, 1, 1),
+                        dbt_target="duckdb")
+    instance = dg.DagsterInstance.ephemeral()
+    for layer in ("ingestion", "transform"):
+        if not run_pipeline(settings, demo.start_date, demo.end_date, instance=instance, layer=layer).success:
+            return None
+    con = connect(settings.warehouse_path)
+    try:
+        reader = DuckDBReader(con)
+        experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
+        buckets = bucket_count(users)
+        today = demo.end_date + timedelta(days=1)
+        active = pd.concat(list(covariates_as_of(reader, today, buckets)), ignore_index=True)
+        active = active[active["state"] == "active"].assign(as_of=pd.Timestamp(today))
+        results, _ = estimate_user_effects(reader, experiments, active, buckets, UpliftConfig(),
+                                           logging.getLogger("uplift_quality"))
+        con.execute("create schema if not exists simulation")
+        store.save_user_effects(con, *(pd.concat([getattr(r, part) for _, r in results], ignore_index=True)
+                                       for part in ("effects", "curves", "summary")))
+    finally:
+        con.close()
+    return settings.warehouse_path, demo.truth_dir
+
+
 def main(args: argparse.Namespace) -> int:
     if args.warehouse:
         warehouse, truth_dir = Path(args.warehouse), Path(args.truth)
         command = f"dagster-twins uplift-quality --warehouse {args.warehouse} --truth {args.truth}"
     else:
-        from dagster_twins.tools.model_quality import demo_run  # (it imports this module's section)
-
-        run = demo_run(Path(args.workdir or tempfile.mkdtemp(prefix="uplift_quality_")), args.users, args.days,
-                       args.seed)
-        if run is None:
+        prepared = effects_only_run(Path(args.workdir or tempfile.mkdtemp(prefix="uplift_quality_")), args.users,
+                                    args.days, args.seed)
+        if prepared is None:
             return 1
-        warehouse, truth_dir = run[0].warehouse_path, run[1].truth_dir
+        warehouse, truth_dir = prepared
         command = f"dagster-twins uplift-quality --users {args.users} --days {args.days} --seed {args.seed}"
     planted = json.loads((truth_dir / "planted.json").read_text())
     con = connect(warehouse, read_only=True)
