@@ -12,6 +12,8 @@ import pytest
 from lifelines import CoxPHFitter
 
 from dagster_twins.demo import generate_demo
+from dagster_twins.metadata import md_table
+from dagster_twins.simulation.plots import uplift_plot
 from dagster_twins.simulation.specs import ScenarioSpecError, load_spec
 from dagster_twins.simulation.targeting import run_targeting
 from dagster_twins.simulation.uplift import (
@@ -145,7 +147,7 @@ def test_users_to_target(kwargs, expected):
     assert users_to_target(1000, **args) == expected
 
 
-def test_campaign_effects_cover_randomized_and_active_users_and_skip_thin_campaigns():
+def test_campaign_effects_cover_randomized_and_active_users_and_skip_thin_campaigns(tmp_path):
     frame = experiment(4_000, seed=8, trouble_ratio=0.3, other_ratio=0.8)
     experiment_rows = frame[["user_id", "treated", "days_followed", "churned"]].assign(
         campaign_id="c", sent_at=pd.Timestamp("2026-03-01 10:00"), churned_before_send=False,
@@ -164,6 +166,8 @@ def test_campaign_effects_cover_randomized_and_active_users_and_skip_thin_campai
     assert len(result.curves) == 300  # 100 shares a policy
     summary = result.summary.set_index("policy")
     assert summary.loc["benefit", "qini_coefficient"] > summary.loc["random", "qini_coefficient"] == 0
+    assert uplift_plot(result.curves, tmp_path / "qini.png", title="c").stat().st_size > 10_000
+    assert "modelled_users" in md_table(pd.DataFrame({"c": result.info}), index=True).md_str
     thin = experiment_rows.assign(churned=0)
     with pytest.raises(UpliftUnavailable, match="0 churn event"):
         campaign_user_effects("c", thin, at_send, active, UpliftConfig(horizon_days=60))
