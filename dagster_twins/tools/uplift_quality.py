@@ -45,9 +45,9 @@ def planted_effects(con, truth: pd.DataFrame, planted: dict, users: pd.Series, s
     return p["treatment"] - p["control"]
 
 
-def _interval(values: np.ndarray) -> str:
+def _interval(values: np.ndarray, digits: int = 1) -> str:
     lo, hi = np.quantile(values, [0.05, 0.95])
-    return f"{values.mean():.2f} ({lo:.2f} to {hi:.2f})"
+    return f"{values.mean():.{digits}f} ({lo:.{digits}f} to {hi:.{digits}f})"
 
 
 def campaign_measures(con, effects: pd.DataFrame, truth: pd.DataFrame, planted: dict, campaign: str,
@@ -131,7 +131,7 @@ targeted; mean and 90% bootstrap interval):
 
 Estimated-benefit targeting keeps {k['estimated benefit'] / k['planted benefit']:.0%} of what planted-effect
 targeting keeps (goal: at least 80%) against {k['churn risk'] / k['planted benefit']:.0%} for risk targeting;
-measured, its gain over random targeting per user targeted is {_interval(over)}.
+measured, its gain over random targeting per user targeted is {_interval(over, 3)}.
 
 **Placebo** (`{null['campaign']}`, planted effect null for everyone; {null['users']:,} users): mean estimated
 effect {null['mean_effect']:.4f}; Qini coefficient of the estimated ranking {nq['qini_coefficient']:.4f} (90%
