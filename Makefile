@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup setup-spark browser demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn bench-purchases model-quality purchases-quality dq-screenshot clean
+.PHONY: setup setup-spark browser demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -81,6 +81,12 @@ bench-purchases: setup  ## the purchase model's fit and scoring at 100k and 1M u
 
 purchases-quality: setup  ## purchases and value on CDNOW beside BG/NBD and Pareto/NBD, and on a demo (docs/model-quality.md)
 	$(BIN)/dagster-twins purchases-quality --users 2000 --days 180 --output docs/model-quality.md
+
+bench-uplift: setup  ## per-user campaign effects: cross-fitted fit, scoring (100k and 1M) and Qini curves (docs/benchmarks.md)
+	$(BIN)/dagster-twins bench --uplift --users 100000 --repeat 3 --output docs/benchmarks-uplift.json
+
+uplift-quality: setup  ## per-user campaign effects against the demo's planted truth (a section of docs/model-quality.md)
+	$(BIN)/dagster-twins uplift-quality --users 20000 --days 180 --output docs/model-quality.md
 
 model-quality: setup  ## score the twins against the demo's planted truth (docs/model-quality.md)
 	$(BIN)/dagster-twins model-quality --users 10000 --days 180 --output docs/model-quality.md

@@ -186,6 +186,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.uplift:
+        from dagster_twins.tools.bench_uplift import main as uplift_main
+
+        return uplift_main(args)
     if args.churn:
         from dagster_twins.tools.bench_churn import main as churn_main
 
@@ -209,6 +213,12 @@ def cmd_model_quality(args: argparse.Namespace) -> int:
     from dagster_twins.tools.model_quality import main as quality_main
 
     return quality_main(args)
+
+
+def cmd_uplift_quality(args: argparse.Namespace) -> int:
+    from dagster_twins.tools.uplift_quality import main as uplift_main
+
+    return uplift_main(args)
 
 
 # --set keys: the settings file's keys (twins.example.yml), by the Settings field each sets (on the command line,
@@ -257,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=3)
     bench.add_argument("--workdir", type=Path, default=None)
     bench.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
+    bench.add_argument("--uplift", action="store_true",
+                       help="time the per-user campaign effects (cross-fitted fit, scoring, Qini curves) instead")
+    bench.add_argument("--no-million", action="store_true", help="with --uplift: skip scoring a million users")
     bench.add_argument("--simulation", action="store_true",
                        help="time one scenario over every active user instead (a warehouse is built first)")
     bench.add_argument("--draws", type=int, default=1000, help="draws of the simulation benchmark's scenario")
@@ -291,6 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     purchases.add_argument("--workdir", type=Path, default=None)
     purchases.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
     purchases.set_defaults(func=cmd_purchases_quality)
+    uplift = sub.add_parser("uplift-quality", help="score the per-user campaign effects against the demo's planted "
+                            "truth (a section of docs/model-quality.md)")
+    uplift.add_argument("--users", type=int, default=20_000)
+    uplift.add_argument("--days", type=int, default=180)
+    uplift.add_argument("--seed", type=int, default=42)
+    uplift.add_argument("--workdir", type=Path, default=None)
+    uplift.add_argument("--warehouse", type=Path, default=None, help="an existing demo run's warehouse (with --truth)")
+    uplift.add_argument("--truth", type=Path, default=None, help="that demo's truth folder")
+    uplift.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
+    uplift.set_defaults(func=cmd_uplift_quality)
     return parser
 
 

@@ -56,7 +56,7 @@ def partition_start(settings: Settings) -> date:
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [build_raw_sources(daily_partitions(partition_start(settings))), build_dbt_assets(settings),
               build_purchase_asset(settings), build_twins_assets(settings), build_churn_assets(settings),
-              *simulation_assets(settings.scenarios_dir)]
+              *simulation_assets(settings.scenarios_dir, settings)]
     # The data-quality report gathers every check of the run, so it comes after every asset it reports on.
     assets.append(build_report_asset([key for asset in assets for key in asset.keys]))
     # The serving copy for BI tools is published last: it depends on every other asset.

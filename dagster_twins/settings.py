@@ -98,6 +98,10 @@ class Settings:
     discount_rate: float = 0.10  # yearly rate future value is discounted at
     purchase_refit_every_days: int = 7  # the population fit is reused this many days, then refitted
     purchase_fit_max_users: int = 200_000  # the population fit uses a fixed hash sample of at most this many users
+    # Per-user campaign effects (simulation.user_treatment_effects): churn within this many days of the send,
+    # fitted on at most this many randomized users per campaign (a random sample; everyone is scored).
+    uplift_horizon_days: int = 60
+    uplift_max_fit_users: int = 200_000
     settings_file: Path | None = None  # the file these came from (None: defaults and environment only)
     origin: Mapping[str, str] = field(default_factory=dict)  # key -> where its value came from (file, env, flag)
 
@@ -189,7 +193,8 @@ FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sourc
               "feature_window_days": "feature_window_days", "half_life_days": "half_life_days",
               "horizons": "horizons", "text_taxonomy": "text_taxonomy", "purchase_horizons": "purchase_horizons",
               "discount_rate": "discount_rate", "purchase_refit_every_days": "purchase_refit_every_days",
-              "purchase_fit_max_users": "purchase_fit_max_users"}
+              "purchase_fit_max_users": "purchase_fit_max_users",
+              "uplift_horizon_days": "uplift_horizon_days", "uplift_max_fit_users": "uplift_max_fit_users"}
 _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING_DIR",
               "sources_config": "TWINS_SOURCES_CONFIG", "partition_start": "TWINS_PARTITION_START",
               "dbt_target": "TWINS_DBT_TARGET", "scenarios_dir": "TWINS_SCENARIOS_DIR",
@@ -198,7 +203,8 @@ _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING
               "duckdb_memory_limit": "TWINS_DUCKDB_MEMORY_LIMIT"}
 _PATHS = {"warehouse_path", "landing_dir", "sources_config", "scenarios_dir", "expectations_dir", "serving_path",
           "spark_dir_override"}
-_POSITIVE_INTS = {"inactivity_days", "feature_window_days", "purchase_refit_every_days", "purchase_fit_max_users"}
+_POSITIVE_INTS = {"inactivity_days", "feature_window_days", "purchase_refit_every_days", "purchase_fit_max_users",
+                  "uplift_horizon_days", "uplift_max_fit_users"}
 
 
 def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:

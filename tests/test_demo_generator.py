@@ -72,7 +72,8 @@ def test_planted_structure_is_present(tmp_path: Path):
     demo = generate_demo(tmp_path, n_users=3000, n_days=90, end_date=date(2026, 3, 31), seed=11)
     truth = pd.read_parquet(demo.truth_dir / "users.parquet")
     planted = json.loads((demo.truth_dir / "planted.json").read_text())
-    assert planted["campaign_hazard_ratio"] == 0.6 and planted["b_eng"] < 0 < planted["b_trouble"]
+    # issue 19: the campaign's ratio is 0.3 with recent trouble, 0.9 otherwise; 0.73 is their geometric mean
+    assert planted["campaign_hazard_ratio"] == 0.73 and planted["b_eng"] < 0 < planted["b_trouble"]
     con = duckdb.connect()
     recs = con.execute(
         f"select user_id, avg(case when response = 'clicked' then 1.0 else 0 end) as rate, count(*) as n "
@@ -104,14 +105,16 @@ def test_planted_structure_is_present(tmp_path: Path):
 
 # Hashes of ``generate_demo(out, n_users=300, n_days=30, end_date=date(2026, 6, 30), seed=3)`` recorded from the
 # generator as it was BEFORE it generated users in chunks (commit 4b88f61): a demo of one chunk must stay exactly
-# that demo, since tests elsewhere rely on values planted at 2,000-10,000 users. Byte hashes of Parquet files hold
-# for the pinned pyarrow and pandas (requirements.lock); their decoded contents must match whatever the versions.
+# that demo, since tests elsewhere rely on values planted at 2,000-10,000 users. Re-recorded when issue 19 planted
+# heterogeneous campaign effects and a placebo campaign (the planted truth changed, so the data did). Byte hashes
+# of Parquet files hold for the pinned pyarrow and pandas (requirements.lock); their decoded contents must match
+# whatever the versions.
 UNCHUNKED_CONFIG = {"n_users": 300, "n_days": 30, "end_date": date(2026, 6, 30), "seed": 3}
-UNCHUNKED_TEXT_FILES = "44a8993f0396893bacdc482699e5400f68352ef669a7743334e6f80dee3b42ec"  # 147 CSV and JSON Lines
-UNCHUNKED_PARQUET_BYTES = "a78fab6885a719ca67d8491f0632019e85dc67cba4165b849f88ee6ffd56dda5"  # 30 events files
-UNCHUNKED_PARQUET_CONTENT = "a127968bb44a469bbbbe4b49758ca03428e407dc32c25c12b0dda193ef37e930"  # and users.parquet
-UNCHUNKED_PLANTED = "655e45fc9ef17f95482ca47e75fe9880bdbf1fcb9460c32c7a9eb688c277db06"
-UNCHUNKED_TRUTH_USERS = "3b8797e9d0ddb7014c3902bcbbdc90b83ae2b21b362672a33cb4897e04cfc531"
+UNCHUNKED_TEXT_FILES = "51a29204b1ae05342ea114a32667323590e33e1fdcc2e613a97d977c618b9e31"  # 147 CSV and JSON Lines
+UNCHUNKED_PARQUET_BYTES = "605a8f571c9fc1fbbbbd19f4796eb1d20c14358f3159110bc03f6ad41aa526ae"  # 30 events files
+UNCHUNKED_PARQUET_CONTENT = "f9d39de6742ce50bcfa64a9de15c6d18711b7b11676387a7a6c450753eee0090"  # and users.parquet
+UNCHUNKED_PLANTED = "d3038fb6946db40b4d7be87215d08ebda4f4ff01ff3db3af94fae9fb747c490a"
+UNCHUNKED_TRUTH_USERS = "df6277e72c04f471441f93cedfd68d4a6dafcfd7f33801ad128617b577614e60"
 RECORDED_WITH = {"pyarrow": "23.0.1", "pandas": "2.3.3"}
 
 

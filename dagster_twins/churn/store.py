@@ -3,16 +3,30 @@ their history. Other layers read the churn layer through here (``latest_forecast
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import duckdb
 import pandas as pd
 
+from dagster_twins.churn.history import bucket_histories, observation_start
+from dagster_twins.churn.landmarks import day_number, landmark_features
 from dagster_twins.churn.pipeline import FitResult, Forecast
 from dagster_twins.churn.serialize import dumps, loads
+from dagster_twins.warehouse.buckets import BucketReader
 from dagster_twins.warehouse.tables import TableRewrite, replace_rows, table_exists
 
 SCHEMA = "churn"
+
+
+def covariates_as_of(reader: BucketReader, day: date, buckets: int) -> Iterator[pd.DataFrame]:
+    """Every user's covariates at the start of ``day`` from what was known then (the columns of
+    churn.scored_user_covariates, with the same as-of discipline), a bucket of users at a time: what another layer
+    reads when it needs users as they were on a past day (the simulation's campaign effects, as of the send)."""
+    landmark = int(day_number([day])[0])
+    start = observation_start(reader, day)
+    for history in bucket_histories(reader, day, buckets):
+        yield landmark_features(history, [landmark], start if start is not None else float(landmark))
 
 
 def _as_of_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: date) -> pd.DataFrame:

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from dagster_twins.demo.days import (
     DAY,
+    PLACEBO_CAMPAIGN,
     RETENTION_CAMPAIGN,
     Simulated,
     drop_after_churn,
@@ -261,6 +262,9 @@ def _truth_users(pop: Population, sim: Simulated, vocab: Vocabulary, hazard: Haz
         "churned": churned,
         "churned_at": pd.to_datetime(np.where(churned, sim.churned_s, 0), unit="s", utc=True).where(churned),
         "campaign_group": np.array(["none", "treatment", "control"])[sim.campaign_group],
+        # The retention campaign's planted hazard ratio for this user (1 where not sent) and the placebo's group.
+        "campaign_hazard_ratio": sim.campaign_ratio,
+        "placebo_group": np.array(["none", "treatment", "control"])[sim.placebo_group],
     })
 
 
@@ -290,7 +294,7 @@ def _write_planted(truth: Path, campaign_sent_s: int, hazard: Hazard, summary: D
         "seed": seed, "n_users": n_users, "n_days": n_days, **chunking,
         "start_date": summary.start_date.isoformat(), "end_date": summary.end_date.isoformat(),
         **asdict(hazard),
-        "campaign_id": RETENTION_CAMPAIGN,
+        "campaign_id": RETENTION_CAMPAIGN, "placebo_campaign_id": PLACEBO_CAMPAIGN,
         "campaign_sent_at": pd.Timestamp(campaign_sent_s, unit="s", tz="UTC").isoformat(),
         "injected": summary.injected, "rows_written": summary.rows_written, "late_rows": summary.late_rows,
         "seconds_per_day": DAY,

@@ -21,6 +21,8 @@ CLICK = EVENT_TYPES.index("click")
 EMAIL = 3  # index of "email" in CHANNELS
 RETENTION_CAMPAIGN = "retention_q"
 DIGEST_CAMPAIGN = "weekly_digest"
+PLACEBO_CAMPAIGN = "tips_placebo"  # randomized like the retention campaign, with no effect on churn at all
+PLACEBO_DELAY_DAYS = 14  # sent this many days after the retention campaign
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Simulated:
     churned_s: np.ndarray | None = None  # epoch seconds of churn, -1 if none
     campaign_group: np.ndarray | None = None  # 0 none, 1 treatment, 2 control
     campaign_sent_s: int = 0
+    campaign_ratio: np.ndarray | None = None  # the retention campaign's planted hazard ratio per user (1: not sent)
+    placebo_group: np.ndarray | None = None  # the placebo campaign's group: 0 none, 1 treatment, 2 control
 
     def add(self, source: str, **columns: np.ndarray) -> None:
         for name, values in columns.items():
@@ -73,6 +77,10 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
     last_ticket_day = np.full(n, -10_000)
     group = np.zeros(n, dtype=np.int8)
     campaign_day = n_days // 3
+    ratio = np.ones(n)
+    placebo = np.zeros(n, dtype=np.int8)
+    # The placebo's draws come from their own stream, so the rest of the demo draws what it drew before it.
+    aux = rng.spawn(1)[0]
     pro = pop.plan_pro.copy()
     # The first renewal inside the window (history before the window is not simulated).
     cycles = np.maximum(1, -(-(start_s - pop.signup_s) // (30 * DAY)))
@@ -99,7 +107,8 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
             sim.add("subscriptions", user=change, t=day_s + rng.integers(0, DAY, len(change)),
                     action=np.where(pro[change], 2, 3).astype(np.int8), pro=pro[change])
 
-        # Support tickets.
+        # Support tickets (the retention campaign's planted ratio reads the tickets before its send day).
+        tickets_before_today = last_ticket_day.copy() if d == campaign_day else last_ticket_day
         opened = idx[rng.random(len(idx)) < pop.trouble_rate[idx] / 30.0]
         if len(opened):
             t_open = day_s + rng.integers(0, DAY, len(opened))
@@ -117,12 +126,23 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
             eligible = idx[(d - pop.signup_day[idx]) >= 14]
             treated = rng.random(len(eligible)) < 0.5
             group[eligible] = np.where(treated, 1, 2)
+            ratio[eligible] = hazard.campaign_ratio(d - tickets_before_today[eligible])
             sim.campaign_sent_s = day_s + 10 * 3600
             sim.add("campaigns", user=eligible, t=np.full(len(eligible), sim.campaign_sent_s),
                     campaign=np.zeros(len(eligible), dtype=np.int8), group=np.where(treated, 1, 2).astype(np.int8),
                     topic=rng.integers(0, len(vocab.topics), len(eligible)))
             responders = eligible[treated & (rng.random(len(eligible)) < pop.campaign_response[eligible])]
             event_seq = _campaign_clicks(sim, rng, responders, sim.campaign_sent_s, event_seq, pop)
+        if d == campaign_day + PLACEBO_DELAY_DAYS:
+            eligible = idx[(d - pop.signup_day[idx]) >= 14]
+            treated = aux.random(len(eligible)) < 0.5
+            placebo[eligible] = np.where(treated, 1, 2)
+            sent = day_s + 9 * 3600
+            sim.add("campaigns", user=eligible, t=np.full(len(eligible), sent),
+                    campaign=np.full(len(eligible), 2, dtype=np.int8), group=np.where(treated, 1, 2).astype(np.int8),
+                    topic=aux.integers(0, len(vocab.topics), len(eligible)))
+            responders = eligible[treated & (aux.random(len(eligible)) < pop.campaign_response[eligible])]
+            event_seq = _campaign_clicks(sim, aux, responders, sent, event_seq, pop)
         # Weekly newsletter (not randomized) so campaign responsiveness has evidence.
         if d % 7 == 3:
             digest = idx[rng.random(len(idx)) < 0.3]
@@ -136,7 +156,7 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
         # Churn today: the user does nothing more from a random moment of the day.
         log_h = np.log(hazard.h0) + hazard.b_eng * pop.z_engagement[idx]
         log_h += hazard.b_trouble * ((d - last_ticket_day[idx]) <= hazard.trouble_window_days)
-        log_h += np.log(hazard.campaign_hazard_ratio) * ((group[idx] == 1) & (d >= campaign_day))
+        log_h += np.log(ratio[idx]) * ((group[idx] == 1) & (d >= campaign_day))
         churn = rng.random(len(idx)) < -np.expm1(-np.exp(log_h))
         leaving = idx[churn]
         churned_s[leaving] = day_s + rng.integers(0, DAY, len(leaving))
@@ -197,6 +217,8 @@ def simulate(rng: np.random.Generator, pop: Population, n_days: int, start_s: in
 
     sim.churned_s = churned_s
     sim.campaign_group = group
+    sim.campaign_ratio = ratio
+    sim.placebo_group = placebo
     return sim
 
 

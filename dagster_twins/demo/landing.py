@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from dagster_twins.demo.days import DAY, DIGEST_CAMPAIGN, RETENTION_CAMPAIGN, SEARCH, Simulated
+from dagster_twins.demo.days import DAY, DIGEST_CAMPAIGN, PLACEBO_CAMPAIGN, RETENTION_CAMPAIGN, SEARCH, Simulated
 from dagster_twins.demo.people import Population
 from dagster_twins.demo.vocabulary import CHANNELS, EVENT_TYPES, FORMATS, TICKET_CATEGORIES, Vocabulary
 
@@ -211,7 +211,7 @@ def build_campaigns(k: dict[str, np.ndarray], pop: Population, vocab: Vocabulary
     return pd.DataFrame({
         "send_id": _arrow(numbered_bytes("send", np.arange(id_base, id_base + n), 9)),
         "user_id": _arrow_labels(pop.user_ids, k["user"]), "sent_at": _arrow(iso_bytes(k["t"])),
-        "campaign_id": _arrow_labels([RETENTION_CAMPAIGN, DIGEST_CAMPAIGN], k["campaign"]),
+        "campaign_id": _arrow_labels([RETENTION_CAMPAIGN, DIGEST_CAMPAIGN, PLACEBO_CAMPAIGN], k["campaign"]),
         "group": _arrow_labels(["none", "treatment", "control"], k["group"]),
         "topic": _arrow_labels(vocab.topics, k["topic"]), "_t": k["t"]})
 

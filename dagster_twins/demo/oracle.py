@@ -26,6 +26,9 @@ def true_churn_probability(truth: pd.DataFrame, planted: dict, last_ticket_day: 
     campaign_day = int(np.floor((pd.Timestamp(planted["campaign_sent_at"]).tz_convert(None)
                                  - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)))
     treated = (truth["campaign_group"] == "treatment").to_numpy()
+    # Each user's planted ratio (heterogeneous since issue 19); older truth files carry one ratio for everyone.
+    log_ratio = np.log(truth["campaign_hazard_ratio"].to_numpy(float) if "campaign_hazard_ratio" in truth
+                       else np.full(n, planted["campaign_hazard_ratio"]))
     q = np.clip(truth["trouble_rate"].to_numpy(float) / 30.0, 0.0, 1.0)
     states = window + 2  # 0 .. window days since a ticket, window + 1: none within the window
     since = cutoff_day - 1 - np.asarray(last_ticket_day, dtype=float)  # days since the last ticket, yesterday
@@ -45,8 +48,7 @@ def true_churn_probability(truth: pd.DataFrame, planted: dict, last_ticket_day: 
         today += aged * (1 - q)[:, None]
         recent = np.zeros(states)
         recent[: window + 1] = planted["b_trouble"]
-        log_h = log_base[:, None] + recent[None, :] + (np.log(planted["campaign_hazard_ratio"])
-                                                         * (treated & (day >= campaign_day)))[:, None]
+        log_h = log_base[:, None] + recent[None, :] + (log_ratio * (treated & (day >= campaign_day)))[:, None]
         mass = today * np.exp(-np.exp(log_h))
         if step in horizon_set:
             out[:, horizon_set[step]] = 1.0 - mass.sum(axis=1)

@@ -8,13 +8,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_twins.churn.store import latest_forecast
+from dagster_twins.churn.store import covariates_as_of, latest_forecast
 from dagster_twins.metadata import md_table
+from dagster_twins.settings import Settings
 from dagster_twins.simulation import store
 from dagster_twins.simulation.effects import estimate_campaign_effects
-from dagster_twins.simulation.plots import scenario_plot
+from dagster_twins.simulation.plots import scenario_plot, targeting_plot, uplift_plot
 from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario
 from dagster_twins.simulation.specs import ScenarioSpec, load_specs, naming_file
+from dagster_twins.simulation.targeting import run_targeting
+from dagster_twins.simulation.uplift import CampaignEffects, UpliftConfig, UpliftUnavailable, campaign_user_effects
 from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "simulation"
@@ -23,6 +26,8 @@ EFFECTS_KEY = dg.AssetKey([SCHEMA, "campaign_effects"])
 SEGMENT_BASE_KEY = dg.AssetKey([SCHEMA, "user_segment_base"])
 RANKING_KEY = dg.AssetKey([SCHEMA, "scenario_policy_ranking"])
 EXPERIMENTS_KEY = dg.AssetKey(["marts", "fct_campaign_experiment_assignments"])
+USER_EFFECTS_KEY = dg.AssetKey([SCHEMA, "user_treatment_effects"])
+CURVES_KEY = dg.AssetKey([SCHEMA, "uplift_curves"])
 # Other layers' outputs, by name: the segments read them as tables.
 PREDICTIONS_KEY = dg.AssetKey(["churn", "churn_predictions"])
 TWINS_KEY = dg.AssetKey(["twins", "user_twins"])
@@ -171,6 +176,144 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
     return _scenario
 
 
+def estimate_user_effects(reader, experiments: pd.DataFrame, active: pd.DataFrame, buckets: int,
+                          config: UpliftConfig, log) -> tuple[list[tuple[str, CampaignEffects]], dict[str, str]]:
+    """Every randomized campaign's per-user effects, from each user's covariates as of its send day: the
+    (campaign, effects) estimated and the campaigns skipped, with the reason."""
+    results, skipped = [], {}
+    for campaign_id, experiment in experiments.groupby("campaign_id"):
+        send_day = pd.Timestamp(experiment["sent_at"].min()).date()
+        log.info(f"{campaign_id}: {len(experiment):,} randomized users, covariates as of {send_day}; "
+                 f"{config.folds}-fold cross-fitting")
+        at_send = pd.concat(list(covariates_as_of(reader, send_day, buckets)), ignore_index=True)
+        try:
+            results.append((str(campaign_id), campaign_user_effects(str(campaign_id), experiment, at_send, active,
+                                                                    config)))
+        except UpliftUnavailable as exc:  # a gap in the data, not an error: said, and the run goes on
+            log.warning(f"skipped: {exc}")
+            skipped[str(campaign_id)] = str(exc)
+    return results, skipped
+
+
+def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
+    """Per-user effects of every randomized campaign, and the uplift curves that check them (one step, two
+    tables)."""
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(USER_EFFECTS_KEY, group_name=GROUP, kinds={"python", "duckdb"},
+                         deps=[EXPERIMENTS_KEY, PREDICTIONS_KEY],
+                         description=f"Each user's effect of each randomized campaign on churning within "
+                                     f"{config.horizon_days} days (P treated - P untreated; negative: the campaign "
+                                     "keeps them) with a 90% interval: randomized users cross-fitted from their "
+                                     "covariates as of the send (population 'randomized', with their group and "
+                                     "outcome), active users as of today (population 'active')."),
+            dg.AssetSpec(CURVES_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[USER_EFFECTS_KEY],
+                         description="Qini and uplift curves of targeting by estimated benefit, by churn risk and "
+                                     "at random, on held-out randomized users, with 90% bootstrap bands; "
+                                     "simulation.uplift_summary has each policy's Qini coefficient and AUUC."),
+        ],
+        check_specs=[dg.AssetCheckSpec("effects_in_range_and_ordered", asset=USER_EFFECTS_KEY,
+                                       description="Every effect lies in [-1, 1] inside its 90% interval, and "
+                                                   "every probability in [0, 1].")],
+    )
+    def user_treatment_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        started = time.perf_counter()
+        with warehouse.reading() as (con, reader):
+            experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
+            buckets = warehouse.buckets(store.scored_users(con))
+            active = pd.concat(list(store.active_covariates(con, buckets)), ignore_index=True)
+            results, skipped = estimate_user_effects(reader, experiments, active, buckets, config, context.log)
+            if results:
+                effects = pd.concat([r.effects for _, r in results], ignore_index=True)
+                curves = pd.concat([r.curves for _, r in results], ignore_index=True)
+                summary = pd.concat([r.summary for _, r in results], ignore_index=True)
+            else:
+                context.log.warning("no randomized campaign with enough follow-up in the data: no per-user effects")
+                effects = curves = summary = pd.DataFrame()
+            store.save_user_effects(con, effects, curves, summary)
+        seconds = round(time.perf_counter() - started, 2)
+        plots = {f"qini_{cid}": uplift_plot(r.curves, warehouse.reports_folder / f"uplift_{cid}.png",
+                                            title=f"{cid}: Qini curves, {config.horizon_days}-day churn")
+                 for cid, r in results}
+        info = pd.DataFrame({cid: r.info for cid, r in results}) if results else pd.DataFrame()
+        yield dg.MaterializeResult(asset_key=USER_EFFECTS_KEY, metadata={
+            "dagster/row_count": len(effects), "campaigns": len(results), "seconds": seconds,
+            "horizon_days": config.horizon_days, "max_fit_users": config.max_fit_users,
+            "fit_on_a_sample": ", ".join(cid for cid, r in results if r.info["fit_sampled"]) or "no",
+            "skipped": "; ".join(skipped.values()) or "none",
+            "counts": md_table(info, index=True) if len(info) else "none",
+            **{name: dg.MetadataValue.path(str(path)) for name, path in plots.items() if path},
+        })
+        shown = ["campaign_id", "policy", "users", "qini_coefficient", "qini_coefficient_lower_90",
+                 "qini_coefficient_upper_90", "auuc", "auuc_over_random"]
+        yield dg.MaterializeResult(asset_key=CURVES_KEY, metadata={
+            "dagster/row_count": len(curves),
+            "summary": md_table(summary[[c for c in shown if c in summary]], floatfmt=".4f") if len(summary)
+            else "none",
+            **{name: dg.MetadataValue.path(str(path)) for name, path in plots.items() if path},
+        })
+        probs = effects[["p_churn_control", "p_churn_treated"]].to_numpy() if len(effects) else None
+        ok = bool(len(effects) == 0 or (
+            effects["effect"].between(-1, 1).all() and (effects["lower_90"] <= effects["effect"] + 1e-12).all()
+            and (effects["effect"] <= effects["upper_90"] + 1e-12).all() and ((probs >= 0) & (probs <= 1)).all()))
+        yield dg.AssetCheckResult(asset_key=USER_EFFECTS_KEY, check_name="effects_in_range_and_ordered", passed=ok)
+
+    return user_treatment_effects
+
+
+def build_targeting_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
+    """A scenario with ``targeting``: the segment's N best-ranked users by each policy, what each keeps."""
+    key = scenario_key(spec.name)
+    t = spec.targeting
+    assert t is not None
+    size = f"{t.users:,} users" if t.users else (f"{t.share:.0%}" if t.share else f"budget {t.budget:g} at "
+                                                                                   f"{t.cost_per_send:g} a send")
+
+    @dg.asset(
+        key=key, group_name=GROUP, kinds={"python", "duckdb"}, deps=[USER_EFFECTS_KEY, SEGMENT_BASE_KEY],
+        description=f"{spec.description}\n\nSegment: {spec.segment.description}. Targeting {size} of it by "
+                    f"{t.policy} (compared with risk and random targeting), campaign "
+                    f"{spec.intervention.effect.campaign_id}, {spec.horizon_days} days. Spec: {path.name}. Writes "
+                    "one row per policy in simulation.scenario_results (<name>:<policy>).",
+        check_specs=[dg.AssetCheckSpec(name, asset=key, description=SCENARIO_CHECKS[name])
+                     for name in ("simulated", "intervals_ordered_and_in_bounds")],
+        metadata={"spec_file": str(path)},
+    )
+    def _targeting(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        with warehouse.reading() as (con, _reader):
+            effects = store.user_effects(con)
+            with naming_file(path):
+                run = run_targeting(spec, store.segment_base(con), effects)
+            as_of = pd.Timestamp(effects["as_of"].max()) if len(effects) else store.segment_as_of(con)
+            results = run.results.assign(as_of=as_of)
+            results.loc[results["status"] == "skipped", "status_reason"] = \
+                f"{path.name}: " + results["status_reason"]
+            store.save_targeting(con, spec.name, results, run.users.assign(as_of=as_of), as_of)
+        first = results.iloc[0]
+        if first["status"] == "skipped":
+            context.log.warning(f"{spec.name}: skipped: {first['status_reason']}")
+        plot = targeting_plot(run.gains, warehouse.reports_folder / f"scenario_{spec.name}.png",
+                              title=f"{spec.name}: users kept, {int(first['users_affected']):,} targeted")
+        shown = ["policy", "users_affected", "expected_users_kept", "expected_users_kept_lower_90",
+                 "expected_users_kept_upper_90", "gain_over_random", "gain_over_random_lower_90",
+                 "gain_over_random_upper_90"]
+        yield dg.MaterializeResult(metadata={
+            "status": first["status"], "status_reason": first["status_reason"],
+            "users_affected": int(first["users_affected"]), "dagster/row_count": len(run.users),
+            "policies": md_table(results[[c for c in shown if c in results]], floatfmt=".2f"),
+            "plot": dg.MetadataValue.path(str(plot)) if plot else dg.MetadataValue.text("nothing targeted"),
+        })
+        yield dg.AssetCheckResult(check_name="simulated", passed=first["status"] == "simulated",
+                                  severity=dg.AssetCheckSeverity.WARN, metadata={"reason": first["status_reason"]})
+        simulated = results[results["status"] == "simulated"]
+        ordered = all((simulated[f"{m}_lower_90"] <= simulated[f"{m}_upper_90"]).all()
+                      for m in ("expected_users_kept", "gain_over_random", "retention_difference"))
+        yield dg.AssetCheckResult(check_name="intervals_ordered_and_in_bounds", passed=bool(ordered))
+
+    return _targeting
+
+
 def build_ranking_asset(names: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         key=RANKING_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[scenario_key(n) for n in names],
@@ -192,11 +335,14 @@ def build_ranking_asset(names: list[str]) -> dg.AssetsDefinition:
     return _ranking
 
 
-def simulation_assets(scenarios_dir: Path) -> list[dg.AssetsDefinition]:
+def simulation_assets(scenarios_dir: Path, settings: Settings | None = None) -> list[dg.AssetsDefinition]:
     """The layer's assets for the specs in ``scenarios_dir`` (a bad spec fails loading, naming file and field)."""
     specs = load_specs(scenarios_dir)
-    assets = [campaign_effects, user_segment_base]
-    assets += [build_scenario_asset(spec, path) for spec, path in specs.values()]
+    config = UpliftConfig() if settings is None else UpliftConfig(horizon_days=settings.uplift_horizon_days,
+                                                                  max_fit_users=settings.uplift_max_fit_users)
+    assets = [campaign_effects, user_segment_base, build_user_effects_asset(config)]
+    assets += [build_targeting_asset(spec, path) if spec.targeting else build_scenario_asset(spec, path)
+               for spec, path in specs.values()]
     if specs:
         assets.append(build_ranking_asset(sorted(specs)))
     return assets

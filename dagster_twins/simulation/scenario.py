@@ -34,10 +34,16 @@ RESULT_NUMBERS = ["users_affected", "horizon_days", "draws", "seed", "effect_haz
                   "users_beyond_model_range"]
 
 
+# Only targeting scenarios' rows have these (the table gains the columns when the first one runs).
+TARGETING_COLUMNS = ["policy", "proposed", "segment_users", "share_targeted", "cost", "gain_over_random",
+                     "gain_over_random_lower_90", "gain_over_random_upper_90", "probability_beats_random"]
+
+
 def result_frame(result: dict) -> pd.DataFrame:
     """One scenario_results row with every column, typed (a skipped scenario has empty numbers)."""
     row = {c: str(result.get(c, "")) for c in RESULT_TEXT}
     row.update({c: float(result.get(c, np.nan)) for c in RESULT_NUMBERS})
+    row.update({c: result[c] for c in TARGETING_COLUMNS if c in result})
     return pd.DataFrame([row])
 
 
@@ -79,6 +85,15 @@ def shifted(frame: pd.DataFrame, spec: ScenarioSpec) -> pd.DataFrame:
     return out
 
 
+def scenario_identity(spec: ScenarioSpec, users: int, model: str) -> dict:
+    """The columns of a scenario_results row that describe the scenario rather than its outcome."""
+    return {"scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
+            "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
+            "users_affected": users, "horizon_days": spec.horizon_days, "draws": spec.draws,
+            "seed": spec.seed, "effect_kind": spec.intervention.effect.kind,
+            "effect_basis": EFFECT_KINDS[spec.intervention.effect.kind], "model": model}
+
+
 def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
                  to_matrix: Callable[[pd.DataFrame], np.ndarray],
                  covariates: pd.DataFrame | Iterable[pd.DataFrame], segment_base: pd.DataFrame,
@@ -93,12 +108,7 @@ def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
     value_column = value_column_for(base.columns, spec.horizon_days)
     value_of = base.set_index("user_id")[value_column] if value_column else None
     members = base.loc[segment_mask(base, spec.segment), "user_id"]
-    identity = {"scenario": spec.name, "description": spec.description, "segment": spec.segment.description,
-                "segment_filter": describe_filter(spec), "intervention": spec.intervention.description,
-                "users_affected": len(members), "horizon_days": spec.horizon_days, "draws": spec.draws,
-                "seed": spec.seed, "effect_kind": spec.intervention.effect.kind,
-                "effect_basis": EFFECT_KINDS[spec.intervention.effect.kind],
-                "model": model.kind if model is not None else "none"}
+    identity = scenario_identity(spec, len(members), model.kind if model is not None else "none")
     try:
         if model is None:
             raise EffectUnavailable("the churn layer has no model to simulate with (too few churn events to fit "
@@ -183,6 +193,8 @@ def policy_ranking(results: pd.DataFrame) -> pd.DataFrame:
                "expected_users_kept_lower_90", "expected_users_kept_upper_90", "users_kept_per_user_treated",
                "retention_difference", "retention_difference_lower_90", "retention_difference_upper_90",
                "probability_difference_positive"]
+    # Targeting scenarios (one row per policy) add how each policy compares with treating at random.
+    columns += [c for c in TARGETING_COLUMNS if c in results]
     simulated = results.loc[results["status"] == "simulated", columns]
     ranked = simulated.sort_values("users_kept_per_user_treated", ascending=False, kind="stable")
     return ranked.reset_index(drop=True).rename_axis("rank").reset_index().assign(rank=lambda f: f["rank"] + 1)

@@ -132,6 +132,27 @@ class Intervention(_Strict):
     effect: Effect
 
 
+class Targeting(_Strict):
+    """Who in the segment gets the intervention: the ``users`` (or the ``share``, or as many as ``budget`` /
+    ``cost_per_send`` pays for) ranked first by ``policy``: ``benefit`` (the estimated per-user effect,
+    simulation.user_treatment_effects), ``risk`` (churn probability without it) or ``random``. The results of all
+    three policies are reported side by side; ``policy`` names the one the scenario proposes."""
+
+    policy: Literal["benefit", "risk", "random"] = "benefit"
+    users: int | None = Field(default=None, ge=1)
+    share: float | None = Field(default=None, gt=0, le=1)
+    budget: float | None = Field(default=None, gt=0)
+    cost_per_send: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Targeting:
+        if sum(v is not None for v in (self.users, self.share, self.budget)) != 1:
+            raise ValueError("give exactly one of users, share, budget")
+        if self.budget is not None and self.cost_per_send is None:
+            raise ValueError("budget needs cost_per_send")
+        return self
+
+
 class ScenarioSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     description: str
@@ -140,6 +161,14 @@ class ScenarioSpec(_Strict):
     horizon_days: int = Field(ge=1, le=365)
     draws: int = Field(default=1000, ge=20, le=100_000)
     seed: int = Field(default=0, ge=0)
+    targeting: Targeting | None = None  # treat only the best-ranked users of the segment (an estimated effect)
+
+    @model_validator(mode="after")
+    def _targeting_needs_a_campaign(self) -> ScenarioSpec:
+        if self.targeting is not None and self.intervention.effect.kind != "estimated":
+            raise ValueError("targeting ranks users by a randomized campaign's per-user effects: it needs "
+                             "intervention.effect.kind 'estimated' (with campaign_id)")
+        return self
 
 
 def _field_path(location: tuple[Any, ...]) -> str:

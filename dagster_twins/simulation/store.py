@@ -92,13 +92,54 @@ def save_scenario(con: duckdb.DuckDBPyConnection, name: str, result: pd.DataFram
     replace_rows(con, SCHEMA, "scenario_user_effects", users, {"scenario": name})
 
 
+def save_targeting(con: duckdb.DuckDBPyConnection, name: str, results: pd.DataFrame, users: pd.DataFrame,
+                   as_of: pd.Timestamp) -> None:
+    """A targeting scenario's rows, one per policy (``<name>:<policy>``; one ``<name>`` row when skipped): the
+    scenario's earlier rows go, whichever they were."""
+    if table_exists(con, SCHEMA, "scenario_results"):
+        for table, extra in (("scenario_results", ""), ("scenario_results_history", " and as_of = ?")):
+            con.execute(f"delete from {SCHEMA}.{table} where (scenario = ? or starts_with(scenario, ?)){extra}",
+                        [name, f"{name}:", *([as_of] if extra else [])])
+    for scenario, row in results.groupby("scenario", sort=False):
+        replace_rows(con, SCHEMA, "scenario_results", row, {"scenario": scenario})
+        replace_rows(con, SCHEMA, "scenario_results_history", row, {"scenario": scenario, "as_of": as_of})
+    replace_rows(con, SCHEMA, "scenario_user_effects", users, {"scenario": name})
+
+
+def save_user_effects(con: duckdb.DuckDBPyConnection, effects: pd.DataFrame, curves: pd.DataFrame,
+                      summary: pd.DataFrame) -> None:
+    """Every campaign's per-user effects, uplift curves and their summaries (Qini coefficient, AUUC); none: the
+    tables are emptied (a previous run's rows never stay by accident)."""
+    if effects.empty:
+        for table in ("user_treatment_effects", "uplift_curves", "uplift_summary"):
+            if table_exists(con, SCHEMA, table):
+                con.execute(f"delete from {SCHEMA}.{table}")
+        return
+    replace_rows(con, SCHEMA, "user_treatment_effects", effects)
+    replace_rows(con, SCHEMA, "uplift_curves", curves)
+    replace_rows(con, SCHEMA, "uplift_summary", summary)
+
+
+def user_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """simulation.user_treatment_effects (no rows, with its key column, before any campaign had effects)."""
+    if not table_exists(con, SCHEMA, "user_treatment_effects"):
+        return pd.DataFrame(columns=["campaign_id", "as_of"])
+    return con.sql(f"select * from {SCHEMA}.user_treatment_effects").df()
+
+
 def scenario_results(con: duckdb.DuckDBPyConnection, names: list[str]) -> pd.DataFrame | None:
-    """The current results of the named scenarios (None before any scenario has run)."""
+    """The current results of the named scenarios (a targeting scenario's rows are ``<name>:<policy>``; None
+    before any scenario has run)."""
     if not table_exists(con, SCHEMA, "scenario_results"):
         return None
     results = con.execute(f"select * from {SCHEMA}.scenario_results").df()
-    return results[results["scenario"].isin(names)]
+    return results[results["scenario"].str.split(":").str[0].isin(names)]
 
 
 def save_ranking(con: duckdb.DuckDBPyConnection, ranking: pd.DataFrame) -> None:
     replace_rows(con, SCHEMA, "scenario_policy_ranking", ranking)
+
+
+def segment_as_of(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
+    """The day the segment base (the churn predictions) is as of."""
+    return pd.Timestamp(con.execute(f"select max(as_of) from {SCHEMA}.user_segment_base").fetchone()[0])

@@ -16,12 +16,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_twins.demo import generate_demo
+from dagster_twins.demo import DemoSummary, generate_demo
 from dagster_twins.pipeline import run_pipeline
 from dagster_twins.settings import PROJECT_ROOT, Settings
 from dagster_twins.tools.churn_truth import churn_against_truth, planted_directions
 from dagster_twins.tools.transactions import evaluate_in_subprocess
 from dagster_twins.tools.twins_recovery import recovery_metrics
+from dagster_twins.tools.uplift_quality import uplift_section
 from dagster_twins.warehouse.tables import connect
 
 END_DATE = date(2026, 6, 30)
@@ -163,10 +164,12 @@ def simulation_section(con, planted: dict, docs_dir: Path, reports_dir: Path) ->
             "|---|---:|---:|---:|---:|---|---|---:|---|"]
     for e in effects.itertuples():
         followup = "all" if pd.isna(e.followup_days) else f"{e.followup_days:.0f}"
-        inside = "yes" if e.lower_90 <= truth <= e.upper_90 else "**no**"
+        planted_ratio = 1.0 if e.campaign_id == planted.get("placebo_campaign_id") else truth  # a placebo: none
+        inside = "yes" if e.lower_90 <= planted_ratio <= e.upper_90 else "**no**"
         rows.append(f"| {e.campaign_id} | {followup} | {e.treatment_users:,} / {e.control_users:,} | "
                     f"{e.treatment_churned:,} / {e.control_churned:,} | {e.hazard_ratio:.3f} | "
-                    f"{e.lower_90:.3f}-{e.upper_90:.3f} | {e.lower_95:.3f}-{e.upper_95:.3f} | {truth:g} | {inside} |")
+                    f"{e.lower_90:.3f}-{e.upper_90:.3f} | {e.lower_95:.3f}-{e.upper_95:.3f} | {planted_ratio:g} | "
+                    f"{inside} |")
     ratios = effects.dropna(subset=["hazard_ratio"])
     drift = (f"from {ratios['hazard_ratio'].iloc[0]:.2f} over the first {ratios['followup_days'].iloc[0]:.0f} days to "
              f"{ratios['hazard_ratio'].iloc[-1]:.2f} over all of it") if len(ratios) else "no estimate"
@@ -188,9 +191,10 @@ def simulation_section(con, planted: dict, docs_dir: Path, reports_dir: Path) ->
 ## Simulation: the campaign's effect and the shipped scenarios
 
 The demo randomizes a retention campaign (treatment and control halves of the users alive a third of the way in) and
-plants a constant hazard ratio of {truth:g} on the treated from the send on. `simulation.campaign_effects` estimates
-it from the two groups alone (Cox model on the treatment indicator, adjusted for engagement in the 56 days
-before the send):
+plants a hazard ratio on the treated from the send on: 0.3 for users with a support ticket in the 28 days before the
+send, 0.9 for the others, {truth:g} on average (the per-user effects are in the last section); a placebo campaign
+changes nothing. `simulation.campaign_effects` estimates the average from the two groups alone (Cox model on
+the treatment indicator, adjusted for engagement in the 56 days before the send):
 
 {chr(10).join(rows)}
 
@@ -214,15 +218,22 @@ Retention at the horizon, the difference with its 90% interval and Monte Carlo e
 {plot}"""
 
 
-def main(args: argparse.Namespace) -> int:
-    root = Path(args.workdir or tempfile.mkdtemp(prefix="model_quality_"))
-    demo = generate_demo(root, n_users=args.users, n_days=args.days, end_date=END_DATE, seed=args.seed)
+def demo_run(root: Path, users: int, days: int, seed: int) -> tuple[Settings, DemoSummary] | None:
+    """Demo data in ``root`` and the whole pipeline over it: (settings, demo), or None when the run failed."""
+    demo = generate_demo(root, n_users=users, n_days=days, end_date=END_DATE, seed=seed)
     settings = Settings(warehouse_path=root / "warehouse.duckdb", landing_dir=demo.landing_dir,
                         sources_config=PROJECT_ROOT / "config" / "sources.yml", partition_start=date(2025, 1, 1),
                         dbt_target="duckdb")
     result = run_pipeline(settings, demo.start_date, demo.end_date, instance=dg.DagsterInstance.ephemeral())
-    if not result.success:
+    return (settings, demo) if result.success else None
+
+
+def main(args: argparse.Namespace) -> int:
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="model_quality_"))
+    run = demo_run(root, args.users, args.days, args.seed)
+    if run is None:
         return 1
+    settings, demo = run
     planted = json.loads((demo.truth_dir / "planted.json").read_text())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     plots = sorted((settings.reports_dir).glob("churn_calibration_*.png"))
@@ -232,6 +243,8 @@ def main(args: argparse.Namespace) -> int:
         churn = churn_section(con, pd.read_parquet(demo.truth_dir / "users.parquet"), planted, args.output.parent,
                               plots[-1] if plots else None)
         simulation = simulation_section(con, planted, args.output.parent, settings.reports_dir)
+        uplift = uplift_section(con, pd.read_parquet(demo.truth_dir / "users.parquet"), planted,
+                                f"dagster-twins model-quality --users {args.users} --days {args.days}")
     finally:
         con.close()
     print(json.dumps(metrics, indent=2))
@@ -241,5 +254,5 @@ def main(args: argparse.Namespace) -> int:
     from dagster_twins.tools.purchases_quality import preserved_section  # its own command rewrites it
 
     args.output.write_text(header + twins_section(metrics, args.users, args.days, args.seed) + churn + transactions
-                           + simulation + preserved_section(args.output))
+                           + simulation + "\n" + uplift + preserved_section(args.output))
     return 0

@@ -1,0 +1,408 @@
+"""Who should we treat? Per-user effects of a randomized campaign on churn within a horizon, and the uplift
+(Qini) curves that check them on held-out users. Plain functions over frames and arrays, no Dagster.
+
+The model: a Cox model of churn after the send with the treatment, the user's covariates as of the send
+(standardized) and treatment x covariate interactions,
+
+    log h(t | x, T) = log h0(t) + x.beta + T * (gamma + x.delta)
+
+so a user's hazard ratio under treatment is exp(gamma + x.delta) and their effect on churning within h days is
+
+    effect(x) = P(churn <= h | x, T=1) - P(churn <= h | x, T=0),   P = 1 - exp(-H0(h) exp(lp))
+
+(negative: the campaign keeps the user). Why this and not a meta-learner over two models: one model shares the
+baseline and the covariates' main effects between the groups, so the data pays only for the interactions; the
+ridge penalty is heavier on the interactions than on the main effects, which shrinks them to "the same ratio for
+everyone" unless the data insist (a placebo's come out near zero). The ratio is proportional in time, which is
+how the simulation layer already models a campaign.
+
+Honesty: every randomized user's effect is *cross-fitted*: predicted by the model fitted without their fold (K
+folds), so the Qini curves below are on held-out users by construction. Intervals: 90% over draws of the
+coefficients from their covariance (the baseline H0 held at its estimate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from lifelines import CoxPHFitter
+
+# Covariates as of the send (the churn layer's landmark covariates) and how each enters the model.
+FEATURES: dict[str, Callable[[pd.Series], pd.Series]] = {
+    "tenure_days": np.log1p,
+    "days_since_last_active": np.log1p,
+    "events_in_window": np.log1p,
+    "active_days_in_window": lambda s: s,
+    "purchases": np.log1p,
+    "tickets_in_window": lambda s: s,
+    "open_tickets": lambda s: s,
+    "days_since_last_ticket": lambda s: np.log1p(s.clip(upper=365)),  # no ticket ever: 365 (filled below)
+    "has_subscription": lambda s: s,
+}
+FILL = {"days_since_last_ticket": 365.0}
+INTERVAL = (0.05, 0.95)
+
+
+@dataclass(frozen=True)
+class UpliftConfig:
+    horizon_days: int = 60
+    folds: int = 5
+    penalizer_main: float = 0.001  # ridge on the treatment and the covariates' main effects
+    penalizer_interaction: float = 0.05  # ridge on the treatment x covariate interactions
+    draws: int = 200  # coefficient draws for the per-user intervals
+    max_fit_users: int = 200_000  # fit on at most this many randomized users (a random sample); score everyone
+    seed: int = 0
+    chunk_users: int = 50_000
+    min_events_per_group: int = 20  # fewer churn events within the horizon in a group: the campaign is skipped
+
+
+class UpliftUnavailable(ValueError):
+    """The data cannot give a campaign's per-user effects (too little follow-up or too few churn events)."""
+
+
+@dataclass(frozen=True)
+class UpliftModel:
+    """A fitted interacted Cox model: standardization, coefficients (treated, x..., treated:x...), their
+    covariance and the Breslow cumulative baseline hazard at the horizon (at x = 0, untreated)."""
+
+    columns: list[str]
+    means: np.ndarray
+    sds: np.ndarray
+    params: np.ndarray
+    covariance: np.ndarray
+    baseline_at_horizon: float
+    horizon_days: int
+    fitted_users: int
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        return (feature_frame(frame)[self.columns].to_numpy(float) - self.means) / self.sds
+
+    def probabilities(self, x: np.ndarray, params: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """P(churn within the horizon) untreated and treated, per row of the standardized ``x``; with ``params``
+        of shape (coefficients, draws): one column per draw."""
+        theta = self.params if params is None else params
+        p = len(self.columns)
+        beta, gamma, delta = theta[1:1 + p], theta[0], theta[1 + p:]
+        lp0 = x @ beta
+        lp1 = lp0 + gamma + x @ delta
+        h0 = self.baseline_at_horizon
+        return -np.expm1(-h0 * np.exp(lp0)), -np.expm1(-h0 * np.exp(lp1))
+
+
+def feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's raw features from landmark covariates (missing values: the fill, else 0)."""
+    out = pd.DataFrame(index=frame.index)
+    for column, transform in FEATURES.items():
+        values = pd.to_numeric(frame[column], errors="coerce").astype(float) if column in frame else pd.Series(
+            np.nan, index=frame.index)
+        out[column] = transform(values.fillna(FILL.get(column, 0.0)))
+    return out
+
+
+def outcome(days_followed: np.ndarray, churned: np.ndarray, horizon_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """(duration cut at the horizon, event within it) for the fit, from days followed after the send."""
+    days = np.asarray(days_followed, float)
+    event = (np.asarray(churned).astype(bool) & (days <= horizon_days)).astype(int)
+    return np.maximum(np.minimum(days, horizon_days), 1e-3), event
+
+
+def retained_known(days_followed: np.ndarray, churned: np.ndarray, horizon_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """(retained at the horizon, outcome known): unknown for users followed less than the horizon who had not
+    churned (censored early); the Qini curves use the known ones."""
+    days = np.asarray(days_followed, float)
+    churned_in = np.asarray(churned).astype(bool) & (days <= horizon_days)
+    return (~churned_in).astype(float), churned_in | (days >= horizon_days)
+
+
+def breslow_at(duration: np.ndarray, event: np.ndarray, lp: np.ndarray, horizon: float) -> float:
+    """Breslow's cumulative baseline hazard at ``horizon``: sum over event times t <= horizon of
+    deaths(t) / sum of exp(lp) over those at risk at t."""
+    order = np.argsort(-duration, kind="stable")
+    risk = np.cumsum(np.exp(lp[order]))  # at risk: duration >= t, accumulated from the longest
+    d_sorted, e_sorted = duration[order], event[order]
+    # ties: everyone with the same duration is at risk at it: use the risk sum at the last of the tie
+    last_of_tie = np.searchsorted(-d_sorted, -d_sorted, side="right") - 1
+    at_risk = risk[last_of_tie]
+    hit = (e_sorted == 1) & (d_sorted <= horizon)
+    return float(np.sum(1.0 / at_risk[hit]))
+
+
+def fit_uplift_model(frame: pd.DataFrame, config: UpliftConfig) -> UpliftModel:
+    """Fit on randomized users: ``frame`` has the landmark covariates, ``treated`` (0/1), ``days_followed`` and
+    ``churned`` (after the send)."""
+    raw = feature_frame(frame)
+    sds = raw.std().to_numpy(float)
+    keep = np.isfinite(sds) & (sds > 1e-9)
+    columns = [c for c, k in zip(raw.columns, keep, strict=True) if k]
+    means, sds = raw[columns].mean().to_numpy(float), raw[columns].std().to_numpy(float)
+    x = (raw[columns].to_numpy(float) - means) / sds
+    treated = frame["treated"].to_numpy(float)
+    duration, event = outcome(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(), config.horizon_days)
+    names = ["treated", *columns, *[f"treated:{c}" for c in columns]]
+    design = pd.DataFrame(np.column_stack([treated, x, treated[:, None] * x]), columns=names)
+    design["duration"], design["event"] = duration, event
+    penalizer = np.r_[np.full(1 + len(columns), config.penalizer_main),
+                      np.full(len(columns), config.penalizer_interaction)]
+    fit = CoxPHFitter(penalizer=penalizer).fit(design, "duration", "event")
+    params = fit.params_[names].to_numpy(float)
+    covariance = fit.variance_matrix_.loc[names, names].to_numpy(float)
+    lp = design[names].to_numpy(float) @ params
+    return UpliftModel(columns, means, sds, params, covariance, breslow_at(duration, event, lp, config.horizon_days),
+                       config.horizon_days, len(frame))
+
+
+def score(model: UpliftModel, frame: pd.DataFrame, config: UpliftConfig) -> pd.DataFrame:
+    """Per row of ``frame``: P(churn) untreated (the risk) and treated, the effect (treated minus untreated) and
+    its 90% interval over coefficient draws. Vectorized over users x draws, ``chunk_users`` rows at a time."""
+    rng = np.random.default_rng(config.seed)
+    draws = rng.multivariate_normal(model.params, model.covariance, size=config.draws, method="eigh").T
+    parts = []
+    for start in range(0, len(frame), config.chunk_users):
+        x = model.matrix(frame.iloc[start:start + config.chunk_users])
+        p0, p1 = model.probabilities(x)
+        d0, d1 = model.probabilities(x, draws)
+        lo, hi = np.quantile(d1 - d0, INTERVAL, axis=1)
+        parts.append(pd.DataFrame({"p_churn_control": p0, "p_churn_treated": p1, "effect": p1 - p0,
+                                   "lower_90": lo, "upper_90": hi}))
+    columns = ["p_churn_control", "p_churn_treated", "effect", "lower_90", "upper_90"]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns, dtype=float)
+    out.index = frame.index
+    return out
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    effects: pd.DataFrame  # per randomized user: score columns, fold (-1: outside the fitted sample), cross_fitted
+    model: UpliftModel  # fitted on the whole (sampled) randomized set: scores users outside it
+    sampled: bool  # the fit used a sample of the randomized users
+
+
+def cross_fit(frame: pd.DataFrame, config: UpliftConfig) -> CrossFit:
+    """Every randomized user's effect from a model that did not see them: K folds over the fitted sample (at most
+    ``max_fit_users``, drawn at random); users outside the sample are scored by the model fitted on all of it.
+    Returns the per-user frame (index of ``frame``) and the full-sample model (for scoring other users)."""
+    rng = np.random.default_rng(config.seed)
+    n = len(frame)
+    in_sample = np.zeros(n, dtype=bool)
+    in_sample[rng.permutation(n)[:min(n, config.max_fit_users)]] = True
+    fold = np.full(n, -1)
+    fold[in_sample] = rng.permutation(np.arange(in_sample.sum()) % config.folds)
+    sample = frame[in_sample]
+    model = fit_uplift_model(sample, config)
+    parts = []
+    for k in range(config.folds):
+        held = fold == k
+        parts.append(score(fit_uplift_model(frame[in_sample & ~held], config), frame[held], config))
+    if (~in_sample).any():
+        parts.append(score(model, frame[~in_sample], config))
+    effects = pd.concat(parts).reindex(frame.index)
+    return CrossFit(effects.assign(fold=fold, cross_fitted=True), model, bool((~in_sample).any()))
+
+
+# --- Uplift and Qini curves -----------------------------------------------------------------------------------
+
+
+def _cumulative(score: np.ndarray, treated: np.ndarray, retained: np.ndarray, weights: np.ndarray
+                ) -> tuple[np.ndarray, ...]:
+    """Cumulative treated/control counts and retained counts down the ranking (highest score first); ``weights``
+    is (replicates, users)."""
+    order = np.argsort(-np.asarray(score, float), kind="stable")
+    t, y, w = treated[order], retained[order], weights[:, order]
+    nt, nc = np.cumsum(w * t, axis=1), np.cumsum(w * (1 - t), axis=1)
+    rt, rc = np.cumsum(w * t * y, axis=1), np.cumsum(w * (1 - t) * y, axis=1)
+    return nt, nc, rt, rc
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros_like(a, dtype=float), where=b > 0)
+
+
+def curve_points(score: np.ndarray, treated: np.ndarray, retained: np.ndarray, weights: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
+    """Down the ranking by ``score`` (highest first), after each of the n users (rows: replicates of ``weights``):
+
+    - ``qini``: Radcliffe's Qini, retained treated minus retained controls scaled to the treated count,
+      R_T(k) - R_C(k) N_T(k) / N_C(k), per randomized user (divided by the total weight);
+    - ``uplift``: the cumulative uplift, (R_T/N_T - R_C/N_C)(k) x (N_T + N_C)(k), per randomized user;
+    - ``rate``: the retention difference among the targeted, R_T/N_T - R_C/N_C (users kept per user targeted).
+    """
+    treated = np.asarray(treated, float)
+    retained = np.asarray(retained, float)
+    w = np.ones((1, len(treated))) if weights is None else np.atleast_2d(weights)
+    nt, nc, rt, rc = _cumulative(score, treated, retained, w)
+    total = w.sum(axis=1, keepdims=True)
+    rate = _ratio(rt, nt) - _ratio(rc, nc)
+    return {"qini": (rt - _ratio(rc * nt, nc)) / total, "uplift": rate * (nt + nc) / total, "rate": rate,
+            "share": (nt + nc) / total}
+
+
+def _area(share: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Trapezoid area under y(share) from (0, 0), per row."""
+    x = np.concatenate([np.zeros((share.shape[0], 1)), share], axis=1)
+    v = np.concatenate([np.zeros((y.shape[0], 1)), y], axis=1)
+    return np.sum(np.diff(x, axis=1) * (v[:, 1:] + v[:, :-1]) / 2, axis=1)
+
+
+def curve_summary(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per replicate: the Qini coefficient (area between the Qini curve and the random-targeting line, in users
+    kept per randomized user; 0: no better than random) and the AUUC (area under the cumulative uplift curve) with
+    its random-line counterpart subtracted too (``auuc_over_random``)."""
+    share = points["share"]
+    qini_random = points["qini"][:, -1:] * share
+    uplift_random = points["uplift"][:, -1:] * share
+    auuc = _area(share, points["uplift"])
+    return {"qini_coefficient": _area(share, points["qini"] - qini_random), "auuc": auuc,
+            "auuc_over_random": auuc - _area(share, uplift_random)}
+
+
+def poisson_weights(n: int, replicates: int, seed: int) -> Iterator[np.ndarray]:
+    """The bootstrap over users as Poisson(1) weights, a block of replicates at a time (bounded memory)."""
+    rng = np.random.default_rng(seed)
+    block = max(1, min(replicates, 2_000_000 // max(n, 1)))
+    for start in range(0, replicates, block):
+        yield rng.poisson(1.0, size=(min(block, replicates - start), n)).astype(float)
+
+
+def grid_index(share: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """For each share of the grid, the position in the ranking where that share of users is targeted."""
+    return np.clip(np.searchsorted(share, grid - 1e-12), 0, len(share) - 1)
+
+
+def uplift_curves(scores: dict[str, np.ndarray], treated: np.ndarray, retained: np.ndarray,
+                  grid: np.ndarray | None = None, replicates: int = 200, seed: int = 0
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Curves of each targeting policy (a score per policy; ``random`` is added: the straight line) on a grid of
+    shares targeted, with 90% bootstrap intervals over users, and one summary row per policy (Qini coefficient,
+    AUUC, with intervals). ``treated`` and ``retained`` are 0/1 of held-out randomized users."""
+    grid = np.linspace(0.01, 1.0, 100) if grid is None else grid
+    treated, retained = np.asarray(treated, float), np.asarray(retained, float)
+    rows, summaries = [], []
+    for policy, s in scores.items():
+        point = curve_points(s, treated, retained)
+        at = grid_index(point["share"][0], grid)
+        boot: dict[str, list[np.ndarray]] = {"qini": [], "rate": [], "qini_coefficient": [], "auuc": [],
+                                             "auuc_over_random": []}
+        for w in poisson_weights(len(treated), replicates, seed):
+            p = curve_points(s, treated, retained, w)
+            boot["qini"].append(p["qini"][:, at])
+            boot["rate"].append(p["rate"][:, at])
+            for name, value in curve_summary(p).items():
+                boot[name].append(value)
+        b = {k: np.concatenate(v) for k, v in boot.items()}
+        qlo, qhi = np.quantile(b["qini"], INTERVAL, axis=0)
+        rlo, rhi = np.quantile(b["rate"], INTERVAL, axis=0)
+        rows.append(pd.DataFrame({
+            "policy": policy, "share_targeted": grid, "users_targeted": at + 1,
+            "qini": point["qini"][0, at], "qini_lower_90": qlo, "qini_upper_90": qhi,
+            "cumulative_uplift": point["uplift"][0, at], "random_qini": point["qini"][0, -1] * grid,
+            "uplift_rate": point["rate"][0, at], "uplift_rate_lower_90": rlo, "uplift_rate_upper_90": rhi}))
+        summary = curve_summary(point)
+        summaries.append({"policy": policy, "users": len(treated),
+                          **{name: float(summary[name][0]) for name in summary},
+                          **{f"{name}_{side}_90": float(np.quantile(b[name], q))
+                             for name in summary for side, q in zip(("lower", "upper"), INTERVAL, strict=True)}})
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(summaries)
+
+
+def policy_gains(scores: dict[str, np.ndarray], treated: np.ndarray, retained: np.ndarray, share: float,
+                 replicates: int = 500, seed: int = 0) -> dict[str, np.ndarray]:
+    """Bootstrap replicates (users resampled, the same replicates for every policy, so differences are paired)
+    of the users kept per user targeted when each policy targets the top ``share`` of held-out randomized users by
+    its score; ``random`` is the whole group's retention difference (targeting at random keeps that on average)."""
+    treated, retained = np.asarray(treated, float), np.asarray(retained, float)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in [*scores, "random"]}
+    ones = np.ones(len(treated))
+    top = min(len(treated), max(1, int(round(share * len(treated))))) - 1  # the last targeted position
+    for w in poisson_weights(len(treated), replicates, seed):
+        for name, s in scores.items():
+            out[name].append(curve_points(s, treated, retained, w)["rate"][:, top])
+        out["random"].append(curve_points(ones, treated, retained, w)["rate"][:, -1])
+    return {name: np.concatenate(v) for name, v in out.items()}
+
+
+def users_to_target(population: int, users: int | None, share: float | None, budget: float | None,
+                    cost_per_send: float | None) -> int:
+    """How many users a targeting spec treats out of ``population``: N users, a share, or budget / cost."""
+    if users is not None:
+        n = users
+    elif share is not None:
+        n = int(round(share * population))
+    else:
+        assert budget is not None and cost_per_send
+        n = int(budget // cost_per_send)
+    return max(0, min(n, population))
+
+
+def policy_scores(effects: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The targeting policies' scores, higher first: ``benefit``, the estimated reduction in churn; ``risk``, the
+    churn probability without the campaign (what a risk model alone ranks by)."""
+    return {"benefit": -effects["effect"].to_numpy(float), "risk": effects["p_churn_control"].to_numpy(float)}
+
+
+EFFECT_COLUMNS = ["user_id", "campaign_id", "population", "horizon_days", "effect", "lower_90", "upper_90",
+                  "p_churn_control", "p_churn_treated", "treated", "retained", "fold", "cross_fitted", "as_of"]
+
+
+@dataclass(frozen=True)
+class CampaignEffects:
+    effects: pd.DataFrame  # EFFECT_COLUMNS: randomized users (cross-fitted, as of the send) and active users
+    curves: pd.DataFrame  # uplift / Qini curves per policy on a grid of shares
+    summary: pd.DataFrame  # per policy: Qini coefficient and AUUC with 90% intervals
+    info: dict  # counts for metadata
+
+
+def campaign_user_effects(campaign_id: str, experiment: pd.DataFrame, at_send: pd.DataFrame,
+                          active: pd.DataFrame, config: UpliftConfig, replicates: int = 200) -> CampaignEffects:
+    """One randomized campaign: ``experiment`` its rows of marts.fct_campaign_experiment_assignments,
+    ``at_send`` every user's covariates as of the send day, ``active`` the active users' covariates today (scored
+    by the model fitted on all randomized users, or its bounded sample)."""
+    send_day = pd.Timestamp(experiment["sent_at"].min()).normalize()
+    usable = experiment[~experiment["churned_before_send"].astype(bool) & ~experiment["in_both_groups"].astype(bool)]
+    frame = usable[["user_id", "treated", "days_followed", "churned"]].merge(
+        at_send.drop(columns=["landmark_day"], errors="ignore"), on="user_id", how="inner").reset_index(drop=True)
+    _, event = outcome(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(), config.horizon_days)
+    treated = frame["treated"].to_numpy() == 1
+    fewest = min(int(event[treated].sum()), int(event[~treated].sum()))
+    if fewest < config.min_events_per_group:
+        raise UpliftUnavailable(f"campaign {campaign_id!r}: {fewest} churn event(s) within {config.horizon_days} days "
+                                f"of the send in its smaller group, fewer than {config.min_events_per_group} "
+                                f"(of {len(frame):,} randomized users known at the send)")
+    followed = int((frame["days_followed"].to_numpy(float) >= config.horizon_days).sum())
+    if followed < config.min_events_per_group:
+        raise UpliftUnavailable(f"campaign {campaign_id!r}: {followed} user(s) followed for {config.horizon_days} "
+                                "days after the send so far: too soon to measure whom it keeps")
+    fit = cross_fit(frame, config)
+    retained, known = retained_known(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(),
+                                     config.horizon_days)
+    common = {"campaign_id": campaign_id, "horizon_days": config.horizon_days}
+    randomized = pd.DataFrame({"user_id": frame["user_id"].to_numpy(), **common, "population": "randomized",
+                               **{c: fit.effects[c].to_numpy() for c in ("effect", "lower_90", "upper_90",
+                                                                         "p_churn_control", "p_churn_treated")},
+                               "treated": frame["treated"].to_numpy(float),
+                               "retained": np.where(known, retained, np.nan), "fold": fit.effects["fold"].to_numpy(),
+                               "cross_fitted": True, "as_of": send_day})
+    scored = score(fit.model, active, config)
+    today = pd.Timestamp(active["as_of"].max()) if "as_of" in active and len(active) else pd.NaT
+    current = pd.DataFrame({"user_id": active["user_id"].to_numpy(), **common, "population": "active",
+                            **{c: scored[c].to_numpy() for c in scored.columns}, "treated": np.nan,
+                            "retained": np.nan, "fold": -1, "cross_fitted": False, "as_of": today})
+    evaluated = randomized[known]
+    curves, summary = uplift_curves(policy_scores(evaluated), evaluated["treated"].to_numpy(),
+                                    evaluated["retained"].to_numpy(), replicates=replicates, seed=config.seed)
+    first = curves[curves["policy"] == curves["policy"].iloc[0]]
+    overall = float(first["uplift_rate"].iloc[-1])
+    random = first.assign(policy="random", qini=first["random_qini"], qini_lower_90=np.nan, qini_upper_90=np.nan,
+                          cumulative_uplift=first["cumulative_uplift"].iloc[-1] * first["share_targeted"],
+                          uplift_rate=overall, uplift_rate_lower_90=np.nan, uplift_rate_upper_90=np.nan)
+    curves = pd.concat([curves, random], ignore_index=True).assign(**common)
+    summary = pd.concat([summary, pd.DataFrame([{"policy": "random", "users": len(evaluated), "qini_coefficient": 0.0,
+                                                 "auuc_over_random": 0.0}])], ignore_index=True).assign(**common)
+    info = {"randomized_users": len(experiment), "usable_users": len(usable), "modelled_users": len(frame),
+            "unknown_at_send": len(usable) - len(frame), "evaluated_users": int(known.sum()),
+            "censored_before_horizon": int((~known).sum()), "fitted_users": fit.model.fitted_users,
+            "fit_sampled": fit.sampled, "active_users_scored": len(current), "send_day": str(send_day.date()),
+            "model_columns": ", ".join(fit.model.columns)}
+    return CampaignEffects(pd.concat([randomized, current], ignore_index=True)[EFFECT_COLUMNS], curves, summary, info)
