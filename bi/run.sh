@@ -5,6 +5,7 @@
 #   bi/run.sh install                  # bi/.venv from bi/requirements.lock (skipped when the lock is unchanged)
 #   bi/run.sh prepare SERVING_COPY     # Superset's metadata (once), then the dashboards, imported afresh
 #   bi/run.sh serve [PORT]             # http://127.0.0.1:PORT (8088 by default), until Ctrl-C
+#   bi/run.sh look --screenshots DIR   # every dashboard in headless Chromium on a free port; exit 1 if a chart failed
 #
 # TWINS_BI_HOME: where Superset keeps its metadata and secret (bi/.superset by default).
 set -euo pipefail
@@ -47,6 +48,9 @@ case "${1:-}" in
     port="${2:-8088}"
     echo "Superset at http://127.0.0.1:$port/dashboard/list/ (user $ADMIN_USER, password $ADMIN_PASSWORD); Ctrl-C stops it"
     exec "$VENV/bin/superset" run -h 127.0.0.1 -p "$port" --with-threads ;;
+  look)
+    shift
+    exec "$VENV/bin/python" "$BI/superset/look.py" --serve "$BI/run.sh" "$@" ;;
   *)
-    sed -n '2,10p' "$0"; exit 2 ;;
+    sed -n '2,11p' "$0"; exit 2 ;;
 esac

@@ -158,7 +158,8 @@ LAST_RUN = "is_last_run"
 
 # (dashboard slug, title, [(chart title, dataset, params, width 1-12)])
 DASHBOARDS: list[tuple[str, str, str, list[tuple[str, str, dict, int]]]] = [
-    ("twins-overview", "Twins overview", "How many twins, how sure they are, what users are into, and how that drifts.", [
+    ("twins-overview", "Twins overview", "How many twins, how sure they are, what users are into, and how that "
+     "drifts.", [
         ("Users with a twin", "twins", big_number("users", "twins in the serving copy"), 3),
         ("Mean twin confidence", "twins", big_number("mean_confidence", "0 = prior only, 1 = certain"), 3),
         ("Rows published", "publication", big_number("rows", "in the serving copy"), 3),
@@ -180,7 +181,7 @@ DASHBOARDS: list[tuple[str, str, str, list[tuple[str, str, dict, int]]]] = [
          bars("belief_label", ["lower_90", "mean", "upper_90"], horizontal=True)
          | where("family <> 'gamma'") | {"show_value": False}, 6),
         ("Beliefs explained", "beliefs", table(["belief_label", "mean", "lower_90", "upper_90", "confidence",
-                                               "raw_events", "why"], order="confidence"), 6),
+                                               "raw_events", "why"], order="mean"), 6),
         ("Churn and return predictions", "predictions", table(["state", "question", "risk_tier", "p_churn_30d",
                                                                "p_churn_30d_lower_90", "p_churn_30d_upper_90",
                                                                "p_return_30d", "top_drivers"]), 12),
@@ -196,9 +197,8 @@ DASHBOARDS: list[tuple[str, str, str, list[tuple[str, str, dict, int]]]] = [
         ("Mean P(churn within 30 days)", "predictions", big_number("mean_p_churn_30d", "active users"), 4),
         ("Users per risk tier (every tier, even when empty)", "risk_tiers", bars("tier", ["users"]), 6),
         ("Risk tiers defined", "risk_tiers", table(["tier", "definition", "users"], order="tier", desc=False), 6),
-        ("Calibration: churn within 30 days, predicted vs observed per decile", "calibration",
-         lines("decile", ["predicted", "observed"], temporal=False) | where("question = 'churn' and horizon_days = 30"),
-         6),
+        ("Calibration: churn, predicted vs observed per decile of risk", "calibration",
+         lines("decile", ["predicted", "observed"], ["horizon"], temporal=False) | where("is_headline"), 6),
         ("Predicted vs observed rate per horizon", "calibration", agg_table(["horizon"], ["predicted", "observed"]), 6),
         ("Model vs one-variable baselines (AUC)", "model_metrics",
          bars("horizon", ["auc", "auc_recency", "auc_events_per_day"]), 6),

@@ -14,7 +14,6 @@ from zipfile import ZipFile
 
 def main(bundle: str, username: str) -> None:
     from flask import g
-
     from superset.app import create_app
 
     app = create_app()

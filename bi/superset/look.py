@@ -4,14 +4,23 @@ Runs in the BI environment (Playwright drives the machine's Chromium through exe
 browser). Prints one JSON report on stdout and exits 1 when a dashboard has a chart that failed or came back empty:
 
     bi/.venv/bin/python bi/superset/look.py --url http://127.0.0.1:8088 --screenshots docs/img
+    bi/.venv/bin/python bi/superset/look.py --serve bi/run.sh --screenshots docs/img   # its own server, free port
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
@@ -28,6 +37,11 @@ INSPECT = """() => [...document.querySelectorAll('.dashboard-component-chart-hol
   drawn: !!h.querySelector('canvas, svg, table, .big_number, .header-line, [data-test="big-number"]'),
   rows: h.querySelectorAll('tbody tr').length,
 }))"""
+
+
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield url
 
 
 def login(page: Page, url: str, user: str, password: str) -> None:
@@ -64,9 +78,36 @@ def look(page: Page, url: str, slug: str, expected: int, folder: Path | None) ->
             "screenshot": str(shot) if shot else None, "ok": len(charts) == expected and not bad and one_user}
 
 
+@contextmanager
+def served(run_sh: str) -> Iterator[str]:
+    """`run.sh serve` on a free port of 127.0.0.1 until the block ends; stopped by its own process group id."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(["bash", run_sh, "serve", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(300):  # Superset's app starts in 10-20 s here
+            if server.poll() is not None:
+                raise SystemExit(f"Superset stopped while starting (exit {server.returncode})")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="a running Superset")
+    where.add_argument("--serve", help="bi/run.sh: start Superset on a free port for this look, then stop it")
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="admin")
     parser.add_argument("--screenshots", type=Path, help="folder for bi-<dashboard>.png")
@@ -74,13 +115,13 @@ def main() -> int:
     args = parser.parse_args()
     if not args.chromium:
         raise SystemExit("Chromium is needed (apt-get install chromium; `make browser`)")
-    with sync_playwright() as pw:
+    with (served(args.serve) if args.serve else _given(args.url)) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=args.chromium, headless=True,
                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            login(page, args.url.rstrip("/"), args.user, args.password)
-            report = [look(page, args.url.rstrip("/"), slug, len(charts), args.screenshots)
+            login(page, url.rstrip("/"), args.user, args.password)
+            report = [look(page, url.rstrip("/"), slug, len(charts), args.screenshots)
                       for slug, _, _, charts in DASHBOARDS]
         finally:
             browser.close()
