@@ -57,20 +57,25 @@ def look(page: Page, url: str, slug: str, expected: int, folder: Path | None) ->
     page.wait_for_selector(".dashboard-component-chart-holder", timeout=120_000)
     # Charts render lazily as they come into view: scroll to the bottom, then wait until none is loading.
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-    page.wait_for_function(
-        f"""() => {{ const h = [...document.querySelectorAll('.dashboard-component-chart-holder')];
+    ready = f"""() => {{ const h = [...document.querySelectorAll('.dashboard-component-chart-holder')];
              return h.length >= {expected} && h.every(x => !x.querySelector('.loading, [data-test="loading-indicator"]')
                && (x.querySelector('canvas, svg, table, [role="alert"], .alert-danger')
-                   || /No results|No data/.test(x.innerText))); }}""",
-        timeout=180_000, polling=1000)
+                   || /No results|No data/.test(x.innerText))); }}"""
+    page.wait_for_function(ready, timeout=180_000, polling=1000)
     page.wait_for_timeout(1500)  # let the charts' animations settle before the screenshot
     charts = page.evaluate(INSPECT)
     shot = None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         shot = folder / f"bi-{slug}.png"
+        # A full-page screenshot resizes the page, and Superset re-renders its grid meanwhile (seen blank): make the
+        # window as tall as the page instead, wait until every chart is drawn again, then take the window.
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(shot), full_page=True)
+        page.set_viewport_size({"width": 1400, "height": page.evaluate("document.body.scrollHeight")})
+        page.wait_for_function(ready, timeout=180_000, polling=1000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(shot))
+        page.set_viewport_size({"width": 1400, "height": 1000})
     bad = [c for c in charts if c["error"] or c["empty"] or not c["drawn"]]
     # The user page opens on one user: its summary table (the first chart) must hold exactly that user.
     one_user = slug != "user-twin" or (bool(charts) and charts[0]["rows"] == 1)
@@ -99,8 +104,13 @@ def served(run_sh: str) -> Iterator[str]:
                 time.sleep(1)
         yield url
     finally:
+        # SIGTERM first; a server started from a shell that ignores SIGTERM (seen under nohup) gets SIGKILL.
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def main() -> int:
