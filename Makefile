@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup setup-spark browser demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
+.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -49,7 +49,22 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
-test: lint setup-spark browser  ## lint, then the whole test suite (Spark parity included)
+# BI: Apache Superset in its own environment bi/.venv (bi/requirements.lock), reading only the serving copy (docs/bi.md).
+BI_PORT ?= 8088
+SERVING = $$($(BIN)/python -c 'from dagster_twins.settings import Settings; print(Settings.load().serving_file)')
+
+bi-setup:  ## install Apache Superset into bi/.venv from bi/requirements.lock (never touches the pipeline's pins)
+	bi/run.sh install
+
+bi: setup bi-setup  ## the dashboards over the serving copy at http://127.0.0.1:$(BI_PORT) (run `make demo` first)
+	bi/run.sh prepare "$(SERVING)"
+	bi/run.sh serve $(BI_PORT)
+
+bi-screenshots: setup bi-setup browser  ## docs/img/bi-*.png from the current serving copy (Superset on a free port)
+	bi/run.sh prepare "$(SERVING)"
+	bi/run.sh look --screenshots docs/img
+
+test: lint setup-spark browser bi-setup  ## lint, then the whole test suite (Spark parity and the BI browser test included)
 	$(BIN)/python -m pytest
 
 # Both offline and deterministic: sqlfluff renders the models with its jinja templater (no dbt, no warehouse).

@@ -1,0 +1,30 @@
+-- Each scenario's simulated outcome with 90% intervals and its placebo (the same users, no intervention),
+-- with its place in the policy ranking. Counts are integers.
+select
+    r.rank::integer as policy_rank,
+    s.scenario,
+    s.description,
+    s.segment,
+    s.intervention,
+    s.status,
+    s.status_reason,
+    s.effect_kind,
+    s.users_affected::integer as users_affected,
+    s.horizon_days::integer as horizon_days,
+    s.draws::integer as draws,
+    s.baseline_retention,
+    s.scenario_retention,
+    s.retention_difference,
+    s.retention_difference_lower_90,
+    s.retention_difference_upper_90,
+    s.expected_users_kept,
+    s.expected_users_kept_lower_90,
+    s.expected_users_kept_upper_90,
+    s.users_kept_per_user_treated,
+    s.placebo_difference,
+    s.placebo_difference_lower_90,
+    s.placebo_difference_upper_90,
+    s.probability_difference_positive,
+    s.users_beyond_model_range::integer as users_beyond_model_range
+from simulation.scenario_results as s
+left join simulation.scenario_policy_ranking as r using (scenario)
