@@ -23,12 +23,13 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +107,34 @@ class Snapshot:
 
 
 class ServingCopy:
-    """Follows the serving copy's atomic swaps: ``current()`` opens the new file when the path names another one."""
+    """Follows the serving copy's atomic swaps: ``current()`` opens the new file when the path names another one.
 
-    def __init__(self, path: Path, on_new: Any = None):
-        self.path, self.on_new = path, on_new
+    DuckDB keeps one database instance per path in a process, so a second ``connect`` to the serving path while the
+    old copy is open would return the old copy. Each published file is therefore opened through a hard link of its
+    own, ``<links>/<inode>-<mtime>/<file name>`` (the file name is kept: DuckDB names the catalog after it, and
+    views refer to it); the link of a replaced copy is removed at once, and the kernel frees the file when its last
+    reader closes it. The links folder must be on the serving copy's filesystem.
+    """
+
+    def __init__(self, path: Path, links: Path, on_new: Any = None):
+        self.path, self.links, self.on_new = path, links, on_new
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        shutil.rmtree(links, ignore_errors=True)  # links a stopped server left
+
+    def _link(self, identity: tuple[int, int]) -> Path:
+        folder = self.links / f"{identity[0]}-{identity[1]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / self.path.name
+        if not link.exists():
+            try:
+                os.link(self.path, link)
+            except OSError as exc:
+                raise NoServingCopy(f"cannot link the serving copy {self.path} into {self.links} ({exc}): the "
+                                    "online folder (online_dir) must be on the serving copy's filesystem") from exc
+        if os.stat(link).st_ino != identity[0]:  # replaced again between the stat and the link: try next time
+            raise FileNotFoundError(link)
+        return link
 
     def current(self) -> Snapshot:
         try:
@@ -128,14 +151,16 @@ class ServingCopy:
         with self._lock:
             if self._snapshot is None or self._snapshot.identity != identity:
                 try:
-                    fresh = Snapshot(self.path, identity)
-                except duckdb.Error as exc:
-                    if self._snapshot is not None:
+                    fresh = Snapshot(self._link(identity), identity)
+                except (duckdb.Error, FileNotFoundError) as exc:
+                    if self._snapshot is not None:  # keep answering from the copy that is open
                         return self._snapshot
                     raise NoServingCopy(f"the serving copy at {self.path} cannot be opened: {exc}") from exc
                 if self.on_new is not None:
                     self.on_new(fresh)
-                self._snapshot = fresh
+                old, self._snapshot = self._snapshot, fresh
+                if old is not None:
+                    shutil.rmtree(old.path.parent, ignore_errors=True)
             return self._snapshot
 
 
@@ -210,6 +235,8 @@ class TwinService:
                                   self.settings.purchase_event_types)
         updated = max(p[2] for p in pending)
         beliefs, twins, _ = online_twin(batch, user_id, evidence)
+        if twins.empty:
+            return base
         twin = twins.iloc[0].to_dict()
         document = build_document(twin, mark_online(beliefs, evidence, updated).to_dict("records"),
                                   updated_online_at=updated)
@@ -267,8 +294,9 @@ class TwinService:
 
     # observe()
 
-    def observe(self, user_id: str, body: Any) -> tuple[int, dict[str, Any]]:
-        received = now_utc()
+    def observe(self, user_id: str, body: Any, received_at: datetime | None = None) -> tuple[int, dict[str, Any]]:
+        """Fold one event in and record it; ``received_at`` (UTC, default now) sets its landing day."""
+        received = received_at or now_utc()
         row = parse_event(user_id, body, received)
         if self.store.has(row["event_id"]):
             return 200, {"event_id": row["event_id"], "duplicate": True}
@@ -290,12 +318,13 @@ class TwinService:
                 **snapshot.publication, "users_with_online_events": len(self._pending_users)}
 
 
-def observe(settings: Settings, user_id: str, event: dict[str, Any]) -> dict[str, Any]:
+def observe(settings: Settings, user_id: str, event: dict[str, Any],
+            received_at: datetime | None = None) -> dict[str, Any]:
     """observe() from Python: fold one event into ``user_id``'s twin now and record it for the next batch run
     (the same as POST /users/{id}/events). Raises ``EventError`` with the reason for an event it refuses."""
     service = build_service(settings)
     try:
-        return service.observe(user_id, event)[1]
+        return service.observe(user_id, event, received_at)[1]
     finally:
         service.store.close()
 
@@ -305,7 +334,9 @@ def online_dir(settings: Settings) -> Path:
 
 
 def build_service(settings: Settings) -> TwinService:
-    return TwinService(ServingCopy(settings.serving_file), OnlineStore(online_dir(settings) / "online.sqlite"),
+    folder = online_dir(settings)
+    return TwinService(ServingCopy(settings.serving_file, folder / f"snapshots-{os.getpid()}"),
+                       OnlineStore(folder / "online.sqlite"),
                        LandingWriter(settings.landing_dir), settings)
 
 
