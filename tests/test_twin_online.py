@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -161,7 +162,12 @@ def test_observed_events_reconcile_with_the_nightly_run_while_reads_go_on(built_
         assert result.success
         assert answers and all(status == 200 and valid for status, valid in answers), \
             sorted({a for a in answers if a != (200, True)})
-        health = client.get("/health").json()
+        # The server opens the new copy beside the old one (and builds its read store), then switches.
+        for _ in range(1200):
+            health = client.get("/health").json()
+            if health["run_id"] == result.run_id:
+                break
+            time.sleep(0.05)
         assert health["run_id"] == result.run_id and health["users_with_online_events"] == 0
         con = connect(settings_.serving_file, read_only=True)
         try:

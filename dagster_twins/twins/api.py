@@ -27,7 +27,8 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from dagster_twins.settings import Settings
+from dagster_twins.twins import readstore
 from dagster_twins.twins.document import (
     build_document,
     context_block,
@@ -77,6 +79,7 @@ class Snapshot:
         self.path, self.identity = path, identity
         self.con = connect(path, read_only=True)
         self._local = threading.local()
+        self._priors: dict[date, Any] = {}
         self.has_documents = table_exists(self.con, "twins", "user_documents")
         self.as_of: date | None = None
         if self.has_documents:
@@ -86,12 +89,21 @@ class Snapshot:
         if table_exists(self.con, "marts", "fct_events"):
             self.data_start = self.con.execute("select min(occurred_at) from marts.fct_events").fetchone()[0]
         self.publication = self._publication()
+        self.read_build = readstore.build(self.con, self.as_of, self.data_start, path.parent / "read.sqlite")
+        self.read = readstore.ReadStore(path.parent / "read.sqlite")
 
     def _publication(self) -> dict[str, Any]:
         if not table_exists(self.con, "serving", "publication"):
             return {}
         row = self.con.execute("select any_value(run_id), max(published_at) from serving.publication").fetchone()
         return {"run_id": row[0], "published_at": str(row[1])}
+
+    def priors(self, day: date) -> tuple[Any, dict[str, list[str]]] | None:
+        """The copy's priors and share categories of ``day`` (kept per day; a handful of rows each)."""
+        if day not in self._priors:
+            frame = self.frame("select * from twins.belief_priors where as_of = ? order by belief, category", [day])
+            self._priors[day] = priors_from_frame(frame) if len(frame) else None
+        return self._priors[day]
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
@@ -120,6 +132,9 @@ class ServingCopy:
         self.path, self.links, self.on_new = path, links, on_new
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._retired: Snapshot | None = None
+        self._opening: tuple[int, int] | None = None
+        self._error = ""
         shutil.rmtree(links, ignore_errors=True)  # links a stopped server left
 
     def _link(self, identity: tuple[int, int]) -> Path:
@@ -148,20 +163,38 @@ class ServingCopy:
         snapshot = self._snapshot
         if snapshot is not None and snapshot.identity == identity:
             return snapshot
-        with self._lock:
-            if self._snapshot is None or self._snapshot.identity != identity:
-                try:
-                    fresh = Snapshot(self._link(identity), identity)
-                except (duckdb.Error, FileNotFoundError) as exc:
-                    if self._snapshot is not None:  # keep answering from the copy that is open
-                        return self._snapshot
-                    raise NoServingCopy(f"the serving copy at {self.path} cannot be opened: {exc}") from exc
-                if self.on_new is not None:
-                    self.on_new(fresh)
-                old, self._snapshot = self._snapshot, fresh
-                if old is not None:
-                    shutil.rmtree(old.path.parent, ignore_errors=True)
-            return self._snapshot
+        if snapshot is None:  # the first copy: nothing to answer from until it is open
+            with self._lock:
+                if self._snapshot is None:
+                    self._open(identity)
+                if self._snapshot is None:
+                    raise NoServingCopy(f"the serving copy at {self.path} cannot be opened: {self._error}")
+                return self._snapshot
+        with self._lock:  # a newer copy: opened beside, while the open one keeps answering
+            if self._opening != identity:
+                self._opening = identity
+                threading.Thread(target=self._open, args=(identity,), daemon=True).start()
+        return snapshot
+
+    def _open(self, identity: tuple[int, int]) -> None:
+        try:
+            fresh = Snapshot(self._link(identity), identity)
+        except (duckdb.Error, OSError, NoServingCopy) as exc:
+            self._error, self._opening = str(exc), None
+            return
+        if self.on_new is not None:
+            self.on_new(fresh)
+        retired, self._retired, self._snapshot = self._retired, self._snapshot, fresh
+        if retired is not None:  # two copies back: no request can still be opening it
+            shutil.rmtree(retired.path.parent, ignore_errors=True)
+
+    def wait_until_current(self) -> Snapshot:
+        """The snapshot of the file the path names now, once it is open (for the CLI's observe() and the tests)."""
+        snapshot = self.current()
+        while self._opening is not None and self._opening != snapshot.identity:
+            time.sleep(0.05)
+            snapshot = self.current()
+        return snapshot
 
 
 @dataclass
@@ -176,6 +209,9 @@ class TwinService:
     def __post_init__(self):
         self.serving.on_new = self._reconcile
         self._pending_users = set(self.store.users())
+        # observe() answers once the event is recorded; the user's document is refolded here right after, so the
+        # next read usually finds it ready (a read that comes first refolds it itself).
+        self._refolder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refold")
 
     def _reconcile(self, snapshot: Snapshot) -> None:
         """A new copy was published: forget the online events it holds (they are in its batch state now)."""
@@ -197,34 +233,33 @@ class TwinService:
         snapshot = self.serving.current()
         if not snapshot.has_documents:
             raise NoServingCopy("the serving copy has no twins.user_documents yet: run the pipeline to the end")
-        row = snapshot.one("select document from twins.user_documents where user_id = ?", [user_id])
-        if row is None:
+        text = snapshot.read.document(user_id)
+        if text is None:
             raise HTTPException(404, f"no twin for user {user_id!r} in the serving copy as of {snapshot.as_of}")
         if user_id not in self._pending_users:
-            return row[0]
+            return text
         pending = self.store.pending(user_id)
         if not pending:
-            return row[0]
+            return text
         cached = self.store.cached(user_id, snapshot.as_of, len(pending))
         if cached is not None:
             return cached
-        text = to_json(self._refold(snapshot, user_id, json.loads(row[0]), pending))
+        text = to_json(self._refold(snapshot, user_id, json.loads(text), pending))
         self.store.cache(user_id, snapshot.as_of, len(pending), text)
         return text
 
     def batch_of(self, snapshot: Snapshot, user_id: str, day: date) -> Batch | None:
         """The user's saved state and the priors of ``day`` in the copy (None when that day's state is not kept)."""
-        state = snapshot.frame(f"select {', '.join(STATE_COLUMNS)} from twins.belief_state where as_of = ? and "
-                               "user_id = ?", [day, user_id])
-        priors = snapshot.frame("select * from twins.belief_priors where as_of = ? order by belief, category",
-                                [day])
-        first = snapshot.one("select greatest(coalesce(signed_up_at, first_seen_at), ?) from marts.dim_users "
-                             "where user_id = ?", [snapshot.data_start, user_id])
-        if priors.empty or first is None or first[0] is None:
+        if day == snapshot.as_of:  # the latest state: from the read store
+            state = snapshot.read.state(user_id)
+        else:
+            state = snapshot.frame(f"select {', '.join(STATE_COLUMNS)} from twins.belief_state where as_of = ? "
+                                   "and user_id = ?", [day, user_id])
+        priors = snapshot.priors(day)
+        first = snapshot.read.first_day(user_id)
+        if priors is None or first is None:
             return None
-        params, categories = priors_from_frame(priors)
-        return Batch(day, state, pd.Timestamp(first[0]).normalize(), params, categories,
-                     self.settings.half_life_days)
+        return Batch(day, state, first, *priors, self.settings.half_life_days)
 
     def _refold(self, snapshot: Snapshot, user_id: str, base: dict[str, Any],
                 pending: list[tuple[dict[str, Any], date, str]]) -> dict[str, Any]:
@@ -294,8 +329,10 @@ class TwinService:
 
     # observe()
 
-    def observe(self, user_id: str, body: Any, received_at: datetime | None = None) -> tuple[int, dict[str, Any]]:
-        """Fold one event in and record it; ``received_at`` (UTC, default now) sets its landing day."""
+    def observe(self, user_id: str, body: Any, received_at: datetime | None = None,
+                wait: bool = False) -> tuple[int, dict[str, Any]]:
+        """Record one event and fold it in; ``received_at`` (UTC, default now) sets its landing day. With ``wait``
+        the user's document is refolded before returning, else just after (the API's way)."""
         received = received_at or now_utc()
         row = parse_event(user_id, body, received)
         if self.store.has(row["event_id"]):
@@ -304,13 +341,19 @@ class TwinService:
         path = self.landing.append(row, day)  # first the landing file: the batch run is the record
         self.store.add(row, day, stamp(received))
         self._pending_users.add(row["user_id"])
-        out: dict[str, Any] = {"event_id": row["event_id"], "landing_file": str(path), "duplicate": False}
-        try:
-            document = json.loads(self.document_text(row["user_id"]))
-            out.update(as_of=document.get("as_of"), updated_online_at=document.get("updated_online_at"))
-        except HTTPException:
+        out: dict[str, Any] = {"event_id": row["event_id"], "landing_file": str(path), "duplicate": False,
+                               "updated_online_at": stamp(received)}
+        if self.serving.current().read.document(row["user_id"]) is None:
             out["twin"] = "no twin yet: the event is recorded and the next batch run builds the twin"
+        elif wait:
+            self.document_text(row["user_id"])
+        else:
+            self._refolder.submit(self._prefold, row["user_id"])
         return 201, out
+
+    def _prefold(self, user_id: str) -> None:
+        with suppress(Exception):  # a read refolds it again and reports what fails
+            self.document_text(user_id)
 
     def health(self) -> dict[str, Any]:
         snapshot = self.serving.current()
@@ -324,7 +367,7 @@ def observe(settings: Settings, user_id: str, event: dict[str, Any],
     (the same as POST /users/{id}/events). Raises ``EventError`` with the reason for an event it refuses."""
     service = build_service(settings)
     try:
-        return service.observe(user_id, event, received_at)[1]
+        return service.observe(user_id, event, received_at, wait=True)[1]
     finally:
         service.store.close()
 

@@ -138,6 +138,17 @@ def parse_event(user_id: str, body: Mapping[str, Any], received_at: datetime) ->
     }
 
 
+_LOCAL = threading.local()
+
+
+def _local_duckdb() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection per thread (opening one costs more than the query it runs)."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
+    return con
+
+
 def event_evidence(rows: Iterable[Mapping[str, Any]], landed_on: Mapping[str, date],
                    purchase_event_types: Iterable[str]) -> pd.DataFrame:
     """The twins' daily evidence (user_id, belief, category, stat_a, stat_b, day) of landing rows of ``events``,
@@ -155,13 +166,13 @@ def event_evidence(rows: Iterable[Mapping[str, Any]], landed_on: Mapping[str, da
         "landed": pd.Timestamp(landed_on[r["event_id"]]),
     } for r in rows], columns=["user_id", "source", "interaction_type", "is_user_initiated", "topic", "channel",
                                "content_format", "goal", "spend", "activity_date", "landed"])
-    con = duckdb.connect()
+    con = _local_duckdb()
+    con.register("online_events", frame.astype({"goal": object}))
     try:
-        con.register("online_events", frame.astype({"goal": object}))
         evidence = con.sql(evidence_sql("online_events", "true")).df()
         landed = con.sql("select user_id, max(landed) as landed from online_events group by all").df()
     finally:
-        con.close()
+        con.unregister("online_events")
     if evidence.empty:
         return evidence
     day = pd.to_datetime(evidence["day"])
