@@ -132,3 +132,8 @@ def test_the_context_block_is_plain_and_deterministic(built, day):
         block = context_block(doc)
         assert block == context_block(json.loads(text)) and block.startswith(f"User {doc['user_id']}")
         assert f"as of {day}" in block and len(block) < 2000 and "{" not in block and not re.search(r"\bnan\b", block)
+
+
+def test_a_day_without_kept_state_still_makes_a_valid_summary_document():
+    doc = {**build_document(TWIN, []), "detail": "summary"}
+    assert doc["beliefs"] == {} and VALIDATOR.is_valid(doc), list(VALIDATOR.iter_errors(doc))

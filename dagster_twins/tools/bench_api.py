@@ -56,8 +56,7 @@ def synthetic_copy(source: Path, target: Path, users: int) -> dict:
             select user_id || '{SUFFIX}' || k as user_id, as_of, schema_version,
                    replace(document, '"user_id":"' || user_id || '"',
                            '"user_id":"' || user_id || '{SUFFIX}' || k || '"') as document
-            from src.twins.user_documents, range({copies}) as r(k)
-            order by user_id, k limit {users}""")
+            from src.twins.user_documents, range({copies}) as r(k) limit {users}""")
         con.execute(f"""create table twins.belief_state as
             select s.as_of, s.user_id || '{SUFFIX}' || k as user_id, belief, category, stat_a, stat_b, n_evidence,
                    last_evidence_day

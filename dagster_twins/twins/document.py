@@ -172,13 +172,15 @@ def build_document(twin: dict[str, Any], beliefs: list[dict[str, Any]], predicti
         "interests": _top(block, "topic_interest"), "goals": _top(block, "goal"),
         "preferred_channel": twin.get("preferred_channel"), "preferred_format": twin.get("preferred_format"),
     })
-    return _pruned({
+    document = _pruned({
         "schema_version": SCHEMA_VERSION, "user_id": str(twin["user_id"]),
         "as_of": _day(twin.get("last_updated")), "last_evidence_day": _day(twin.get("last_evidence_day")),
         "overall_confidence": _num(twin.get("overall_confidence"), 4), "updated_online_at": updated_online_at,
         "summary": summary, "beliefs": block, "churn": churn_block(prediction), "what_helps": helps_block(effects),
         "value": value_block(twin),
     })
+    document.setdefault("beliefs", {})  # always there, empty when no belief has evidence (an old day's summary)
+    return document
 
 
 def _records_by_user(frame: pd.DataFrame | None) -> dict[str, list[dict[str, Any]]]:
