@@ -122,7 +122,7 @@ def run(source: Path, workdir: Path, users: int, rate: float, seconds: float, ob
                        landing_dir=workdir / "landing", online_dir=workdir / "online", api_port=0)
     out = {"users": built, "rate": rate, "seconds": seconds, "observe_rate": observe_rate,
            "concurrency": concurrency}
-    with server_process(settings) as url:
+    with server_process(settings, ready_within=3600) as url:
         warm = [(i / 200, "GET", f"/users/{rng.choice(ids)}/twin", None) for i in range(400)]
         asyncio.run(_load(url, warm, concurrency, None))
         reads = [(i / rate, "GET", f"/users/{rng.choice(ids)}/twin", None) for i in range(int(rate * seconds))]

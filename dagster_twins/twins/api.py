@@ -465,6 +465,10 @@ def serve(settings: Settings) -> None:
 
     started = time.perf_counter()
     app = create_app(settings)
+    try:  # open the serving copy (and build its read store) before taking requests
+        app.state.service.serving.current()
+    except NoServingCopy as exc:
+        print(f"no serving copy yet, answering 503 until one is published: {exc}", flush=True)
     print(f"twin API on http://{settings.api_host}:{settings.api_port} (serving copy {settings.serving_file}; "
           f"online store {online_dir(settings)}; token {'required' if settings.api_token else 'off'}); "
           f"ready in {time.perf_counter() - started:.1f} s", flush=True)
@@ -481,7 +485,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def server_process(settings: Settings, ready_within: float = 120.0) -> Iterator[str]:
+def server_process(settings: Settings, ready_within: float = 900.0) -> Iterator[str]:
     """`dagster-twins serve` for ``settings`` in a child process, on a free port unless ``settings.api_port`` is
     set; yields its base URL once /health answers and stops it (by its own process id) on exit. For tests and the
     benchmark."""
