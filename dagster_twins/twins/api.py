@@ -472,7 +472,8 @@ def serve(settings: Settings) -> None:
     print(f"twin API on http://{settings.api_host}:{settings.api_port} (serving copy {settings.serving_file}; "
           f"online store {online_dir(settings)}; token {'required' if settings.api_token else 'off'}); "
           f"ready in {time.perf_counter() - started:.1f} s", flush=True)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False,
+                timeout_keep_alive=30)  # clients keep connections; 5 s (the default) closed them under load
 
 
 def free_port(host: str = "127.0.0.1") -> int:
