@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
+.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn bench-api bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -84,6 +84,9 @@ bench-1m: setup  ## the whole DuckDB pipeline at 1,000,000 users x 180 days, onc
 bench-spark: setup setup-spark  ## the same stages with dbt on local Spark beside DuckDB, at 2,000 users
 	$(BIN)/dagster-twins bench --engine spark --users 2000 --days 180 --repeat 1 --output docs/benchmarks-spark.json
 	$(BIN)/dagster-twins bench --engine duckdb --users 2000 --days 180 --repeat 1 --output docs/benchmarks-spark-duckdb.json
+
+bench-api: setup  ## the twin API at 1,000,000 users (synthetic serving copy of a built demo's documents; docs/twin-api.md)
+	$(BIN)/dagster-twins bench --api --users 1000000 --rate 500 --seconds 20 --observe-rate 50 --output docs/benchmarks-api.json
 
 bench-simulation: setup  ## one scenario over 100k active users x 1,000 draws (see docs/benchmarks.md)
 	$(BIN)/dagster-twins bench --simulation --users 100000 --days 180 --draws 1000 --repeat 5 --output docs/benchmarks-simulation.json

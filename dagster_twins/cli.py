@@ -1,4 +1,4 @@
-"""Command line: `dagster-twins generate | run | demo | bench`.
+"""Command line: `dagster-twins generate | run | demo | bench | serve`.
 
     dagster-twins generate --users 2000 --days 180     # demo landing files into data/landing
     dagster-twins run                                   # the whole pipeline over every landing day found
@@ -190,6 +190,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from dagster_twins.tools.bench_uplift import main as uplift_main
 
         return uplift_main(args)
+    if args.api:
+        from dagster_twins.tools.bench_api import main as api_main
+
+        return api_main(args)
     if args.churn:
         from dagster_twins.tools.bench_churn import main as churn_main
 
@@ -207,6 +211,13 @@ def cmd_purchases_quality(args: argparse.Namespace) -> int:
     from dagster_twins.tools.purchases_quality import main as purchases_main
 
     return purchases_main(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dagster_twins.twins.api import serve
+
+    serve(load_settings(args))
+    return 0
 
 
 def cmd_model_quality(args: argparse.Namespace) -> int:
@@ -279,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="time the purchase model's fit and scoring on synthetic statistics of --users users "
                             "(--output: the Markdown page whose purchases section it rewrites: docs/benchmarks.md)")
     bench.add_argument("--fit-max-users", type=int, default=200_000, help="with --purchases: the fit's sample")
+    bench.add_argument("--api", action="store_true",
+                       help="load-test the twin API on a synthetic serving copy of --users users (docs/twin-api.md)")
+    bench.add_argument("--source", type=Path, default=None,
+                       help="with --api: the serving copy whose documents are replicated (default: the settings')")
+    bench.add_argument("--rate", type=float, default=500, help="with --api: requests a second (default 500)")
+    bench.add_argument("--seconds", type=float, default=30, help="with --api: seconds of each phase (default 30)")
+    bench.add_argument("--observe-rate", type=float, default=50,
+                       help="with --api: observe() requests a second in the mixed phase (default 50)")
+    bench.add_argument("--concurrency", type=int, default=64, help="with --api: requests in flight at most")
     bench.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                        help="where dbt builds the marts (spark: local PySpark, needs the spark extra)")
     bench.add_argument("--keep", action="store_true", help="keep the work folder (to resume a long run)")
@@ -289,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--to-stage", default=None, help="the last stage to run (default: all; a stage name as for "
                        "--from-stage: generate, ingest, dbt, twins_rebuild, ...)")
     bench.set_defaults(func=cmd_bench)
+    served = sub.add_parser("serve", help="the twin read API (GET /users/{id}/twin, POST /users/{id}/events, ...) "
+                                          "over the serving copy, on 127.0.0.1:8765 unless configured")
+    _add_settings_args(served)
+    served.set_defaults(func=cmd_serve)
     quality = sub.add_parser("model-quality", help="score the models against the demo's planted truth")
     quality.add_argument("--users", type=int, default=10_000)
     quality.add_argument("--days", type=int, default=180)

@@ -22,7 +22,7 @@ from dagster_twins.settings import DBT_PROJECT_DIR, Settings
 from dagster_twins.simulation.assets import simulation_assets
 from dagster_twins.transform.assets import build_dbt_assets
 from dagster_twins.transform.project import dbt_executable
-from dagster_twins.twins.assets import build_twins_assets
+from dagster_twins.twins.assets import build_documents_asset, build_twins_assets
 from dagster_twins.twins.parallel import build_rebuild_job
 from dagster_twins.twins.purchase_assets import build_purchase_asset
 from dagster_twins.warehouse.resources import WarehouseResource
@@ -57,6 +57,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [build_raw_sources(daily_partitions(partition_start(settings))), build_dbt_assets(settings),
               build_purchase_asset(settings), build_twins_assets(settings), build_churn_assets(settings),
               *simulation_assets(settings.scenarios_dir, settings)]
+    # The twin documents read the twins, churn and simulation tables: after all of them.
+    assets.append(build_documents_asset([key for asset in assets[2:] for key in asset.keys]))
     # The data-quality report gathers every check of the run, so it comes after every asset it reports on.
     assets.append(build_report_asset([key for asset in assets for key in asset.keys]))
     # The serving copy for BI tools is published last: it depends on every other asset.

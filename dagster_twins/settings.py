@@ -19,6 +19,10 @@ variables, for deployments and tests:
 | TWINS_DUCKDB_MEMORY_LIMIT | duckdb_memory_limit | 3GB |
 | TWINS_USER_BUCKETS | user_buckets | 0 (auto: about 50,000 users a bucket) |
 | TWINS_SPARK_DIR | spark_dir | spark/ beside the warehouse |
+| TWINS_API_HOST | api_host | 127.0.0.1 (the twin API of `dagster-twins serve`) |
+| TWINS_API_PORT | api_port | 8765 |
+| TWINS_API_TOKEN | api_token | none (no token required; set one to require `Authorization: Bearer <token>`) |
+| TWINS_ONLINE_DIR | online_dir | online/ beside the warehouse (events observed between runs) |
 
 What the data means (file only; dbt, the twins and churn all read these): ``inactivity_days``,
 ``purchase_event_types``, ``feature_window_days``, ``half_life_days``, ``horizons``, ``text_taxonomy``, and the
@@ -102,6 +106,10 @@ class Settings:
     # fitted on at most this many randomized users per campaign (a random sample; everyone is scored).
     uplift_horizon_days: int = 60
     uplift_max_fit_users: int = 200_000
+    api_host: str = "127.0.0.1"  # the twin API binds here (docs/twin-api.md)
+    api_port: int = 8765
+    api_token: str | None = None  # None: no token; else requests need `Authorization: Bearer <token>`
+    online_dir: Path | None = None  # None: online/ beside the warehouse (the API's store of observed events)
     settings_file: Path | None = None  # the file these came from (None: defaults and environment only)
     origin: Mapping[str, str] = field(default_factory=dict)  # key -> where its value came from (file, env, flag)
 
@@ -133,6 +141,7 @@ class Settings:
         """Every setting by its key in the settings file, as text with where its value came from: for the run's
         tags and ``dagster-twins settings``."""
         resolved = {"serving_path": self.serving_file, "spark_dir_override": self.spark_dir,
+                    "online_dir": self.online_dir or self.warehouse_path.parent / "online",
                     "sources": self.sources_config, "partition_start": self.partition_start or "the earliest "
                     "landing day"}
         shown = {}
@@ -141,6 +150,8 @@ class Settings:
             if name == "sources" and self.sources is not None:
                 value = "inline: " + ", ".join(sorted(self.sources.get("sources") or {}))
             text = ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            if name == "api_token":
+                text = "set (hidden)" if value else "none"
             where = self.origin.get(name) or self.origin.get("sources_config" if name == "sources" else name)
             shown[key] = f"{text} ({where or 'default'})"
         return shown
@@ -194,15 +205,17 @@ FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sourc
               "horizons": "horizons", "text_taxonomy": "text_taxonomy", "purchase_horizons": "purchase_horizons",
               "discount_rate": "discount_rate", "purchase_refit_every_days": "purchase_refit_every_days",
               "purchase_fit_max_users": "purchase_fit_max_users",
-              "uplift_horizon_days": "uplift_horizon_days", "uplift_max_fit_users": "uplift_max_fit_users"}
+              "uplift_horizon_days": "uplift_horizon_days", "uplift_max_fit_users": "uplift_max_fit_users",
+              "api_host": "api_host", "api_port": "api_port", "api_token": "api_token", "online_dir": "online_dir"}
 _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING_DIR",
               "sources_config": "TWINS_SOURCES_CONFIG", "partition_start": "TWINS_PARTITION_START",
               "dbt_target": "TWINS_DBT_TARGET", "scenarios_dir": "TWINS_SCENARIOS_DIR",
               "expectations_dir": "TWINS_EXPECTATIONS_DIR", "serving_path": "TWINS_SERVING_PATH",
               "user_buckets": "TWINS_USER_BUCKETS", "spark_dir_override": "TWINS_SPARK_DIR",
-              "duckdb_memory_limit": "TWINS_DUCKDB_MEMORY_LIMIT"}
+              "duckdb_memory_limit": "TWINS_DUCKDB_MEMORY_LIMIT", "api_host": "TWINS_API_HOST",
+              "api_port": "TWINS_API_PORT", "api_token": "TWINS_API_TOKEN", "online_dir": "TWINS_ONLINE_DIR"}
 _PATHS = {"warehouse_path", "landing_dir", "sources_config", "scenarios_dir", "expectations_dir", "serving_path",
-          "spark_dir_override"}
+          "spark_dir_override", "online_dir"}
 _POSITIVE_INTS = {"inactivity_days", "feature_window_days", "purchase_refit_every_days", "purchase_fit_max_users",
                   "uplift_horizon_days", "uplift_max_fit_users"}
 
@@ -215,6 +228,11 @@ def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
             return (base / path if base is not None and not path.is_absolute() else path).resolve()
         if key == "partition_start":
             return value if isinstance(value, date) else date.fromisoformat(str(value))
+        if key == "api_port":
+            port = int(value)
+            if not 0 <= port <= 65535:
+                raise ValueError("a TCP port is 0..65535 (0: any free port)")
+            return port
         if key in ("user_buckets", *_POSITIVE_INTS):
             number = int(value)
             if number < (1 if key in _POSITIVE_INTS else 0):

@@ -1,9 +1,11 @@
 """Twin assets: beliefs updated from each window's evidence, the one-row-a-user twin, and their checks."""
 
+import json
 import time
 from datetime import timedelta
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from dagster_twins.metadata import md_table
@@ -11,12 +13,14 @@ from dagster_twins.partitions import single_run
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
 from dagster_twins.twins import store
+from dagster_twins.twins.document import SCHEMA_VERSION, build_documents, context_block, documents_frame, load_schema
 from dagster_twins.twins.purchase_assets import PURCHASES_KEY, run_landing_window
 from dagster_twins.twins.state import empty_state, fold
 from dagster_twins.twins.summarize import PriorInputs
 from dagster_twins.twins.update import BELIEFS, TWINS, CheckOutcome, TwinWriter, summarize_bucket
 from dagster_twins.warehouse.buckets import all_buckets
 from dagster_twins.warehouse.resources import WarehouseResource
+from dagster_twins.warehouse.tables import TableRewrite
 
 GROUP = "twins"
 BELIEFS_KEY = dg.AssetKey(["twins", BELIEFS])
@@ -132,3 +136,60 @@ def check_evaluations(outcomes: list[CheckOutcome]) -> list[dg.AssetCheckEvaluat
     """The checks' outcomes as events an op logs (the parallel rebuild, which is a job, not this asset)."""
     return [dg.AssetCheckEvaluation(asset_key=TABLE_KEYS[o.table], check_name=o.check_name, passed=o.passed,
                                     metadata=o.metadata) for o in outcomes]
+
+
+DOCUMENTS_KEY = dg.AssetKey(["twins", store.DOCUMENTS])
+
+
+def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The twin documents (one JSON document a user), after ``upstream`` (the twins, churn and simulation assets)."""
+
+    @dg.asset(
+        key=DOCUMENTS_KEY, group_name=GROUP, kinds={"python", "duckdb"},
+        deps=list(dict.fromkeys([TWINS_KEY, *upstream])),
+        description="One JSON document per user for products and AI agents: beliefs with mean, 90% interval, "
+                    "confidence, evidence and why; goals, interests and preferences; churn or return probability at "
+                    "each horizon with drivers; the scenarios that would help. Schema: "
+                    "dagster_twins/twins/schema/twin-document.v1.json; served by `dagster-twins serve`.",
+        check_specs=[dg.AssetCheckSpec("one_valid_document_per_twin", asset=DOCUMENTS_KEY,
+                                       description="Every twin has exactly one document, and a sample of 200 "
+                                                   "validates against the JSON schema.")],
+    )
+    def user_documents(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        import jsonschema  # only this asset and the tests validate
+
+        started = time.perf_counter()
+        validator = jsonschema.Draft202012Validator(load_schema())
+        con = warehouse.connect()
+        try:
+            twins_count = int(con.execute(f"select count(*) from {store.SCHEMA}.{TWINS}").fetchone()[0])
+            buckets = warehouse.buckets(twins_count)
+            rewrite = TableRewrite(con, store.SCHEMA, store.DOCUMENTS)
+            sample, invalid, sizes = [], 0, []
+            for bucket in all_buckets(buckets):
+                frame = documents_frame(build_documents(**store.document_inputs(con, bucket)))
+                rewrite.write(frame)
+                sizes.append(frame["document"].str.len().to_numpy())
+                for text in frame["document"].head(max(0, 200 - len(sample))):
+                    sample.append(text)
+                    invalid += 0 if validator.is_valid(json.loads(text)) else 1
+                context.log.info(f"documents of bucket {bucket[0] + 1}/{buckets}: {len(frame):,} "
+                                 f"({time.perf_counter() - started:.0f} s so far)")
+            rows = rewrite.finish()
+            unique = int(con.execute(f"select count(distinct user_id) from {store.SCHEMA}.{store.DOCUMENTS}")
+                         .fetchone()[0]) if rows else 0
+        finally:
+            con.close()
+        size = np.concatenate(sizes) if sizes else np.zeros(0)
+        yield dg.MaterializeResult(metadata={
+            "dagster/row_count": rows, "schema_version": SCHEMA_VERSION, "user_buckets": buckets,
+            "median_bytes": int(np.median(size)) if len(size) else 0, "max_bytes": int(size.max()) if len(size) else 0,
+            "seconds": round(time.perf_counter() - started, 2),
+            "context_example": sample and context_block(json.loads(sample[0])) or "",
+        })
+        yield dg.AssetCheckResult(check_name="one_valid_document_per_twin",
+                                  passed=bool(rows == twins_count == unique and invalid == 0),
+                                  metadata={"documents": rows, "twins": twins_count, "distinct_users": unique,
+                                            "sampled": len(sample), "invalid_in_sample": invalid})
+
+    return user_documents

@@ -261,3 +261,24 @@ def explanations_view(con: duckdb.DuckDBPyConnection) -> str:
                 f"join {SCHEMA}.{PURCHASE_FITS} f on f.fitted_on = u.purchase_model_fitted_on")
 
     return EXPLANATIONS_VIEW.rstrip() + "\nunion all by name\n" + "\nunion all\n".join(select(*r) for r in rows)
+
+
+DOCUMENTS = "user_documents"
+
+
+def document_inputs(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> dict[str, pd.DataFrame | None]:
+    """What the twin documents of a bucket of users are built from: their twins, beliefs, churn predictions and
+    the effects of the scenarios that simulated them (None where that layer has not written its table)."""
+    where = "true" if bucket[1] == 1 else f"hash(user_id) % {bucket[1]} = {bucket[0]}"
+    frames: dict[str, pd.DataFrame | None] = {
+        "twins": con.sql(f"select * from {SCHEMA}.user_twins where {where} order by user_id").df(),
+        "beliefs": con.sql(f"select * from {SCHEMA}.user_beliefs where {where}").df(),
+        "predictions": None, "effects": None}
+    if table_exists(con, "churn", "churn_predictions"):
+        frames["predictions"] = con.sql(f"select * from churn.churn_predictions where {where}").df()
+    if table_exists(con, "simulation", "scenario_user_effects") and table_exists(con, "simulation", "scenario_results"):
+        frames["effects"] = con.sql(
+            "select e.*, r.intervention, r.effect_basis from simulation.scenario_user_effects e "
+            "join simulation.scenario_results r using (scenario) "
+            f"where r.status = 'simulated' and {where.replace('user_id', 'e.user_id')}").df()
+    return frames

@@ -1,0 +1,189 @@
+"""observe() between runs and the nightly reconcile.
+
+The property: whatever part of a user's events was observed online before a batch run took them in, the twin
+after the run that lands the rest equals the batch's twin from all of them; and the online twin before that run is
+exactly what the batch would compute from the same state, priors and events. Then the real thing: events observed
+through the Python function, a real pipeline run over their landing day while a real server is read, and the
+batch's saved state equal to the online one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+import httpx
+import jsonschema
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dagster_twins.pipeline import run_pipeline
+from dagster_twins.serving.publish import publish_serving_copy
+from dagster_twins.twins.api import build_service, observe, server_process
+from dagster_twins.twins.document import load_schema
+from dagster_twins.twins.online import Batch, event_evidence, online_state, online_twin
+from dagster_twins.twins.state import KEY, fold
+from dagster_twins.twins.summarize import PriorInputs
+from dagster_twins.twins.update import summarize_bucket
+from dagster_twins.warehouse.tables import connect
+
+D = date(2026, 3, 1)
+HALF_LIFE = 30.0
+CATEGORIES = {"topic_interest": ["music", "travel"], "channel_preference": ["ios", "web"],
+              "format_preference": ["article", "video"], "goal": [], "rec_click": [], "campaign_response": [],
+              "activity_rate": [], "purchase_rate": [], "ticket_rate": []}
+
+event = st.fixed_dictionaries({
+    "event_type": st.sampled_from(["view", "click", "purchase", "Search"]),
+    "topic": st.sampled_from([None, "music", "Travel"]),
+    "channel": st.sampled_from([None, "web", "ios"]),
+    "content_format": st.sampled_from([None, "video", "article"]),
+    "value": st.sampled_from([None, "9.99", "120.00"]),
+    "day": st.integers(min_value=1, max_value=6),
+})
+
+
+def _rows(events: list[dict], first_id: int = 0) -> tuple[list[dict], dict[str, date]]:
+    rows, landed = [], {}
+    for i, e in enumerate(events, start=first_id):
+        day = D + timedelta(days=e["day"])
+        rows.append({"event_id": f"e{i}", "user_id": "u", "occurred_at": f"{day} 12:00:00+00:00", "text": None,
+                     "item_id": None, **{k: e[k] for k in ("event_type", "topic", "channel", "content_format",
+                                                           "value")}})
+        landed[f"e{i}"] = day
+    return rows, landed
+
+
+def _evidence(events: list[dict], first_id: int = 0) -> pd.DataFrame:
+    rows, landed = _rows(events, first_id)
+    if not rows:
+        return pd.DataFrame(columns=[*KEY, "stat_a", "stat_b", "day"])
+    return event_evidence(rows, landed, ["purchase"])
+
+
+def _sorted(state: pd.DataFrame) -> pd.DataFrame:
+    return state.sort_values(KEY).reset_index(drop=True)[[*KEY, "stat_a", "stat_b", "n_evidence", "last_evidence_day"]]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=st.lists(event, max_size=6), events=st.lists(event, min_size=1, max_size=8), data=st.data())
+def test_the_twin_after_the_run_is_the_batch_twin_whatever_was_observed_online_first(history, events, data):
+    base_evidence = _evidence([{**e, "day": -e["day"]} for e in history], first_id=100)
+    base = fold(pd.DataFrame(columns=[*KEY, "stat_a", "stat_b", "n_evidence", "last_evidence_day"])
+                .astype({"stat_a": float, "stat_b": float, "n_evidence": float,
+                         "last_evidence_day": "datetime64[ns]"}), None, base_evidence, D, HALF_LIFE)
+    # The first k events landed before a batch run as of d1 took them in; the others were observed online after.
+    k = data.draw(st.integers(min_value=0, max_value=len(events)))
+    landed_first = sorted(events[:k], key=lambda e: e["day"])
+    d1 = D + timedelta(days=max([e["day"] for e in landed_first], default=0))
+    run1 = fold(base, D, _evidence(landed_first), d1, HALF_LIFE)
+    pending = _evidence(events[k:], first_id=len(events))
+    everything = _evidence(landed_first + events[k:])
+    # Fixed priors, the same for both paths (the run's, from a population holding this user's evidence).
+    users = pd.DataFrame({"user_id": ["u"], "first_day": [pd.Timestamp(D - timedelta(days=20))]})
+    inputs = PriorInputs(users, CATEGORIES, D, HALF_LIFE)
+    inputs.add(fold(base, D, everything, D + timedelta(days=7), HALF_LIFE))
+    priors = inputs.estimate()
+    batch = Batch(d1, run1, users["first_day"][0], priors, CATEGORIES, HALF_LIFE)
+    online, as_of = online_state(batch, pending)
+    straight = fold(base, D, everything, as_of, HALF_LIFE)
+    # The nightly run folds the pending events onto its own state: the same as one batch over all of them.
+    nightly = fold(run1, d1, pending, as_of, HALF_LIFE)
+    for other in (nightly, straight):
+        pd.testing.assert_frame_equal(_sorted(online), _sorted(other), check_dtype=False, rtol=1e-9)
+    # The twin read online is the batch's summary of that state under the same priors.
+    beliefs, twin, _ = online_twin(batch, "u", pending)
+    expected_beliefs, expected_twin = summarize_bucket(straight, users, CATEGORIES, priors, as_of, HALF_LIFE)
+    pd.testing.assert_frame_equal(beliefs.sort_values(["belief", "category"]).reset_index(drop=True),
+                                  expected_beliefs.sort_values(["belief", "category"]).reset_index(drop=True),
+                                  check_dtype=False, rtol=1e-9)
+    assert len(twin) == len(expected_twin) == 1
+    assert np.isclose(twin["overall_confidence"].iloc[0], expected_twin["overall_confidence"].iloc[0])
+
+
+def test_observed_events_reconcile_with_the_nightly_run_while_reads_go_on(built_copy, tmp_path):
+    settings_, demo = built_copy
+    settings_ = replace(settings_, landing_dir=tmp_path / "landing", serving_path=tmp_path / "serving" /
+                        "warehouse.duckdb", online_dir=tmp_path / "online", api_port=0, settings_file=None)
+    shutil.copytree(demo.landing_dir, settings_.landing_dir)
+    publish_serving_copy(settings_.warehouse_path, settings_.serving_file, "before")
+    con = connect(settings_.serving_file, read_only=True)
+    users = [r[0] for r in con.execute("select user_id from twins.user_documents order by user_id limit 3").fetchall()]
+    con.close()
+    observed, bystander = users[:2], users[2]
+    next_day = demo.end_date + timedelta(days=1)
+    received = datetime.combine(next_day, datetime.min.time()) + timedelta(hours=9)
+    for user in observed:
+        bodies = [{"event_type": "view", "topic": "travel", "channel": "web", "content_format": "video"},
+                  {"event_type": "purchase", "value": 12.5, "channel": "ios"},
+                  {"event_type": "click", "topic": "music"}]
+        for i, body in enumerate(bodies):
+            out = observe(settings_, user, {**body, "event_id": f"obs-{user}-{i}",
+                                            "occurred_at": (received + timedelta(minutes=i)).isoformat()}, received)
+            assert out["updated_online_at"] and not out["duplicate"]
+    # What the online twin folded, to compare with what the batch will save.
+    service = build_service(settings_)
+    snapshot = service.serving.current()
+    expected = {}
+    for user in observed:
+        pending = service.store.pending(user)
+        evidence = event_evidence([p[0] for p in pending], {p[0]["event_id"]: p[1] for p in pending}, ["purchase"])
+        expected[user] = online_state(service.batch_of(snapshot, user, snapshot.as_of), evidence)
+    service.store.close()
+    validator = jsonschema.Draft202012Validator(load_schema())
+
+    with server_process(settings_) as url, httpx.Client(base_url=url, timeout=60) as client:
+        before = client.get(f"/users/{observed[0]}/twin").json()
+        assert before["online_events"] == 3 and before["as_of"] == str(next_day)
+        answers: list[tuple[int, bool]] = []
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                for user in (*observed, bystander):
+                    response = client.get(f"/users/{user}/twin")
+                    answers.append((response.status_code, response.status_code == 200
+                                    and validator.is_valid(response.json())))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            result = run_pipeline(settings_, next_day, next_day, instance=dg.DagsterInstance.ephemeral())
+        finally:
+            stop.set()
+            reader.join()
+        assert result.success
+        assert answers and all(status == 200 and valid for status, valid in answers), \
+            sorted({a for a in answers if a != (200, True)})
+        # The server opens the new copy beside the old one (and builds its read store), then switches.
+        for _ in range(1200):
+            health = client.get("/health").json()
+            if health["run_id"] == result.run_id:
+                break
+            time.sleep(0.05)
+        assert health["run_id"] == result.run_id and health["users_with_online_events"] == 0
+        con = connect(settings_.serving_file, read_only=True)
+        try:
+            for user in observed:
+                after = client.get(f"/users/{user}/twin").json()
+                stored = json.loads(con.execute("select document from twins.user_documents where user_id = ?",
+                                                [user]).fetchone()[0])
+                assert after == stored and "updated_online_at" not in after and after["as_of"] == str(next_day)
+                state, as_of = expected[user]
+                assert as_of == next_day
+                saved = con.execute("select user_id, belief, category, stat_a, stat_b, n_evidence, last_evidence_day "
+                                    "from twins.belief_state where as_of = ? and user_id = ?", [next_day, user]).df()
+                pd.testing.assert_frame_equal(_sorted(saved), _sorted(state), check_dtype=False, rtol=1e-9)
+        finally:
+            con.close()
+    # The events landed as any landing file does, once each.
+    rows = [json.loads(line) for line in (settings_.landing_dir / "events" / f"observed-{next_day}.jsonl")
+            .read_text().splitlines()]
+    assert sorted(r["event_id"] for r in rows) == sorted(f"obs-{u}-{i}" for u in observed for i in range(3))
