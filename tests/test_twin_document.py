@@ -69,10 +69,12 @@ def test_the_schema_refuses_what_it_does_not_describe():
 
 
 def test_the_value_block_appears_when_the_value_columns_exist():
-    with_value = {**TWIN, "p_alive": 0.8, "expected_purchases_90d": 1.25, "expected_spend_90d": 40.5,
-                  "clv_365d": float("nan"), "unrelated": 3}
+    # The purchase layer's columns of twins.user_twins (docs/purchases.md); a missing one is left out.
+    with_value = {**TWIN, "p_alive": 0.8, "expected_purchases_90d": 1.25, "expected_spend_per_purchase": 40.5,
+                  "value_90d": 48.2, "value_365d": float("nan"), "unrelated": 3}
     doc = build_document(with_value, [_belief("rec_click", "beta")])
-    assert doc["value"] == {"p_alive": 0.8, "expected_purchases_90d": 1.25, "expected_spend_90d": 40.5}
+    assert doc["value"] == {"p_alive": 0.8, "expected_purchases_90d": 1.25, "expected_spend_per_purchase": 40.5,
+                            "value_90d": 48.2}
     assert VALIDATOR.is_valid(doc)
     assert all(k.startswith(VALUE_PREFIXES) for k in doc["value"])
 

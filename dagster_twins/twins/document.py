@@ -33,7 +33,8 @@ SCHEMA_PATH = Path(__file__).with_name("schema") / "twin-document.v1.json"
 KINDS = {"beta": "propensity", "gamma": "rate", "dirichlet": "share"}
 # Optional predictive columns of twins.user_twins (purchases and value, from the value layer where it exists):
 # every non-null column whose name starts with one of these goes into the document's ``value`` block as it is.
-VALUE_PREFIXES = ("p_alive", "expected_purchases", "expected_spend", "expected_value", "customer_value", "clv")
+VALUE_PREFIXES = ("p_alive", "expected_purchases", "p_purchase_", "median_days_to_next_purchase", "expected_spend",
+                  "value_")
 _PREDICTION = re.compile(r"^p_(churn|return)_(\d+)d$")
 TOP_CATEGORIES = 3  # categories of a share listed in the summary (goals, interests)
 CONTEXT_BELIEFS = 4  # beliefs the context block names
