@@ -2,6 +2,7 @@
 
 
 import time
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -59,6 +60,7 @@ def _metadata(result: LoadResult, seconds: float) -> dict[str, dg.MetadataValue 
     totals = result.summary()
     return {
         **totals,
+        **{f"run_{name}": value for name, value in totals.items()},  # the run's totals (a day's own counts above)
         "reconciles": result.reconciles,
         "files": len(result.files),
         "landing_dates": f"{result.landing_dates[0]} .. {result.landing_dates[-1]}" if result.landing_dates else "",
@@ -66,6 +68,19 @@ def _metadata(result: LoadResult, seconds: float) -> dict[str, dg.MetadataValue 
         "dagster/row_count": result.rows_in_table,
         "seconds": round(seconds, 2),
     }
+
+
+def per_day_counts(result: LoadResult, dates: list[date]) -> dict[date, dict[str, int | str | bool]]:
+    """For each landing day of a range run, its own files' counts (the metadata of that day's partition); the run's
+    totals stay on the run's whole-range metadata under ``run_*``."""
+    out = {}
+    for day in dates:
+        files = [f for f in result.files if f.landing_date == day]
+        counts = {name: sum(getattr(f, name) for f in files)
+                  for name in ("rows_read", "rows_loaded", "rows_duplicate", "rows_quarantined")}
+        out[day] = {**counts, "files": len(files), "landing_dates": day.isoformat(),
+                    "reconciles": all(f.reconciles for f in files)}
+    return out
 
 
 def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource):
@@ -87,6 +102,9 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 f"from {len(result.files)} file(s)"
             )
             metadata = _metadata(result, time.perf_counter() - started)
+            if len(dates) > 1:  # a range run: each day's partition shows its own files' counts, not the range's
+                for day, counts in per_day_counts(result, dates).items():
+                    context.add_asset_metadata(counts, asset_key=raw_key(name), partition_key=day.isoformat())
             yield dg.MaterializeResult(asset_key=raw_key(name), metadata=metadata)
             bad_files = [f.source_file for f in result.files if not f.reconciles]
             yield dg.AssetCheckResult(

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_twins.churn.store import latest_forecast
-from dagster_twins.metadata import md_table
+from dagster_twins.metadata import md_image, md_table, rounded
 from dagster_twins.simulation import store
 from dagster_twins.simulation.effects import estimate_campaign_effects
 from dagster_twins.simulation.plots import scenario_plot
@@ -152,7 +152,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
             "users_affected": int(r["users_affected"]), "effect_kind": r["effect_kind"], "effect": r["effect_source"],
             "dagster/row_count": len(run.users), "seconds": seconds, "user_buckets": buckets,
             "result": md_table(pd.Series(r).to_frame("value"), floatfmt=".4f", index=True),
-            "plot": dg.MetadataValue.path(str(plot)) if plot else dg.MetadataValue.text("empty segment"),
+            "plot": md_image(plot, "retention difference over draws, intervention and placebo", "empty segment"),
         })
         yield dg.AssetCheckResult(check_name="simulated", passed=r["status"] == "simulated",
                                   severity=dg.AssetCheckSeverity.WARN, metadata={"reason": r["status_reason"]})
@@ -164,9 +164,9 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
         yield dg.AssetCheckResult(check_name="probabilities_in_range",
                                   passed=bool(((probs >= 0) & (probs <= 1)).all()))
         covers = empty or r["placebo_difference_lower_90"] <= 0 <= r["placebo_difference_upper_90"]
-        yield dg.AssetCheckResult(check_name="placebo_covers_zero", passed=bool(covers), metadata={
+        yield dg.AssetCheckResult(check_name="placebo_covers_zero", passed=bool(covers), metadata=rounded({
             "placebo_difference": r["placebo_difference"], "lower_90": r["placebo_difference_lower_90"],
-            "upper_90": r["placebo_difference_upper_90"]})
+            "upper_90": r["placebo_difference_upper_90"]}))
 
     return _scenario
 
