@@ -172,14 +172,29 @@ def launch_pipeline(
         instance.launch_run(run.run_id, workspace)
         if on_launch is not None:
             on_launch(run.run_id)
-        finished = _wait(instance, run.run_id)
+        finished = _wait(instance, run.run_id, location.client)
     events = [entry.dagster_event for entry in instance.all_logs(run.run_id) if entry.dagster_event is not None]
     return LaunchedRun(run.run_id, finished.status == dg.DagsterRunStatus.SUCCESS, events)
 
 
-def _wait(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
-    while True:
-        run = instance.get_run_by_id(run_id)
-        if run is not None and run.is_finished:
-            return run
-        time.sleep(POLL_SECONDS)
+def _wait(instance: dg.DagsterInstance, run_id: str, client: Any) -> dg.DagsterRun:
+    """The run once it has ended. Ctrl-C terminates it; a worker that died without ending it (killed, out of
+    memory) is reported as the run's failure instead of being waited for forever."""
+    from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
+    from dagster._serdes import deserialize_value
+
+    try:
+        while True:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and run.is_finished:
+                return run
+            time.sleep(POLL_SECONDS)
+            alive = deserialize_value(client.can_cancel_execution(CanCancelExecutionRequest(run_id=run_id)),
+                                      CanCancelExecutionResult).can_cancel
+            run = instance.get_run_by_id(run_id)
+            if not alive and run is not None and not run.is_finished:
+                instance.report_run_failed(run, "The run worker ended without finishing the run (killed, or out "
+                                                "of memory?)")
+    except KeyboardInterrupt:
+        instance.run_launcher.terminate(run_id)
+        raise

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_twins.contract import QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
+from dagster_twins.contract import (
+    QUARANTINE_TABLE,
+    RAW_LANDING_DATE,
+    RAW_LOADED_AT,
+    RAW_ROW_ID,
+    RAW_SCHEMA,
+    RAW_SOURCE_FILE,
+    RAW_SOURCE_LINE,
+    SOURCES,
+    SQL_TYPES,
+)
 from dagster_twins.ingestion.files import root_notices
 from dagster_twins.ingestion.loader import LoadResult, load_source, log_notices
 from dagster_twins.ingestion.resources import LandingResource
@@ -29,12 +39,25 @@ def raw_key(source: str) -> dg.AssetKey:
 
 QUARANTINE_KEY = raw_key(QUARANTINE_TABLE)
 
+def raw_column_schema(source: str) -> dg.TableSchema:
+    """The raw table's columns as the contract types them (SQL types as created), then the bookkeeping columns."""
+    contract = SOURCES[source]
+    columns = [dg.TableColumn(c.name, SQL_TYPES[c.type], description=("required" if c.required else ""),
+                              constraints=dg.TableColumnConstraints(nullable=not c.required))
+               for c in contract.columns]
+    bookkeeping = [(RAW_ROW_ID, "varchar", "the source's id, or a hash of the row"),
+                   (RAW_SOURCE_FILE, "varchar", "landing file"), (RAW_SOURCE_LINE, "bigint", "line in the file"),
+                   (RAW_LANDING_DATE, "date", "landing day (the partition)"), (RAW_LOADED_AT, "timestamp", "loaded at")]
+    return dg.TableSchema(columns=columns + [dg.TableColumn(n, t, description=d) for n, t, d in bookkeeping])
+
+
 _SPECS = [
     dg.AssetSpec(
         raw_key(name),
         group_name=GROUP,
         description=f"Raw `{name}` rows from the landing files: typed to the contract, deduplicated on "
         f"`_row_id`, one landing day per partition. Malformed rows go to `raw.quarantine`.",
+        metadata={"dagster/column_schema": raw_column_schema(name)},
         kinds={"duckdb"},
         skippable=True,
     )

@@ -51,7 +51,7 @@ def _previous_count(con: duckdb.DuckDBPyConnection, suite: str, run_id: str) -> 
 TYPICAL_DAYS = 28  # a typical landing day: the median over (up to) this many days before the run's window
 
 
-def _typical_day(con: duckdb.DuckDBPyConnection, suite: SuiteFile,
+def typical_day(con: duckdb.DuckDBPyConnection, suite: SuiteFile,
                  window: tuple[date, date] | None) -> tuple[float, int] | None:
     """What a landing day of the suite's table typically brings: the median rows per calendar day (days without
     rows count as 0) over the TYPICAL_DAYS days before the window, from the first landing day on; as (rows, 1),
@@ -83,7 +83,7 @@ def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
             # Like with like: a run's rows per landing day against a typical day before it (a day after a backfill
             # is held against a day, not the backfill); a whole table against the previous run's.
             per_day = bool(suite.row_count_vs_previous.get("per_landing_day")) and suite.rows == "landing_window"
-            previous = (_typical_day(con, suite, window) if per_day
+            previous = (typical_day(con, suite, window) if per_day
                         else _previous_count(con, suite.name, context.run.run_id))
             if per_day and window is not None:
                 days = (window[1] - window[0]).days  # calendar days: a day with no rows counts as a day

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dagster_twins.quality.data_docs import localize_site
+
 
 @dataclass(frozen=True)
 class SuiteFile:
@@ -139,6 +141,7 @@ def validate(suite: SuiteFile, frame: pd.DataFrame, store_dir: Path) -> Validati
         name=suite.name, validation_definitions=[definition],
         actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")]))
     outcome = next(iter(checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()))
+    localize_site(store_dir / "data_docs")  # the pages' CDN files, vendored: Data Docs render offline
     rows = []
     for r in outcome.results:
         kwargs = r.expectation_config.kwargs
