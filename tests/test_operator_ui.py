@@ -130,19 +130,26 @@ def webserver(launched):
 
 
 @pytest.fixture(scope="module")
-def page(webserver):
+def browser():
+    """The system Chromium through Playwright (one Playwright per thread: every test here shares it)."""
     assert CHROMIUM, "Chromium is needed for this test: `make browser` installs it (apt-get install chromium)"
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(120_000)  # a busy machine loads the definitions slowly; nothing is timed
-        page.goto(webserver)
-        page.wait_for_load_state("networkidle")
-        page.get_by_role("button", name="Skip").click()  # the newsletter dialog of a fresh instance
-        yield page
-        browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, webserver):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(120_000)  # a busy machine loads the definitions slowly; nothing is timed
+    page.goto(webserver)
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name="Skip").click()  # the newsletter dialog of a fresh instance
+    yield page
+    page.close()
 
 
 def _shot(page, name: str, tmp_path_factory) -> None:
@@ -274,10 +281,9 @@ def test_a_day_is_held_against_a_typical_day_not_the_backfill():
     assert typical_day(con, suite, (date(2026, 1, 1), date(2026, 3, 1))) is None  # the backfill itself: nothing before
 
 
-def test_data_docs_render_offline(tmp_path):
+def test_data_docs_render_offline(browser, tmp_path):
     """GX Data Docs with the network cut: every file they load is local, the styles apply, the tables fill."""
     import pandas as pd
-    from playwright.sync_api import sync_playwright
 
     from dagster_twins.quality.data_docs import remote_resources
     from dagster_twins.quality.gx import load_suite_file, validate
@@ -290,21 +296,36 @@ def test_data_docs_render_offline(tmp_path):
     site = tmp_path / "data_docs"
     pages = [site / "index.html", next(site.glob("validations/**/*.html")), next(site.glob("expectations/*.html"))]
     assert all(remote_resources(p.read_text()) == [] for p in site.rglob("*.html"))
-    assert CHROMIUM, "Chromium is needed for this test: `make browser` installs it (apt-get install chromium)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        context = browser.new_context(offline=True)
-        asked, failed = [], []
-        context.route("**/*", lambda route: (asked.append(route.request.url), route.continue_()))
-        page = context.new_page()
-        page.on("requestfailed", lambda request: failed.append(request.url))
-        for number, path in enumerate(pages):
-            page.goto(path.as_uri())
-            page.wait_for_load_state("load")
-            assert page.evaluate("typeof window.jQuery") == "function"  # the scripts ran
-            assert "-apple-system" in page.evaluate("getComputedStyle(document.body).fontFamily")  # bootstrap CSS
-            page.locator("table tbody tr").first.wait_for()  # bootstrap-table filled the table
-            if number == 0:
-                _shot(page, "gx_data_docs_offline", None)
-        browser.close()
+    context = browser.new_context(offline=True)
+    asked, failed = [], []
+    context.route("**/*", lambda route: (asked.append(route.request.url), route.continue_()))
+    page = context.new_page()
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    for number, path in enumerate(pages):
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate("typeof window.jQuery") == "function"  # the scripts ran
+        assert "-apple-system" in page.evaluate("getComputedStyle(document.body).fontFamily")  # bootstrap's CSS
+        page.locator("table tbody tr").first.wait_for()  # bootstrap-table filled the table
+        if number == 0:
+            _shot(page, "gx_data_docs_offline", None)
+    context.close()
     assert failed == [] and all(url.startswith("file://") for url in asked)
+
+
+def test_the_code_location_loads_the_command_lines_settings(tmp_path):
+    """The settings written for the launched run's code server load back as the same settings."""
+    from dagster_twins.launch import write_settings_file
+    from dagster_twins.settings import Settings
+
+    given = Settings.load(environ={}, overrides={"warehouse_path": str(tmp_path / "w.duckdb"),
+                                                 "partition_start": "2026-02-03", "half_life_days": "45",
+                                                 "horizons": ["30", "7"], "purchase_event_types": ["Order"],
+                                                 "text_taxonomy": "false"})
+    loaded = Settings.load(write_settings_file(given, tmp_path / "cli-settings"), environ={})
+    fields = ("warehouse_path", "landing_dir", "sources_config", "partition_start", "dbt_target", "scenarios_dir",
+              "expectations_dir", "serving_file", "user_buckets", "spark_dir", "duckdb_memory_limit",
+              "inactivity_days", "purchase_event_types", "feature_window_days", "half_life_days", "horizons",
+              "text_taxonomy")
+    assert {f: getattr(loaded, f) for f in fields} == {f: getattr(given, f) for f in fields}
+    assert loaded.half_life_days == 45 and loaded.horizons == (7, 30) and not loaded.text_taxonomy
