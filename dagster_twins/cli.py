@@ -73,7 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
-    from dagster_twins.launch import failure_cause, launch_pipeline, warehouse_lock
+    from dagster_twins.launch import LocationLoadError, failure_cause, launch_pipeline, warehouse_lock
     from dagster_twins.pipeline import asset_seconds, ensure_dagster_home, landing_span, run_tags
     from dagster_twins.warehouse.summary import print_warehouse_summary
     from dagster_twins.warehouse.tables import WarehouseLocked
@@ -105,9 +105,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                     if not v.endswith("(default)") and k not in ("warehouse", "partition_start")))
     run_config = yaml.safe_load(args.run_config.read_text()) if args.run_config else {}
     run_config.setdefault("loggers", {"console": {"config": {"log_level": "DEBUG" if args.verbose else "INFO"}}})
-    result = launch_pipeline(settings, DagsterInstance.get(), layers=args.only, run_config=run_config,
-                             tags=run_tags(settings, start, end, dbt_output_to_file=not args.verbose),
-                             on_launch=lambda run_id: print(f"Run {run_id} launched (the UI shows it under Runs)"))
+    try:
+        result = launch_pipeline(settings, DagsterInstance.get(), layers=args.only, run_config=run_config,
+                                 tags=run_tags(settings, start, end, dbt_output_to_file=not args.verbose),
+                                 on_launch=lambda run_id: print(f"Run {run_id} launched (the UI shows it under Runs)"))
+    except LocationLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not result.success:
         causes = []
         for event in result.all_events:

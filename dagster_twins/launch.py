@@ -34,6 +34,10 @@ JOB_NAME = "twins_pipeline"
 POLL_SECONDS = 1.0
 
 
+class LocationLoadError(RuntimeError):
+    """The code location's definitions failed to load in the code server (the message ends with the cause)."""
+
+
 def settings_document(settings: Settings) -> dict[str, Any]:
     """``settings`` as a settings file's keys, every path absolute: loading the file gives the same settings."""
     doc: dict[str, Any] = {}
@@ -79,12 +83,16 @@ def warehouse_lock(settings: Settings) -> str | None:
     return None
 
 
-def failure_cause(event: dg.DagsterEvent) -> str:
-    """A failed step's innermost error, in its first line (what went wrong, not "step failed")."""
-    error = getattr(event.event_specific_data, "error", None)
-    while error is not None and error.cause is not None:
-        error = error.cause
+def innermost_message(error: Any) -> str:
+    """A Dagster error's innermost cause, in its first line (what went wrong, not "step failed")."""
+    while error is not None and (error.cause or error.context) is not None:
+        error = error.cause or error.context
     return error.message.strip().splitlines()[0] if error is not None and error.message.strip() else ""
+
+
+def failure_cause(event: dg.DagsterEvent) -> str:
+    """A failed step's innermost error, in its first line."""
+    return innermost_message(getattr(event.event_specific_data, "error", None))
 
 
 @contextmanager
@@ -148,6 +156,10 @@ def launch_pipeline(
         workspace_load_target=WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)]),
     ) as process_context:
         workspace = process_context.create_request_context()
+        error = workspace.get_code_location_error(LOCATION_NAME)
+        if error is not None:  # the definitions did not load: the cause's last line, not a gRPC traceback
+            raise LocationLoadError(f"The code location {LOCATION_NAME} ({WORKSPACE_FILE.name}) did not load: "
+                                    f"{innermost_message(error)}")
         location = workspace.get_code_location(LOCATION_NAME)
         (repo,) = location.get_repositories().values()
         keys: Sequence[dg.AssetKey] | None = None

@@ -329,3 +329,16 @@ def test_the_code_location_loads_the_command_lines_settings(tmp_path):
               "text_taxonomy")
     assert {f: getattr(loaded, f) for f in fields} == {f: getattr(given, f) for f in fields}
     assert loaded.half_life_days == 45 and loaded.horizons == (7, 30) and not loaded.text_taxonomy
+
+
+def test_an_error_is_told_by_its_innermost_cause():
+    from dagster._utils.error import SerializableErrorInfo
+
+    from dagster_twins.launch import innermost_message
+
+    cause = SerializableErrorInfo("ValueError: expectations/x.json: meta.dagster_twins.asset: no asset raw/nope\n",
+                                  [], "ValueError")
+    outer = SerializableErrorInfo("dagster._core.errors.DagsterUserCodeLoadError: Error occurred during the loading "
+                                  "of Dagster definitions\n", [], "DagsterUserCodeLoadError", cause=cause)
+    assert innermost_message(outer) == "ValueError: expectations/x.json: meta.dagster_twins.asset: no asset raw/nope"
+    assert innermost_message(None) == ""
