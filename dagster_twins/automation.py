@@ -4,6 +4,7 @@ daily run must refresh."""
 
 import hashlib
 import json
+import warnings
 from datetime import UTC, date, timedelta
 from pathlib import Path
 
@@ -68,8 +69,14 @@ def new_landing_files(context: dg.SensorEvaluationContext, landing: LandingResou
 
 
 # The daily run starts at 02:00 UTC; by 04:00 UTC the marts, the twins and the churn predictions must have been
-# updated within the last 26 hours, or their freshness check fails (an error: red in the UI).
-freshness_checks = dg.build_last_update_freshness_checks(
-    assets=list(FRESH_DAILY), lower_bound_delta=timedelta(hours=26), deadline_cron="0 4 * * *", timezone="UTC",
-    severity=dg.AssetCheckSeverity.ERROR)
-freshness_sensor = dg.build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name="freshness_checks")
+# updated within the last 26 hours, or their freshness check fails (an error: red in the UI). Dagster 1.13 marks
+# these builders superseded by FreshnessPolicy on the assets, which the daemon evaluates; the checks are kept
+# because they show as checks beside the others and were tested here (docs/operator-ui.md), so the warning about
+# these two calls, and only it, is silenced.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", category=dg.SupersessionWarning)
+    freshness_checks = dg.build_last_update_freshness_checks(
+        assets=list(FRESH_DAILY), lower_bound_delta=timedelta(hours=26), deadline_cron="0 4 * * *", timezone="UTC",
+        severity=dg.AssetCheckSeverity.ERROR)
+    freshness_sensor = dg.build_sensor_for_freshness_checks(freshness_checks=freshness_checks,
+                                                            name="freshness_checks")
