@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev test lint bench bench-1m bench-spark bench-simulation bench-churn bench-api bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
+.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev docs ui-screenshots test lint bench bench-1m bench-spark bench-simulation bench-churn bench-api bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -42,6 +42,17 @@ run: setup $(ENGINE_SETUP)  ## run the pipeline on whatever is in the landing fo
 
 dev: setup $(ENGINE_SETUP)  ## the Dagster UI at http://127.0.0.1:3000
 	$(BIN)/dagster dev
+
+# dbt's documentation site, offline (one self-contained page): models, columns with their types from the warehouse's
+# catalog, tests and lineage. Reads data/warehouse.duckdb, so run it after `make demo` and while no run is running.
+docs: setup  ## dbt's documentation site: dbt/target/static_index.html (open it in a browser; no server, no network)
+	cd dbt && TWINS_WAREHOUSE=$${TWINS_WAREHOUSE:-$(CURDIR)/data/warehouse.duckdb} ../$(BIN)/dbt docs generate --static \
+	  --profiles-dir . --quiet
+	@echo "dbt docs: file://$(CURDIR)/dbt/target/static_index.html"
+
+# The Dagster UI's screenshots in docs/img, from the browser tests (a small demo, its CLI run, a dagster-webserver).
+ui-screenshots: setup browser  ## docs/img/ui_*.png: the timeline, a plot, raw partitions, the expanded lineage
+	TWINS_SCREENSHOTS=$(CURDIR)/docs/img $(BIN)/python -m pytest -q tests/test_operator_ui.py
 
 # Chromium renders the data-quality report in its browser test (Debian's package; root or sudo).
 browser:

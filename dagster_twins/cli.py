@@ -73,8 +73,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
-    from dagster_twins.pipeline import asset_seconds, ensure_dagster_home, landing_span, run_pipeline
+    from dagster_twins.launch import LocationLoadError, failure_cause, launch_pipeline, warehouse_lock
+    from dagster_twins.pipeline import asset_seconds, ensure_dagster_home, landing_span, run_tags
     from dagster_twins.warehouse.summary import print_warehouse_summary
+    from dagster_twins.warehouse.tables import WarehouseLocked
 
     settings = load_settings(args)
     span = landing_span(settings)
@@ -93,21 +95,36 @@ def cmd_run(args: argparse.Namespace) -> int:
               "the earliest landing day.", file=sys.stderr)
         return 2
     ensure_dagster_home()
+    locked = warehouse_lock(settings)
+    if locked:
+        print(locked, file=sys.stderr)
+        return 3
     print(f"Running the pipeline for landing days {start} .. {end} into {settings.warehouse_path}")
     print(f"Settings: {settings.settings_file or 'defaults (no settings file)'}"
           + "".join(f"; {k} = {v}" for k, v in settings.described().items()
                     if not v.endswith("(default)") and k not in ("warehouse", "partition_start")))
     run_config = yaml.safe_load(args.run_config.read_text()) if args.run_config else {}
     run_config.setdefault("loggers", {"console": {"config": {"log_level": "DEBUG" if args.verbose else "INFO"}}})
-    result = run_pipeline(settings, start, end, instance=DagsterInstance.get(), raise_on_error=False,
-                          layer=args.only, run_config=run_config, dbt_output_to_file=not args.verbose)
+    try:
+        result = launch_pipeline(settings, DagsterInstance.get(), layers=args.only, run_config=run_config,
+                                 tags=run_tags(settings, start, end, dbt_output_to_file=not args.verbose),
+                                 on_launch=lambda run_id: print(f"Run {run_id} launched (the UI shows it under Runs)"))
+    except LocationLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not result.success:
+        causes = []
         for event in result.all_events:
             if event.is_failure and event.step_key:
-                print(f"FAILED step {event.step_key}: {event.message}", file=sys.stderr)
+                causes.append(failure_cause(event))
+                print(f"FAILED step {event.step_key}: {event.message} {causes[-1]}".rstrip(), file=sys.stderr)
         print_check_tally(result.get_asset_check_evaluations(), file=sys.stderr)
         print("Nothing downstream of a failed step ran: the serving copy still holds the last good run.",
               file=sys.stderr)
+        marker = f"{WarehouseLocked.__name__}: "
+        locked = next((c for c in causes if marker in c), None)
+        if locked:  # taken by a reader after the run began: the cause, in one line, last
+            print(locked.split(marker, 1)[1], file=sys.stderr)
         return 1
     if args.timings:
         args.timings.write_text(json.dumps(asset_seconds(result)))
@@ -255,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run ingestion and dbt over the landing files")
     run.add_argument("--start", type=date.fromisoformat, default=None, help="first landing day (default: earliest)")
     run.add_argument("--end", type=date.fromisoformat, default=None, help="last landing day (default: latest)")
-    run.add_argument("--only", choices=LAYERS, default=None,
-                     help="run one layer only (the benchmark times them apart)")
+    run.add_argument("--only", choices=LAYERS, default=None, nargs="+",
+                     help="run these layers only (the benchmark times them apart)")
     run.add_argument("--timings", type=Path, default=None,
                      help="write each asset's own seconds (from its metadata) to this JSON file")
     run.add_argument("--run-config", type=Path, default=None,

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
+# What the daily run must refresh: the marts BI reads, the twins, the churn predictions. Their freshness checks
+# (automation.freshness_checks) turn red when the last update is older than a day and a bit after 04:00 UTC; they
+# are evaluated by a sensor, not by the pipeline's own runs (which would only ever see them fresh).
+FRESH_DAILY = tuple(dg.AssetKey(path) for path in (["marts", "fct_events"], ["marts", "user_daily_features"],
+                                                   ["twins", "user_twins"], ["churn", "churn_predictions"]))
+FRESHNESS_CHECK = "freshness_check"  # the name Dagster's freshness-check factory gives each check
+
 twins_pipeline_job = dg.define_asset_job(
     "twins_pipeline",
-    selection=dg.AssetSelection.all(),
-    description="Landing files -> raw -> dbt staging, intermediate and marts, for a day or a range of days.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.checks(*(dg.AssetCheckKey(k, FRESHNESS_CHECK)
+                                                                   for k in FRESH_DAILY)),
+    description="The whole pipeline for a landing day or a range of days: ingestion (landing files -> raw), dbt "
+    "(staging -> intermediate -> marts), twins (beliefs per user), churn (as-of forecasts), simulation (scenarios), "
+    "quality (the data-quality report), serving (the read-only copy for BI).",
 )

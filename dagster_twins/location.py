@@ -9,11 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from dagster_twins.automation import daily_schedule, new_landing_files
+from dagster_twins.automation import daily_schedule, freshness_checks, freshness_sensor, new_landing_files
 from dagster_twins.churn.assets import build_churn_assets
 from dagster_twins.ingestion.assets import build_raw_sources
 from dagster_twins.ingestion.resources import LandingResource
 from dagster_twins.jobs import twins_pipeline_job
+from dagster_twins.layers import LAYER_OWNERS, layer_of
 from dagster_twins.partitions import daily_partitions
 from dagster_twins.quality.assets import build_report_asset
 from dagster_twins.quality.checks import gx_checks
@@ -53,22 +54,38 @@ def partition_start(settings: Settings) -> date:
     return span[0] if span else datetime.now(UTC).date() - timedelta(days=1)
 
 
+def with_layer(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """An asset with its layer as a tag and the layer's owners (the UI filters and the catalog show both)."""
+    layer = layer_of(spec.key.path)
+    return spec.merge_attributes(tags={"layer": layer}, owners=list(LAYER_OWNERS[layer]))
+
+
+def last_assets(assets: list[dg.AssetsDefinition]) -> list[dg.AssetKey]:
+    """The assets no other of ``assets`` depends on: the ends of the lineage. Depending on them orders a step after
+    every asset (each one is upstream of an end) and skips it when any of them is skipped, with a few edges."""
+    upstream = {dep for asset in assets for deps in asset.asset_deps.values() for dep in deps}
+    return sorted({key for asset in assets for key in asset.keys} - upstream)
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [build_raw_sources(daily_partitions(partition_start(settings))), build_dbt_assets(settings),
               build_purchase_asset(settings), build_twins_assets(settings), build_churn_assets(settings),
               *simulation_assets(settings.scenarios_dir, settings)]
     # The twin documents read the twins, churn and simulation tables: after all of them.
     assets.append(build_documents_asset([key for asset in assets[2:] for key in asset.keys]))
-    # The data-quality report gathers every check of the run, so it comes after every asset it reports on.
-    assets.append(build_report_asset([key for asset in assets for key in asset.keys]))
-    # The serving copy for BI tools is published last: it depends on every other asset.
-    assets.append(build_serving_asset([key for asset in assets for key in asset.keys]))
+    # The data-quality report gathers every check of the run, so it comes after every asset it reports on: it
+    # depends on the last assets of the lineage (every other asset is upstream of one), not on each asset, so the
+    # global lineage stays readable.
+    assets.append(build_report_asset(last_assets(assets)))
+    # The serving copy for BI tools is published last, after the report (so after everything).
+    assets.append(build_serving_asset(last_assets(assets)))
     return dg.Definitions(
-        assets=assets,
-        asset_checks=gx_checks(settings.expectations_dir, {key for asset in assets for key in asset.keys}),
+        assets=dg.with_source_code_references(dg.map_asset_specs(with_layer, assets)),
+        asset_checks=[*gx_checks(settings.expectations_dir, {key for asset in assets for key in asset.keys}),
+                      *freshness_checks],
         jobs=[twins_pipeline_job, build_rebuild_job(settings)],
         schedules=[daily_schedule],
-        sensors=[new_landing_files],
+        sensors=[new_landing_files, freshness_sensor],
         resources=build_resources(settings),
         # DuckDB allows one writer at a time, so the steps of a run execute one after another (the parallel
         # rebuild job sets its own executor: only its first and last steps open the warehouse).

@@ -1,7 +1,7 @@
 """Run the whole pipeline (or a selection) for a range of landing days, in this process.
 
-The command line, the benchmark and the tests all use this; `dagster dev` and
-`dagster asset materialize --partition-range` run the same job through Dagster's own tools.
+The benchmark and the tests use this; the command line launches its runs through the instance instead
+(``launch.py``), so that they belong to the code location; `dagster dev` runs the same job through the UI.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_twins.ingestion.resources import LandingResource
+from dagster_twins.launch import LaunchedRun
 from dagster_twins.layers import layer_of
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
 from dagster_twins.settings import PROJECT_ROOT, Settings, apply_offline_env
@@ -45,6 +46,14 @@ def settings_tags(settings: Settings) -> dict[str, str]:
     return tags
 
 
+def run_tags(settings: Settings, start: date, end: date, dbt_output_to_file: bool = False) -> dict[str, str]:
+    """A run's tags: its range of landing days (one run for the range), the settings, where dbt's output goes."""
+    from dagster_twins.transform.assets import DBT_OUTPUT_TAG
+
+    return {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), **settings_tags(settings),
+            **({DBT_OUTPUT_TAG: "file"} if dbt_output_to_file else {})}
+
+
 def run_pipeline(
     settings: Settings,
     start: date,
@@ -64,22 +73,20 @@ def run_pipeline(
     """
     apply_offline_env()
     from dagster_twins.location import build_definitions
-    from dagster_twins.transform.assets import DBT_OUTPUT_TAG
 
     job = build_definitions(settings).resolve_job_def("twins_pipeline")
     if layer is not None:
         selection = sorted(key for key in job.asset_layer.executable_asset_keys if layer_of(key.path) == layer)
     return job.execute_in_process(
         instance=instance,
-        tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), **settings_tags(settings),
-              **({DBT_OUTPUT_TAG: "file"} if dbt_output_to_file else {})},
+        tags=run_tags(settings, start, end, dbt_output_to_file),
         asset_selection=list(selection) if selection else None,
         raise_on_error=raise_on_error,
         run_config=run_config,
     )
 
 
-def asset_seconds(result: dg.ExecuteInProcessResult) -> dict[str, float]:
+def asset_seconds(result: dg.ExecuteInProcessResult | LaunchedRun) -> dict[str, float]:
     """Each materialized asset's own working time, from the ``seconds`` its metadata reports (process start-up,
     imports and Dagster's bookkeeping excluded)."""
     out: dict[str, float] = {}

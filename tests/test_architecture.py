@@ -12,7 +12,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dagster_twins"
 DOMAINS = ("ingestion", "transform", "twins", "churn", "simulation", "quality", "serving")
 PLATFORM = ("warehouse", "settings", "contract", "partitions", "layers", "metadata", "run_config")
-COMPOSITION = ("definitions", "location", "pipeline", "cli", "automation", "jobs")  # assemble and run the layers
+# assemble and run the layers
+COMPOSITION = ("definitions", "location", "pipeline", "launch", "cli", "automation", "jobs")
 PUBLIC = ("store",)  # the module of a layer other layers may import (its tables, by the layer's own rules)
 
 

@@ -35,7 +35,8 @@ def test_definitions_load_with_every_layer():
     assert any(name.startswith(("unique_", "not_null_")) for name in checks)  # dbt tests as asset checks
     assert defs.resolve_job_def("twins_pipeline") is not None
     assert {s.name for s in repo.schedule_defs} == {"twins_daily"}
-    assert {s.name for s in repo.sensor_defs} == {"new_landing_files"}
+    assert {s.name for s in repo.sensor_defs} == {"new_landing_files", "freshness_checks"}
+    assert "freshness_check" in checks  # evaluated by its sensor, left out of the pipeline's own runs
 
 
 def _free_port() -> int:

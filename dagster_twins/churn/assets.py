@@ -19,7 +19,7 @@ from dagster_twins.churn.history import known_users, last_landing_day
 from dagster_twins.churn.landmarks import LandmarkSpec
 from dagster_twins.churn.pipeline import as_of_moment
 from dagster_twins.churn.plots import calibration_plot
-from dagster_twins.metadata import md_table
+from dagster_twins.metadata import md_image, md_table
 from dagster_twins.partitions import run_window
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
@@ -141,7 +141,7 @@ def run_churn(context: dg.AssetExecutionContext, config: ChurnConfig, warehouse:
         "mode": fit.mode, "fitted_on": str(fit.fitted_on), "backtest": md_table(shown),
         "gates": "; ".join(problems) or "passed",
         "coefficients": md_table(fit.forecast.coefficients()) if fit.forecast.churn_model is not None else "no model",
-        "calibration_plot": dg.MetadataValue.path(str(plot)),
+        "calibration_plot": md_image(plot, "calibration: mean predicted against observed churn per decile"),
         "seconds": round(time.perf_counter() - started, 2),
     })
     if not problems:

@@ -2,11 +2,22 @@
 
 
 import time
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
-from dagster_twins.contract import QUARANTINE_TABLE, RAW_SCHEMA, SOURCES
+from dagster_twins.contract import (
+    QUARANTINE_TABLE,
+    RAW_LANDING_DATE,
+    RAW_LOADED_AT,
+    RAW_ROW_ID,
+    RAW_SCHEMA,
+    RAW_SOURCE_FILE,
+    RAW_SOURCE_LINE,
+    SOURCES,
+    SQL_TYPES,
+)
 from dagster_twins.ingestion.files import root_notices
 from dagster_twins.ingestion.loader import LoadResult, load_source, log_notices
 from dagster_twins.ingestion.resources import LandingResource
@@ -28,12 +39,25 @@ def raw_key(source: str) -> dg.AssetKey:
 
 QUARANTINE_KEY = raw_key(QUARANTINE_TABLE)
 
+def raw_column_schema(source: str) -> dg.TableSchema:
+    """The raw table's columns as the contract types them (SQL types as created), then the bookkeeping columns."""
+    contract = SOURCES[source]
+    columns = [dg.TableColumn(c.name, SQL_TYPES[c.type], description=("required" if c.required else ""),
+                              constraints=dg.TableColumnConstraints(nullable=not c.required))
+               for c in contract.columns]
+    bookkeeping = [(RAW_ROW_ID, "varchar", "the source's id, or a hash of the row"),
+                   (RAW_SOURCE_FILE, "varchar", "landing file"), (RAW_SOURCE_LINE, "bigint", "line in the file"),
+                   (RAW_LANDING_DATE, "date", "landing day (the partition)"), (RAW_LOADED_AT, "timestamp", "loaded at")]
+    return dg.TableSchema(columns=columns + [dg.TableColumn(n, t, description=d) for n, t, d in bookkeeping])
+
+
 _SPECS = [
     dg.AssetSpec(
         raw_key(name),
         group_name=GROUP,
         description=f"Raw `{name}` rows from the landing files: typed to the contract, deduplicated on "
         f"`_row_id`, one landing day per partition. Malformed rows go to `raw.quarantine`.",
+        metadata={"dagster/column_schema": raw_column_schema(name)},
         kinds={"duckdb"},
         skippable=True,
     )
@@ -59,6 +83,7 @@ def _metadata(result: LoadResult, seconds: float) -> dict[str, dg.MetadataValue 
     totals = result.summary()
     return {
         **totals,
+        **{f"run_{name}": value for name, value in totals.items()},  # the run's totals (a day's own counts above)
         "reconciles": result.reconciles,
         "files": len(result.files),
         "landing_dates": f"{result.landing_dates[0]} .. {result.landing_dates[-1]}" if result.landing_dates else "",
@@ -66,6 +91,19 @@ def _metadata(result: LoadResult, seconds: float) -> dict[str, dg.MetadataValue 
         "dagster/row_count": result.rows_in_table,
         "seconds": round(seconds, 2),
     }
+
+
+def per_day_counts(result: LoadResult, dates: list[date]) -> dict[date, dict[str, int | str | bool]]:
+    """For each landing day of a range run, its own files' counts (the metadata of that day's partition); the run's
+    totals stay on the run's whole-range metadata under ``run_*``."""
+    out = {}
+    for day in dates:
+        files = [f for f in result.files if f.landing_date == day]
+        counts = {name: sum(getattr(f, name) for f in files)
+                  for name in ("rows_read", "rows_loaded", "rows_duplicate", "rows_quarantined")}
+        out[day] = {**counts, "files": len(files), "landing_dates": day.isoformat(),
+                    "reconciles": all(f.reconciles for f in files)}
+    return out
 
 
 def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource):
@@ -87,6 +125,9 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 f"from {len(result.files)} file(s)"
             )
             metadata = _metadata(result, time.perf_counter() - started)
+            if len(dates) > 1:  # a range run: each day's partition shows its own files' counts, not the range's
+                for day, counts in per_day_counts(result, dates).items():
+                    context.add_asset_metadata(counts, asset_key=raw_key(name), partition_key=day.isoformat())
             yield dg.MaterializeResult(asset_key=raw_key(name), metadata=metadata)
             bad_files = [f.source_file for f in result.files if not f.reconciles]
             yield dg.AssetCheckResult(

@@ -1,16 +1,17 @@
 """The GX suites as Dagster asset checks: one check per suite file, on the asset whose table it validates,
 blocking where the suite says a bad table must not flow downstream."""
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 
 from dagster_twins.contract import RAW_LANDING_DATE
 from dagster_twins.metadata import md_table
-from dagster_twins.partitions import run_window
+from dagster_twins.partitions import run_window, window_dates
 from dagster_twins.quality.gx import SuiteFile, load_suite_files, row_count_verdict, validate
 from dagster_twins.warehouse.resources import WarehouseResource
 from dagster_twins.warehouse.tables import replace_rows, table_exists
@@ -47,6 +48,25 @@ def _previous_count(con: duckdb.DuckDBPyConnection, suite: str, run_id: str) -> 
                        "order by checked_at desc limit 1", [suite, run_id]).fetchone()
 
 
+TYPICAL_DAYS = 28  # a typical landing day: the median over (up to) this many days before the run's window
+
+
+def typical_day(con: duckdb.DuckDBPyConnection, suite: SuiteFile,
+                 window: tuple[date, date] | None) -> tuple[float, int] | None:
+    """What a landing day of the suite's table typically brings: the median rows per calendar day (days without
+    rows count as 0) over the TYPICAL_DAYS days before the window, from the first landing day on; as (rows, 1),
+    the baseline of a per-landing-day row count. None before any earlier day landed (a first run, a backfill)."""
+    if window is None:
+        return None
+    first = con.execute(f"select min({RAW_LANDING_DATE}) from {suite.table}").fetchone()[0]
+    if first is None or first >= window[0]:
+        return None
+    start = max(first, window[0] - timedelta(days=TYPICAL_DAYS))
+    counts = dict(con.execute(f"select {RAW_LANDING_DATE}, count(*) from {suite.table} where {RAW_LANDING_DATE} >= ? "
+                              f"and {RAW_LANDING_DATE} < ? group by 1", [start, window[0]]).fetchall())
+    return float(np.median([counts.get(day, 0) for day in window_dates(start, window[0])])), 1
+
+
 def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dg.AssetKey(suite.asset), name=f"gx_{suite.name}", blocking=suite.blocking,
@@ -58,15 +78,23 @@ def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
         try:
             if not table_exists(con, *suite.table.split(".")):
                 return dg.AssetCheckResult(passed=False, metadata={"error": f"{suite.table} does not exist"})
-            frame, rows, days = _rows_to_validate(con, suite, run_window(context.run.tags))
-            previous = _previous_count(con, suite.name, context.run.run_id)
+            window = run_window(context.run.tags)
+            frame, rows, days = _rows_to_validate(con, suite, window)
+            # Like with like: a run's rows per landing day against a typical day before it (a day after a backfill
+            # is held against a day, not the backfill); a whole table against the previous run's.
+            per_day = bool(suite.row_count_vs_previous.get("per_landing_day")) and suite.rows == "landing_window"
+            previous = (typical_day(con, suite, window) if per_day
+                        else _previous_count(con, suite.name, context.run.run_id))
+            if per_day and window is not None:
+                days = (window[1] - window[0]).days  # calendar days: a day with no rows counts as a day
             replace_rows(con, SCHEMA, ROW_COUNTS, pd.DataFrame([{
                 "suite": suite.name, "run_id": context.run.run_id, "checked_at": pd.Timestamp.now(tz="UTC"),
                 "rows": rows, "landing_days": days}]), {"suite": suite.name, "run_id": context.run.run_id})
         finally:
             con.close()
         validation = validate(suite, frame, gx_store_dir(warehouse))
-        verdict = row_count_verdict(suite, rows, days, previous)
+        verdict = row_count_verdict(suite, rows, days, previous, baseline=(
+            f"on a typical day (median of the {TYPICAL_DAYS} days before)" if per_day else "in the previous run"))
         results = pd.DataFrame(validation.results.to_dict("records") + ([verdict] if verdict else []))
         failed = results[~results["success"]]
         # A row count far from the previous run's is worth a look, not a stop: sparse sources have empty days.

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dagster_twins.quality.data_docs import localize_site
+
 
 @dataclass(frozen=True)
 class SuiteFile:
@@ -50,9 +52,11 @@ def load_suite_files(folder: Path) -> list[SuiteFile]:
     return [load_suite_file(p) for p in sorted(folder.glob("*.json"))]
 
 
-def row_count_verdict(suite: SuiteFile, rows: int, landing_days: int, previous: tuple[int, int] | None) -> dict | None:
-    """The row count against the previous run's (``previous``: its rows and landing days), as one result row; None
-    on a first run or for a suite without the rule. Counted exactly in SQL, not on the validated sample."""
+def row_count_verdict(suite: SuiteFile, rows: int, landing_days: int, previous: tuple[float, int] | None,
+                      baseline: str = "before") -> dict | None:
+    """The row count against a baseline (``previous``: its rows and landing days; for a per-landing-day rule, a
+    typical day's rows and 1), as one result row; None on a first run or for a suite without the rule. Counted
+    exactly in SQL, not on the validated sample. ``baseline`` names the baseline in the observed text."""
     rule = suite.row_count_vs_previous
     if not rule or previous is None or previous[0] <= 0:
         return None
@@ -63,7 +67,7 @@ def row_count_verdict(suite: SuiteFile, rows: int, landing_days: int, previous: 
     ok = rule.get("min_ratio", 0.0) <= ratio <= rule.get("max_ratio", float("inf"))
     unit = "rows per landing day" if per_day else "rows"
     return {"expectation": "row_count_against_previous_run", "column": "", "success": bool(ok), "unexpected": None,
-            "observed": f"{now:,.1f} {unit} against {before:,.1f} before (ratio {ratio:.2f}; allowed "
+            "observed": f"{now:,.1f} {unit} against {before:,.1f} {baseline} (ratio {ratio:.2f}; allowed "
                         f"{rule.get('min_ratio', 0)}-{rule.get('max_ratio', 'any')})", "error": ""}
 
 
@@ -76,11 +80,26 @@ class Validation:
     results: pd.DataFrame  # one row per expectation: expectation, column, success, unexpected, observed
 
 
+def _import_gx():
+    """great_expectations, imported safely in a Dagster run worker. With pyspark installed (the spark extra), GX
+    imports ``pyspark.sql.connect``, which takes a process whose ``__main__`` has neither a spec nor a file (the
+    run worker the instance launches) for a doctest session and calls ``sys.exit(0)``: the step failed with
+    "SystemExit: 0" in every run launched from the UI or the CLI. Naming the main module's file avoids it."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__"):
+        main.__file__ = "<dagster run worker>"
+    import great_expectations
+
+    return great_expectations
+
+
 def _context(store_dir: Path):
     """An ephemeral GX context whose validation results and Data Docs live under ``store_dir`` (analytics and
     progress bars off: it runs offline inside Dagster)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
+    gx = _import_gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         FilesystemStoreBackendDefaults,
@@ -106,7 +125,7 @@ def data_docs_index(store_dir: Path) -> Path:
 
 def validate(suite: SuiteFile, frame: pd.DataFrame, store_dir: Path) -> Validation:
     """Validate ``frame`` against the suite, store the result and rebuild Data Docs."""
-    import great_expectations as gx
+    gx = _import_gx()
     from great_expectations.core.expectation_suite import ExpectationSuite
 
     store_dir.mkdir(parents=True, exist_ok=True)
@@ -122,6 +141,7 @@ def validate(suite: SuiteFile, frame: pd.DataFrame, store_dir: Path) -> Validati
         name=suite.name, validation_definitions=[definition],
         actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")]))
     outcome = next(iter(checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()))
+    localize_site(store_dir / "data_docs")  # the pages' CDN files, vendored: Data Docs render offline
     rows = []
     for r in outcome.results:
         kwargs = r.expectation_config.kwargs

@@ -13,7 +13,8 @@ CHECK_NAME = "opens_read_only_and_matches_manifest"
 
 
 def build_serving_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
-    """The asset that publishes the serving copy; it depends on ``upstream`` (every other asset), so it runs last."""
+    """The asset that publishes the serving copy; it depends on ``upstream`` (the data-quality report, which comes
+    after every other asset), so it runs last."""
 
     @dg.asset(
         key=SERVING_KEY, group_name=GROUP, kinds={"duckdb"}, deps=list(upstream),

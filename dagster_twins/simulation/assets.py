@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_twins.churn.store import covariates_as_of, latest_forecast
-from dagster_twins.metadata import md_table
+from dagster_twins.metadata import md_image, md_table, rounded
 from dagster_twins.settings import Settings
 from dagster_twins.simulation import store
 from dagster_twins.simulation.effects import estimate_campaign_effects
@@ -157,7 +157,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
             "users_affected": int(r["users_affected"]), "effect_kind": r["effect_kind"], "effect": r["effect_source"],
             "dagster/row_count": len(run.users), "seconds": seconds, "user_buckets": buckets,
             "result": md_table(pd.Series(r).to_frame("value"), floatfmt=".4f", index=True),
-            "plot": dg.MetadataValue.path(str(plot)) if plot else dg.MetadataValue.text("empty segment"),
+            "plot": md_image(plot, "retention difference over draws, intervention and placebo", "empty segment"),
         })
         yield dg.AssetCheckResult(check_name="simulated", passed=r["status"] == "simulated",
                                   severity=dg.AssetCheckSeverity.WARN, metadata={"reason": r["status_reason"]})
@@ -169,9 +169,9 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
         yield dg.AssetCheckResult(check_name="probabilities_in_range",
                                   passed=bool(((probs >= 0) & (probs <= 1)).all()))
         covers = empty or r["placebo_difference_lower_90"] <= 0 <= r["placebo_difference_upper_90"]
-        yield dg.AssetCheckResult(check_name="placebo_covers_zero", passed=bool(covers), metadata={
+        yield dg.AssetCheckResult(check_name="placebo_covers_zero", passed=bool(covers), metadata=rounded({
             "placebo_difference": r["placebo_difference"], "lower_90": r["placebo_difference_lower_90"],
-            "upper_90": r["placebo_difference_upper_90"]})
+            "upper_90": r["placebo_difference_upper_90"]}))
 
     return _scenario
 
@@ -243,7 +243,7 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
             "fit_on_a_sample": ", ".join(cid for cid, r in results if r.info["fit_sampled"]) or "no",
             "skipped": "; ".join(skipped.values()) or "none",
             "counts": md_table(info, index=True) if len(info) else "none",
-            **{name: dg.MetadataValue.path(str(path)) for name, path in plots.items() if path},
+            **{name: md_image(path, f"{name}: Qini curves") for name, path in plots.items() if path},
         })
         shown = ["campaign_id", "policy", "users", "qini_coefficient", "qini_coefficient_lower_90",
                  "qini_coefficient_upper_90", "auuc", "auuc_over_random"]
@@ -251,7 +251,7 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
             "dagster/row_count": len(curves),
             "summary": md_table(summary[[c for c in shown if c in summary]], floatfmt=".4f") if len(summary)
             else "none",
-            **{name: dg.MetadataValue.path(str(path)) for name, path in plots.items() if path},
+            **{name: md_image(path, f"{name}: Qini curves") for name, path in plots.items() if path},
         })
         probs = effects[["p_churn_control", "p_churn_treated"]].to_numpy() if len(effects) else None
         ok = bool(len(effects) == 0 or (
@@ -302,7 +302,7 @@ def build_targeting_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition
             "status": first["status"], "status_reason": first["status_reason"],
             "users_affected": int(first["users_affected"]), "dagster/row_count": len(run.users),
             "policies": md_table(results[[c for c in shown if c in results]], floatfmt=".2f"),
-            "plot": dg.MetadataValue.path(str(plot)) if plot else dg.MetadataValue.text("nothing targeted"),
+            "plot": md_image(plot, "users kept by policy", "nothing targeted"),
         })
         yield dg.AssetCheckResult(check_name="simulated", passed=first["status"] == "simulated",
                                   severity=dg.AssetCheckSeverity.WARN, metadata={"reason": first["status_reason"]})

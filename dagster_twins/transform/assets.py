@@ -28,7 +28,39 @@ class TwinsDbtTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else "dbt"
 
 
-translator = TwinsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+    def get_asset_check_spec(self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str,
+                             project: Any) -> dg.AssetCheckSpec | None:
+        """dbt's test as a check, with a description saying what it asserts when the YAML gives none."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return dg.AssetCheckSpec(spec.name, asset=spec.asset_key, description=test_description(
+            manifest["nodes"][unique_id]), additional_deps=spec.additional_deps, blocking=spec.blocking,
+            metadata=spec.metadata, automation_condition=spec.automation_condition,
+            partitions_def=spec.partitions_def)
+
+
+_MEANINGS = {"not_null": "no row leaves it empty", "unique": "no two rows share a value",
+             "accepted_values": "holds only the accepted values", "relationships": "every value exists upstream"}
+
+
+def test_description(test: Mapping[str, Any]) -> str:
+    """What a dbt test asserts, in a line: the generic test, its column and arguments, or the singular test's file."""
+    generic = test.get("test_metadata") or {}
+    if not generic:
+        return f"dbt test {test['original_file_path']}: passes when its query returns no rows."
+    name = generic.get("name", test["name"])
+    kwargs = {k: v for k, v in (generic.get("kwargs") or {}).items() if k not in ("model", "column_name")}
+    column = test.get("column_name") or (generic.get("kwargs") or {}).get("column_name")
+    text = f"dbt test {name}" + (f" on {column}" if column else "")
+    text += f": {_MEANINGS[name]}" if name in _MEANINGS else ""
+    if kwargs:
+        text += " (" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
+    return text + f"; defined in {test['original_file_path']}."
+
+
+translator = TwinsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True,
+                                                                     enable_code_references=True))
 
 
 def dbt_window_vars(tags: Mapping[str, str]) -> dict[str, str]:

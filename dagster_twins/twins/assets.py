@@ -124,7 +124,7 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
     })
     yield dg.MaterializeResult(asset_key=TWINS_KEY, metadata={
         "dagster/row_count": twin_rows, "as_of": str(as_of),
-        "median_overall_confidence": tally.median_confidence(),
+        "median_overall_confidence": round(tally.median_confidence(), 4),
         "preview": md_table(tally.preview, floatfmt=".3g"),
     })
     for outcome in tally.outcomes(len(users)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,20 +10,46 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from dagster_twins.settings import DEFAULT_MEMORY_LIMIT
+from dagster_twins.settings import DEFAULT_MEMORY_LIMIT, default_serving_path
 from dagster_twins.warehouse.sql import quote_ident
 
 
+class WarehouseLocked(RuntimeError):
+    """Another process holds the warehouse file (DuckDB allows one writer, and no writer beside a reader). The
+    message is one line: the file, the process holding it, and where readers belong instead."""
+
+    def __init__(self, path: Path, holder: str, serving_path: Path | None = None):
+        self.path, self.holder = path, holder
+        serving = serving_path or default_serving_path(path)
+        super().__init__(f"The warehouse {path} is held by {holder}; a run needs it alone: close that connection "
+                         f"(readers and BI tools belong on the serving copy, {serving}, which never blocks a run).")
+
+
+def lock_holder(error: duckdb.Error) -> str | None:
+    """The process named in DuckDB's lock error ("... held in /usr/bin/python3 (PID 42) ..."), else None."""
+    found = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", str(error))
+    if found:
+        return f"process {found.group(2)} ({found.group(1)})"
+    return "another process" if "Could not set lock" in str(error) else None
+
+
 def connect(path: Path, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """A connection in UTC with no network access (no extension downloads), using at most ``memory_limit``."""
+    """A connection in UTC with no network access (no extension downloads), using at most ``memory_limit``.
+    Raises WarehouseLocked when another process holds the file."""
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(
-        str(path),
-        read_only=read_only,
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": True,
-                "memory_limit": memory_limit},
-    )
+    try:
+        con = duckdb.connect(
+            str(path),
+            read_only=read_only,
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": True,
+                    "memory_limit": memory_limit},
+        )
+    except duckdb.IOException as exc:
+        holder = lock_holder(exc)
+        if holder is None:
+            raise
+        raise WarehouseLocked(path, holder) from exc
     con.execute("set TimeZone = 'UTC'")
     return con
 
