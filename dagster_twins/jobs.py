@@ -7,7 +7,7 @@ import dagster as dg
 # What the daily run must refresh: the marts BI reads, the twins, the churn predictions. Their freshness checks
 # (automation.freshness_checks) turn red when the last update is older than a day and a bit after 04:00 UTC; they
 # are evaluated by a sensor, not by the pipeline's own runs (which would only ever see them fresh).
-FRESH_DAILY = tuple(dg.AssetKey(path) for path in (["marts", "fct_events"], ["marts", "user_daily_features"],
+FRESH_DAILY = tuple(dg.AssetKey(path) for path in (["marts", "fct_events"], ["marts", "fct_user_daily_features"],
                                                    ["twins", "user_twins"], ["churn", "churn_predictions"]))
 FRESHNESS_CHECK = "freshness_check"  # the name Dagster's freshness-check factory gives each check
 
