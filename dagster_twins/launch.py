@@ -17,7 +17,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -143,6 +143,49 @@ def launch_pipeline(
     """Create a run of the code location's ``twins_pipeline``, launch
     it through the instance's run launcher and wait until it ends. ``on_launch(run_id)`` is called once launched.
     ``layers`` limits the run to those layers' assets (and their checks)."""
+    settings_file = write_settings_file(settings, Path(instance.root_directory) / "cli-settings")
+    try:
+        return _launch_and_wait(settings_file, instance, tags, layers, run_config, on_launch)
+    finally:
+        _stop_code_servers()
+
+
+def _stop_code_servers() -> None:
+    """Stop the gRPC code servers this process started. The workspace context leaves its server running after it
+    closes; orphaned, it would outlive the command and hold its output open (a caller reading it never sees EOF)."""
+    import signal
+
+    me = str(os.getpid())
+    servers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if fields[1] == me and b"grpc" in cmdline and b"api" in cmdline:
+            servers.append(int(stat.parent.name))
+    for pid in servers:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            continue
+    for pid in servers:
+        for _ in range(50):  # up to 5 s to exit cleanly
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.1)
+        else:
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _launch_and_wait(settings_file: Path, instance: dg.DagsterInstance, tags: Mapping[str, str],
+                     layers: Sequence[str] | None, run_config: Mapping[str, Any] | None,
+                     on_launch: Any) -> LaunchedRun:
     from dagster import __version__
     from dagster._core.definitions.selector import JobSubsetSelector
     from dagster._core.workspace.context import WorkspaceProcessContext
@@ -150,7 +193,6 @@ def launch_pipeline(
 
     from dagster_twins.layers import layer_of
 
-    settings_file = write_settings_file(settings, Path(instance.root_directory) / "cli-settings")
     with _environment(TWINS_SETTINGS=str(settings_file)), WorkspaceProcessContext(
         instance=instance, version=__version__, read_only=False,
         workspace_load_target=WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)]),

@@ -4,6 +4,7 @@ call it with their own."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -79,8 +80,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets.append(build_report_asset(last_assets(assets)))
     # The serving copy for BI tools is published last, after the report (so after everything).
     assets.append(build_serving_asset(last_assets(assets)))
+    with warnings.catch_warnings():  # code references are beta in Dagster 1.13: one warning per asset otherwise
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        referenced = dg.with_source_code_references(dg.map_asset_specs(with_layer, assets))
     return dg.Definitions(
-        assets=dg.with_source_code_references(dg.map_asset_specs(with_layer, assets)),
+        assets=referenced,
         asset_checks=[*gx_checks(settings.expectations_dir, {key for asset in assets for key in asset.keys}),
                       *freshness_checks],
         jobs=[twins_pipeline_job, build_rebuild_job(settings)],

@@ -138,7 +138,7 @@ def test_the_run_records_the_settings_it_used(purchases_run):
 
 
 def test_the_demos_output_fits_on_a_screen_before_the_summary(tmp_path):
-    result = cli("demo", "--users", "800", "--days", "60", "--out", str(tmp_path / "demo"),
+    result = cli("demo", "--users", "2000", "--days", "180", "--out", str(tmp_path / "demo"),
                  "--set", f"warehouse={tmp_path / 'demo' / 'warehouse.duckdb'}", root=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     before_summary = result.stdout.split("\nWarehouse:")[0]
