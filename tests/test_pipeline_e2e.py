@@ -35,7 +35,13 @@ def test_run_succeeds_with_all_checks_passing(built):
     model_gates = {"backtest_concordance_above_floor", "backtest_calibration_within_ceiling"}
     failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations
               if not e.passed and e.check_name not in model_gates]
-    assert failed == []
+    # Per-user campaign effects need enough churn events in each arm (tested at scale in test_uplift.py): on 300
+    # users the targeting scenario is skipped, its warning naming the reason.
+    targeting = ("simulation/scenario_retention_campaign_budget_targeting", "simulated")
+    assert failed in ([], [targeting])
+    if failed:
+        warning = next(e for e in evaluations if (e.asset_key.to_user_string(), e.check_name) == targeting)
+        assert "no per-user effects" in warning.metadata["reason"].value
 
 
 def test_ingestion_reconciles_with_what_the_generator_wrote(built):
@@ -150,9 +156,11 @@ def test_own_minimal_events_file_runs_through(tmp_path: Path):
                                   "from simulation.scenario_results").fetchall())
         assert status.pop("retention_campaign_top_risk_decile").startswith(
             "skipped: retention_campaign_top_risk_decile.yaml: no randomized campaign 'retention_q' in the data")
+        assert status.pop("retention_campaign_budget_targeting").startswith(
+            "skipped: retention_campaign_budget_targeting.yaml: no per-user effects of campaign 'retention_q'")
         assert status and all(v.startswith("simulated") for v in status.values())
     finally:
         con.close()
     failed = [c.check_name for c in result.get_asset_check_evaluations()
               if not c.passed and c.asset_key.path[0] == "simulation"]
-    assert failed == ["simulated"]  # a warning (40 users are too few for the churn backtest's own checks)
+    assert failed == ["simulated", "simulated"]  # warnings (40 users are too few for the churn backtest's own checks)
