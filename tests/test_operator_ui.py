@@ -24,6 +24,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from dagster_twins.pipeline import INSTANCE_YAML
 from dagster_twins.settings import OFFLINE_ENV, PROJECT_ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -53,7 +54,7 @@ def launched(built, tmp_path_factory):
     copy = replace(settings, warehouse_path=root / "warehouse.duckdb", partition_start=None)
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
     env = _environment(copy, home)
     done = subprocess.run([sys.executable, "-m", "dagster_twins.cli", "run", "--only", "ingestion", "churn"],
                           env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
