@@ -74,7 +74,8 @@ def run_targeting(spec: ScenarioSpec, segment_base: pd.DataFrame, effects: pd.Da
     n = users_to_target(len(members), t.users, t.share, t.budget, t.cost_per_send)
     share = n / max(len(members), 1)
     gains = policy_gains(policy_scores(randomized), randomized["treated"].to_numpy(float),
-                         randomized["retained"].to_numpy(float), share, replicates=spec.draws, seed=spec.seed)
+                         randomized["retained"].to_numpy(float), share, replicates=spec.draws, seed=spec.seed,
+                         folds=randomized["fold"].to_numpy())
     baseline = float(1 - members["p_churn_control"].mean()) if len(members) else np.nan
     frames = []
     for policy in sorted(POLICIES, key=lambda p: p != t.policy):  # the proposed policy first

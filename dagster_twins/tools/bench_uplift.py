@@ -11,7 +11,9 @@ covariates as of the send, which is the churn layer's landmark build (timed by `
 from __future__ import annotations
 
 import json
+import os
 import platform
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -57,7 +59,7 @@ def one_run(users: int, seed: int, million: bool) -> dict:
     known |= frame["churned"].to_numpy() == 1
     e = fit.effects[known]
     uplift_curves(policy_scores(e), frame["treated"].to_numpy()[known], (frame["days_followed"] > 60).to_numpy(
-        float)[known], replicates=200, seed=seed)
+        float)[known], replicates=200, seed=seed, folds=e["fold"].to_numpy())
     curves_seconds = time.perf_counter() - started
     out = {"fit_seconds": fit_seconds, "score_seconds": score_seconds, "curves_seconds": curves_seconds}
     if million:
@@ -77,7 +79,10 @@ def main(args) -> int:
                         "runs": [{k: round(v, 2) for k, v in r.items()} for r in runs]})
         print(f"{users:,} randomized users, median of {args.repeat}: " + ", ".join(
             f"{k} {v}" for k, v in medians.items()))
+    peak_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kilobytes on Linux
+    print(f"peak memory of the process: {peak_mb:,} MB")
     if args.output:
         Path(args.output).write_text(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
-                                                 "results": results}, indent=2) + "\n")
+                                                 "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),
+                                                 "peak_memory_mb": peak_mb, "results": results}, indent=2) + "\n")
     return 0

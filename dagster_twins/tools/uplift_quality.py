@@ -62,8 +62,9 @@ def campaign_measures(con, effects: pd.DataFrame, truth: pd.DataFrame, planted: 
     if not placebo:
         scores["planted benefit"] = -truth_effect
     treated, retained = rows["treated"].to_numpy(), rows["retained"].to_numpy()
-    _, summary = uplift_curves(scores, treated, retained, replicates=300, seed=19)
-    gains = policy_gains(scores, treated, retained, BUDGET, replicates=500, seed=19)
+    folds = rows["fold"].to_numpy()
+    _, summary = uplift_curves(scores, treated, retained, replicates=300, seed=19, folds=folds)
+    gains = policy_gains(scores, treated, retained, BUDGET, replicates=500, seed=19, folds=folds)
     n = int(round(BUDGET * len(rows)))
     kept_truth = {name: float(-truth_effect[np.argsort(-s, kind="stable")[:n]].sum()) for name, s in scores.items()}
     kept_truth["random"] = float(-truth_effect.mean() * n)
