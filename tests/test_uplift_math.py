@@ -117,8 +117,8 @@ def test_cross_fitted_effects_recover_a_planted_heterogeneity():
     assert e.loc[trouble, "effect"].mean() < 2 * e.loc[~trouble, "effect"].mean() < 0
     assert (e["lower_90"] <= e["effect"]).all() and (e["effect"] <= e["upper_90"]).all()
     retained, known = retained_known(frame["days_followed"], frame["churned"], 60)
-    _, summary = uplift_curves({"benefit": -e["effect"].to_numpy()}, frame["treated"].to_numpy()[known],
-                               retained[known], replicates=100)
+    _, summary = uplift_curves({"benefit": -e["effect"].to_numpy()[known]}, frame["treated"].to_numpy()[known],
+                               retained[known], replicates=100, folds=e["fold"].to_numpy()[known])
     assert summary.loc[0, "qini_coefficient_lower_90"] > 0
 
 
@@ -128,8 +128,8 @@ def test_a_placebo_comes_out_null():
     e = cross_fit(frame, config).effects
     assert abs(e["effect"].mean()) < 0.02
     retained, known = retained_known(frame["days_followed"], frame["churned"], 60)
-    _, summary = uplift_curves({"benefit": -e["effect"].to_numpy()}, frame["treated"].to_numpy()[known],
-                               retained[known], replicates=200)
+    _, summary = uplift_curves({"benefit": -e["effect"].to_numpy()[known]}, frame["treated"].to_numpy()[known],
+                               retained[known], replicates=200, folds=e["fold"].to_numpy()[known])
     assert summary.loc[0, "qini_coefficient_lower_90"] < 0 < summary.loc[0, "qini_coefficient_upper_90"]
 
 
@@ -153,10 +153,12 @@ def test_within_fold_ranks_ignore_each_folds_level_and_scale():
 
 
 def test_the_qini_interval_of_cross_fitted_scores_covers_zero_on_null_experiments():
-    """No effect for anyone, eight experiments: the held-out Qini coefficient's 90% interval (users resampled,
-    the fitted models held fixed, scores ranked within their fold) covers zero in nearly all of them; on average
-    the estimate is near zero. (Ranked across folds, the same scores came out negative: the fold whose own data
-    showed the larger effect is scored by models that saw the smaller, see ``within_fold_ranks``.)"""
+    """No effect for anyone, eight experiments: the held-out Qini coefficient's 90% interval (users resampled, the
+    fitted models held fixed, scores ranked within their fold, deviations widened for the models' share of the
+    variance) covers zero in nearly all of them; on average the estimate is near zero. (Ranked across folds, the
+    same scores came out negative: the fold whose own data showed the larger effect is scored by models that saw
+    the smaller, see ``within_fold_ranks``; without the widening, 74% of 34 larger null experiments were covered,
+    see ``CROSS_FIT_VARIANCE``.)"""
     covered, estimates, widths = 0, [], []
     for seed in range(8):
         frame = experiment(3_000, seed=100 + seed, trouble_ratio=1.0, other_ratio=1.0)
@@ -168,9 +170,10 @@ def test_the_qini_interval_of_cross_fitted_scores_covers_zero_on_null_experiment
         covered += row["qini_coefficient_lower_90"] <= 0 <= row["qini_coefficient_upper_90"]
         estimates.append(row["qini_coefficient"])
         widths.append(row["qini_coefficient_upper_90"] - row["qini_coefficient_lower_90"])
-    assert covered >= 6, (covered, estimates)
+    assert covered >= 7, (covered, estimates)
     # the mean of eight estimates within about two of its standard errors (interval width / 3.29 per estimate)
     assert abs(np.mean(estimates)) < 2 * np.mean(widths) / 3.29 / np.sqrt(8), estimates
+    # the widened intervals still see a real heterogeneity: test_cross_fitted_effects_recover_a_planted_heterogeneity
 
 
 def test_a_bounded_fit_sample_still_scores_everyone():
