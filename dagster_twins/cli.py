@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     uplift.add_argument("--warehouse", type=Path, default=None, help="an existing demo run's warehouse (with --truth)")
     uplift.add_argument("--truth", type=Path, default=None, help="that demo's truth folder")
     uplift.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
+    uplift.add_argument("--null-experiments", type=int, default=30,
+                        help="synthetic experiments with no effect that check the Qini interval's coverage (0: none)")
     uplift.set_defaults(func=cmd_uplift_quality)
     return parser
 
