@@ -224,6 +224,13 @@ def test_the_lineage_opens_by_layer_on_one_screen_left_to_right(page, webserver,
     _shot(page, "ui_lineage_expanded", tmp_path_factory)
 
 
+def _columns_shown(table) -> list[tuple[str, str]]:
+    """(name, type) of each row of the asset page's *Columns* table (a type cell may add "non-nullable")."""
+    return [tuple(row) for row in table.evaluate(
+        "t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].slice(0, 2)"
+        ".map(c => c.innerText.trim().split('\\n')[0]))")]
+
+
 def test_a_python_table_shows_its_warehouse_columns(page, webserver, launched, tmp_path_factory):
     """A Python layer's table (the churn predictions) lists its columns with DuckDB's types in the UI."""
     _, settings, _, _ = launched
@@ -234,9 +241,7 @@ def test_a_python_table_shows_its_warehouse_columns(page, webserver, launched, t
     _open(page, f"{webserver}/assets/churn/churn_predictions")
     page.get_by_text("Column name").first.wait_for()
     section = page.locator("table", has_text="Column name").first
-    shown = section.evaluate("t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')]"
-                             ".slice(0, 2).map(c => c.innerText.trim()))")
-    assert [(n, t.upper()) for n, t in shown] == columns and len(columns) > 5
+    assert [(n, t.upper()) for n, t in _columns_shown(section)] == columns and len(columns) > 5
     section.scroll_into_view_if_needed()
     _shot(page, "ui_columns_churn_predictions", tmp_path_factory)
 
@@ -257,11 +262,11 @@ def test_a_dbt_model_shows_its_types_and_row_count(page, webserver, launched, bu
     _open(page, f"{webserver}/assets/marts/dim_users")
     section = page.locator("table", has_text="Column name").first
     section.wait_for()
-    shown = dict(section.evaluate("t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')]"
-                                  ".slice(0, 2).map(c => c.innerText.trim()))"))
+    shown = dict(_columns_shown(section))
     assert shown["user_id"] == "VARCHAR" and shown["lifetime_spend"] == "DECIMAL(38,2)"  # DuckDB's, not YAML's
     assert "The user." in section.inner_text()  # the YAML's description kept
-    assert f"{rows:,}" in page.inner_text("body") and rows > 100
+    page.get_by_text("Row count", exact=True).wait_for()
+    assert page.inner_text("body").split("Row count", 1)[1].split()[0] == f"{rows:,}" and rows > 100
     _shot(page, "ui_dbt_columns_and_rows", tmp_path_factory)
 
 
