@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev docs ui-screenshots test lint bench bench-1m bench-spark bench-simulation bench-churn bench-api bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
+.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev docs source-freshness ui-screenshots test lint bench bench-1m bench-spark bench-simulation bench-churn bench-api bench-purchases bench-uplift uplift-quality model-quality purchases-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -49,6 +49,12 @@ docs: setup  ## dbt's documentation site: dbt/target/static_index.html (open it 
 	cd dbt && TWINS_WAREHOUSE=$${TWINS_WAREHOUSE:-$(CURDIR)/data/warehouse.duckdb} ../$(BIN)/dbt docs generate --static \
 	  --profiles-dir . --quiet
 	@echo "dbt docs: file://$(CURDIR)/dbt/target/static_index.html"
+
+# dbt's own source freshness (the `freshness:` rules on the raw sources, by `_loaded_at`); Dagster does not run or show
+# it (its freshness checks watch the marts and twins). Same warehouse rule as `make docs`: no run may be going on.
+source-freshness: setup  ## dbt source freshness of the raw tables: warn after 2 days, error after 7
+	cd dbt && TWINS_WAREHOUSE=$${TWINS_WAREHOUSE:-$(CURDIR)/data/warehouse.duckdb} ../$(BIN)/dbt source freshness \
+	  --profiles-dir .
 
 # The Dagster UI's screenshots in docs/img, from the browser tests (a small demo, its CLI run, a dagster-webserver).
 ui-screenshots: setup browser  ## docs/img/ui_*.png: the timeline, a plot, raw partitions, the expanded lineage

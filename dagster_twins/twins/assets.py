@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from dagster_twins.metadata import md_table
+from dagster_twins.metadata import md_table, table_metadata
 from dagster_twins.partitions import single_run
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
@@ -113,17 +113,19 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
             context.log.info(f"summarized bucket {bucket[0] + 1}/{buckets}: {len(users_b):,} twins "
                              f"({time.perf_counter() - started:.0f} s so far)")
         belief_rows, twin_rows = writer.finish(config.state_retention_days)
+        tables = {key: table_metadata(con, key) for key in (BELIEFS_KEY, TWINS_KEY)}
 
     seconds = round(time.perf_counter() - started, 2)
     tally = writer.tally
     yield dg.MaterializeResult(asset_key=BELIEFS_KEY, metadata={
-        "dagster/row_count": belief_rows, "as_of": str(as_of), "mode": mode, "engine": reader.engine,
+        **tables[BELIEFS_KEY], "dagster/row_count": belief_rows, "as_of": str(as_of), "mode": mode,
+        "engine": reader.engine,
         "interactions_folded": interactions, "user_buckets": buckets,
         "half_life_days": config.half_life_days, "seconds": seconds,
         "priors": md_table(priors.frame.drop(columns="as_of").head(30), floatfmt=".3g"),
     })
     yield dg.MaterializeResult(asset_key=TWINS_KEY, metadata={
-        "dagster/row_count": twin_rows, "as_of": str(as_of),
+        **tables[TWINS_KEY], "dagster/row_count": twin_rows, "as_of": str(as_of),
         "median_overall_confidence": round(tally.median_confidence(), 4),
         "preview": md_table(tally.preview, floatfmt=".3g"),
     })
@@ -178,11 +180,12 @@ def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             rows = rewrite.finish()
             unique = int(con.execute(f"select count(distinct user_id) from {store.SCHEMA}.{store.DOCUMENTS}")
                          .fetchone()[0]) if rows else 0
+            table = table_metadata(con, DOCUMENTS_KEY)
         finally:
             con.close()
         size = np.concatenate(sizes) if sizes else np.zeros(0)
         yield dg.MaterializeResult(metadata={
-            "dagster/row_count": rows, "schema_version": SCHEMA_VERSION, "user_buckets": buckets,
+            **table, "dagster/row_count": rows, "schema_version": SCHEMA_VERSION, "user_buckets": buckets,
             "median_bytes": int(np.median(size)) if len(size) else 0, "max_bytes": int(size.max()) if len(size) else 0,
             "seconds": round(time.perf_counter() - started, 2),
             "context_example": sample and context_block(json.loads(sample[0])) or "",
