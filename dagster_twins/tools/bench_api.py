@@ -32,47 +32,66 @@ import duckdb
 import numpy as np
 
 from dagster_twins.settings import Settings
+from dagster_twins.twins import store
 from dagster_twins.twins.api import server_process
-from dagster_twins.warehouse.tables import connect
+from dagster_twins.warehouse.tables import connect, table_exists
 
 SUFFIX = "~"
+DOCUMENT_BUCKET = 250_000  # users a documents query builds at once (as the asset's buckets, of this order)
+
+
+def _replicate(con: duckdb.DuckDBPyConnection, table: str, copies: int, where: str = "true") -> None:
+    """``src.<table>``'s rows once per copy k, each user ``<id>~k``."""
+    con.execute(f"""create table {table} as select * replace (user_id || '{SUFFIX}' || k as user_id)
+                    from src.{table}, range({copies}) as r(k) where {where}""")
 
 
 def synthetic_copy(source: Path, target: Path, users: int) -> dict:
-    """A serving copy of ``users`` users replicated from ``source``'s documents, users, state and priors."""
+    """A serving copy of ``users`` users replicated from ``source``'s twins, beliefs, churn predictions, scenario
+    effects, state and users (``<id>~k``: the k-th copy of user id), whose documents are then built as the daily
+    asset builds them (``store.documents_query``, a bucket of users at a time): the build is measured at scale."""
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
     con = connect(target)
     try:
         con.execute(f"attach '{source}' as src (read_only)")
-        base = con.execute("select count(*) from src.twins.user_documents").fetchone()[0]
+        base = con.execute("select count(*) from src.twins.user_twins").fetchone()[0]
         copies = math.ceil(users / base)
         as_of = con.execute("select max(as_of) from src.twins.user_documents").fetchone()[0]
-        for schema in ("twins", "marts", "serving"):
+        for schema in ("twins", "marts", "serving", "churn", "simulation"):
             con.execute(f"create schema {schema}")
-        # The k-th copy of user u is u~k; its document names it (the text is the source's, the id replaced).
-        con.execute(f"""create table twins.user_documents as
-            select user_id || '{SUFFIX}' || k as user_id, as_of, schema_version,
-                   replace(document, '"user_id":"' || user_id || '"',
-                           '"user_id":"' || user_id || '{SUFFIX}' || k || '"') as document
-            from src.twins.user_documents, range({copies}) as r(k) limit {users}""")
-        con.execute(f"""create table twins.belief_state as
-            select s.as_of, s.user_id || '{SUFFIX}' || k as user_id, belief, category, stat_a, stat_b, n_evidence,
-                   last_evidence_day
-            from src.twins.belief_state s, range({copies}) as r(k) where s.as_of = ?""", [as_of])
+        _replicate(con, "twins.user_twins", copies)
+        _replicate(con, "twins.user_beliefs", copies)
+        _replicate(con, "twins.belief_state", copies, f"as_of = '{as_of}'")
+        _replicate(con, "marts.dim_users", copies)
+        if table_exists(con, "churn", "churn_predictions"):
+            _replicate(con, "churn.churn_predictions", copies)
+        if table_exists(con, "simulation", "scenario_user_effects"):
+            _replicate(con, "simulation.scenario_user_effects", copies)
+            con.execute("create table simulation.scenario_results as select * from src.simulation.scenario_results")
         con.execute("create table twins.belief_priors as select * from src.twins.belief_priors where as_of = ?",
                     [as_of])
-        con.execute(f"""create table marts.dim_users as
-            select * replace (user_id || '{SUFFIX}' || k as user_id) from src.marts.dim_users, range({copies}) r(k)""")
         con.execute("create table marts.fct_events as select * from src.marts.fct_events limit 1")
         con.execute("create table serving.publication as select * from src.serving.publication")
-        count = con.execute("select count(*) from twins.user_documents").fetchone()[0]
         con.execute("detach src")
+        replicated = time.perf_counter() - started
+        count = con.execute("select count(*) from twins.user_twins").fetchone()[0]
+        buckets = max(1, math.ceil(count / DOCUMENT_BUCKET))
+        built = time.perf_counter()
+        for k in range(buckets):
+            sql = store.documents_query(con, (k, buckets))
+            con.execute(f"{'insert into' if k else 'create table'} twins.user_documents "
+                        f"{'' if k else 'as '}{sql}")
+            print(f"documents: bucket {k + 1}/{buckets} after {time.perf_counter() - built:.0f} s", flush=True)
+        documents = time.perf_counter() - built
+        size = con.execute("select median(strlen(document)), count(*) from twins.user_documents").fetchone()
         con.execute("checkpoint")
     finally:
         con.close()
-    return {"users": int(count), "replicated_from": int(base), "seconds": round(time.perf_counter() - started, 1),
+    return {"users": int(size[1]), "replicated_from": int(base), "replicate_seconds": round(replicated, 1),
+            "documents_seconds": round(documents, 1), "documents_us_per_user": round(1e6 * documents / size[1], 1),
+            "median_document_bytes": int(size[0]), "seconds": round(time.perf_counter() - started, 1),
             "bytes": target.stat().st_size}
 
 
@@ -115,8 +134,10 @@ def run(source: Path, workdir: Path, users: int, rate: float, seconds: float, ob
         concurrency: int, seed: int = 0) -> dict:
     serving = workdir / "serving" / "warehouse.duckdb"
     built = synthetic_copy(source, serving, users)
-    print(f"synthetic serving copy: {built['users']:,} users from {built['replicated_from']:,} real documents, "
-          f"{built['bytes'] / 1e9:.2f} GB in {built['seconds']} s", flush=True)
+    print(f"synthetic serving copy: {built['users']:,} users from {built['replicated_from']:,} real twins, "
+          f"{built['bytes'] / 1e9:.2f} GB in {built['seconds']} s; their documents built in "
+          f"{built['documents_seconds']} s ({built['documents_us_per_user']} us a user, median "
+          f"{built['median_document_bytes']:,} bytes)", flush=True)
     con = duckdb.connect(str(serving), read_only=True)
     ids = [r[0] for r in con.execute("select user_id from twins.user_documents using sample 20000 rows").fetchall()]
     con.close()
