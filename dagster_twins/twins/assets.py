@@ -13,7 +13,7 @@ from dagster_twins.partitions import single_run
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
 from dagster_twins.twins import store
-from dagster_twins.twins.document import SCHEMA_VERSION, build_documents, context_block, documents_frame, load_schema
+from dagster_twins.twins.document import SCHEMA_VERSION, context_block, load_schema
 from dagster_twins.twins.purchase_assets import PURCHASES_KEY, run_landing_window
 from dagster_twins.twins.state import empty_state, fold
 from dagster_twins.twins.summarize import PriorInputs
@@ -169,7 +169,7 @@ def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             rewrite = TableRewrite(con, store.SCHEMA, store.DOCUMENTS)
             sample, invalid, sizes = [], 0, []
             for bucket in all_buckets(buckets):
-                frame = documents_frame(build_documents(**store.document_inputs(con, bucket)))
+                frame = con.sql(store.documents_query(con, bucket)).df()  # columnar (document_sql.py)
                 rewrite.write(frame)
                 sizes.append(frame["document"].str.len().to_numpy())
                 for text in frame["document"].head(max(0, 200 - len(sample))):

@@ -8,6 +8,7 @@ import duckdb
 import pandas as pd
 
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
+from dagster_twins.twins.document_sql import documents_sql
 from dagster_twins.twins.state import STATE_COLUMNS
 from dagster_twins.warehouse.buckets import Bucket, BucketReader
 from dagster_twins.warehouse.sql import sql_literal
@@ -264,6 +265,21 @@ def explanations_view(con: duckdb.DuckDBPyConnection) -> str:
 
 
 DOCUMENTS = "user_documents"
+
+
+def documents_query(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> str:
+    """The query giving the twin documents of a bucket of users (``document_sql``; what ``document_inputs`` feeds
+    the Python builder, in one statement): the optional churn and scenario tables joined where they exist."""
+    where = "true" if bucket[1] == 1 else f"hash(user_id) % {bucket[1]} = {bucket[0]}"
+
+    def columns(schema: str, table: str) -> list[str] | None:
+        if not table_exists(con, schema, table):
+            return None
+        return [r[0] for r in con.execute(f"select * from {schema}.{table} limit 0").description]
+
+    return documents_sql(where, columns(SCHEMA, "user_twins") or [], columns("churn", "churn_predictions"),
+                         table_exists(con, "simulation", "scenario_user_effects")
+                         and table_exists(con, "simulation", "scenario_results"))
 
 
 def document_inputs(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> dict[str, pd.DataFrame | None]:
