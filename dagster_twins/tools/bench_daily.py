@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -27,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from dagster_twins.layers import LAYERS, layer_of
-from dagster_twins.tools.bench import BENCH_END_DATE, bench_env, run_stage, stage_commands
+from dagster_twins.tools.bench import BENCH_END_DATE, bench_env, run_stage, stage_commands, write_results
 
 STARTUP = "start-up"  # the process beyond its steps: imports, the code location, Dagster's bookkeeping
 GX = "gx checks"  # the Great Expectations suites' own steps (``<asset>_gx_<table>``), whichever layer they check
@@ -156,8 +154,6 @@ def main(args: argparse.Namespace) -> int:
     results = [bench_history(users, days, args.repeat, root, args.floor, args.keep, args.chunk_users)
                for users in args.users for days in history]
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-        args.output.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+        write_results(args.output, results)
     print(markdown_table(results))
     return 0
