@@ -35,12 +35,17 @@ def test_a_runs_steps_are_summed_by_the_layer_of_what_they_materialize(tmp_path)
     def published() -> int:
         return 3
 
+    # A Great Expectations suite's step is named <asset>_gx_<table>; it is counted apart from its layer.
+    @dg.asset(key=["raw", "events_gx_raw_events"], deps=[raw_events])
+    def suite() -> int:
+        return 4
+
     home = tmp_path / "home"
     home.mkdir()
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     try:
         first = dg.materialize([raw_events, user_beliefs], instance=instance)
-        second = dg.materialize([raw_events, user_beliefs, published], instance=instance)
+        second = dg.materialize([raw_events, user_beliefs, published, suite], instance=instance)
         assert first.success and second.success
         record = instance.get_run_record_by_id(second.run_id)
         run_seconds = record.end_time - record.start_time
@@ -48,12 +53,12 @@ def test_a_runs_steps_are_summed_by_the_layer_of_what_they_materialize(tmp_path)
         instance.dispose()
 
     latest = step_seconds_by_layer(home)  # the latest run by default
-    assert set(latest) == {"ingestion", "twins", "serving"}
+    assert set(latest) == {"ingestion", "twins", "serving", GX}
     assert all(s >= 0 for s in latest.values()) and sum(latest.values()) <= run_seconds
     assert set(step_seconds_by_layer(home, first.run_id)) == {"ingestion", "twins"}
 
     split = split_run(sum(latest.values()) + 5.0, latest)
-    assert list(split) == ["ingestion", "twins", "serving", STARTUP]  # pipeline order, start-up last
+    assert list(split) == ["ingestion", "twins", "serving", GX, STARTUP]  # pipeline order, start-up last
     assert split[STARTUP] == pytest.approx(5.0, abs=0.02)
 
 
