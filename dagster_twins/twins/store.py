@@ -142,10 +142,11 @@ def purchase_evidence(reader: BucketReader, after: date | None, end: date,
     frame = reader.frame(f"""
         select user_id, activity_date as day, count(*) as purchases,
                count(*) filter (where spend > 0) as spend_n,
-               coalesce(sum(cast(spend as double)) filter (where spend > 0), 0) as spend_sum
+               cast(coalesce(sum(spend) filter (where spend > 0), 0) as double) as spend_sum
         from marts.fct_events
         where {_landed(after, end)} and source = 'events' and interaction_type in ({types})
-        group by all""")
+        group by all
+        order by user_id, day""")  # summed exactly (decimal) and in one order: a re-run gives the same bits
     frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
     return frame
 
