@@ -205,8 +205,11 @@ def policy_ranking(results: pd.DataFrame) -> pd.DataFrame:
     columns = ["scenario", "segment", "effect_kind", "users_affected", "horizon_days", "expected_users_kept",
                "expected_users_kept_lower_90", "expected_users_kept_upper_90", "users_kept_per_user_treated",
                "retention_difference", "retention_difference_lower_90", "retention_difference_upper_90",
-               "probability_difference_positive", "expected_value_kept", "expected_value_kept_lower_90",
-               "expected_value_kept_upper_90", "value_column"]
+               "probability_difference_positive"]
+    # Users kept priced by the purchase layer (null without it), and for targeting scenarios (one row per policy)
+    # how each policy compares with treating at random.
+    columns += [c for c in ("expected_value_kept", "expected_value_kept_lower_90", "expected_value_kept_upper_90",
+                            "value_column") if c in results]
     # Targeting scenarios (one row per policy) add how each policy compares with treating at random.
     columns += [c for c in TARGETING_COLUMNS if c in results]
     simulated = results.loc[results["status"] == "simulated", columns]
