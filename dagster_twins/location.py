@@ -10,7 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from dagster_twins.automation import daily_schedule, freshness_checks, freshness_sensor, new_landing_files
+from dagster_twins.automation import (
+    build_source_freshness,
+    daily_schedule,
+    freshness_checks,
+    freshness_sensor,
+    new_landing_files,
+)
 from dagster_twins.churn.assets import build_churn_assets
 from dagster_twins.ingestion.assets import build_raw_sources
 from dagster_twins.ingestion.resources import LandingResource
@@ -80,16 +86,17 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets.append(build_report_asset(last_assets(assets)))
     # The serving copy for BI tools is published last, after the report (so after everything).
     assets.append(build_serving_asset(last_assets(assets)))
+    source_checks, source_sensor = build_source_freshness(settings)
     with warnings.catch_warnings():  # code references are beta in Dagster 1.13: one warning per asset otherwise
         warnings.simplefilter("ignore", dg.BetaWarning)
         referenced = dg.with_source_code_references(dg.map_asset_specs(with_layer, assets))
     return dg.Definitions(
         assets=referenced,
         asset_checks=[*gx_checks(settings.expectations_dir, {key for asset in assets for key in asset.keys}),
-                      *freshness_checks],
+                      *freshness_checks, source_checks],
         jobs=[twins_pipeline_job, build_rebuild_job(settings)],
         schedules=[daily_schedule],
-        sensors=[new_landing_files, freshness_sensor],
+        sensors=[new_landing_files, freshness_sensor, source_sensor],
         resources=build_resources(settings),
         # DuckDB allows one writer at a time, so the steps of a run execute one after another (the parallel
         # rebuild job sets its own executor: only its first and last steps open the warehouse).

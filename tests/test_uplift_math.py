@@ -15,7 +15,7 @@ from dagster_twins.demo import generate_demo
 from dagster_twins.metadata import md_table
 from dagster_twins.simulation.plots import uplift_plot
 from dagster_twins.simulation.specs import ScenarioSpecError, load_spec
-from dagster_twins.simulation.targeting import run_targeting
+from dagster_twins.simulation.targeting import run_targeting, value_kept
 from dagster_twins.simulation.uplift import (
     EFFECT_COLUMNS,
     UpliftConfig,
@@ -245,6 +245,47 @@ def test_targeting_reports_three_policies_and_a_placebo_gains_nothing_over_rando
     assert len(run.users) == 800 and (run.users["churn_reduction"] >= run.users["churn_reduction"].min()).all()
     placebo = run_targeting(spec, base, _effects(1.0, 1.0, seed=10)).results.set_index("policy")
     assert placebo.loc["benefit", "gain_over_random_lower_90"] < 0 < placebo.loc["benefit", "gain_over_random_upper_90"]
+    # Without the purchase layer's value columns: value kept is empty, and says so by its empty value_column.
+    assert r["expected_value_kept"].isna().all() and (r["value_column"] == "").all()
+    assert r["value_gain_over_random"].isna().all()
+
+
+def test_value_kept_against_its_closed_form():
+    r, v = np.array([0.1, 0.2, 0.0, 0.3]), np.array([10.0, 0.0, 5.0, 20.0])
+    # users kept equal to the effects' own sum: each user's churn reduction times their value, summed (7.0)
+    assert value_kept(np.array([r.sum()]), r, v) == pytest.approx([1.0 + 6.0])
+    # twice as many users kept: the mean value (8.75) per extra user kept, the tilt (7 - 0.6 x 8.75 = 1.75) unchanged
+    assert value_kept(np.array([1.2, 0.0, -0.6]), r, v) == pytest.approx([12.25, 1.75, 1.75 - 5.25])
+    assert value_kept(np.array([2.0, 3.0]), r, np.full(4, 4.0)) == pytest.approx([8.0, 12.0])  # one value: kept x it
+    assert value_kept(np.array([1.0, 2.0]), np.empty(0), np.empty(0)).tolist() == [0.0, 0.0]
+
+
+def test_targeting_prices_the_users_each_policy_keeps(tmp_path):
+    spec = _targeting_spec(tmp_path, "{policy: benefit, users: 500}")
+    effects = _effects(0.3, 0.9, seed=11)
+    users = [f"u{i}" for i in range(4_000)]
+    same = run_targeting(spec, pd.DataFrame({"user_id": users, "tenure_days": 100.0, "value_90d": 4.0,
+                                             "value_30d": 1.0}), effects).results.set_index("policy")
+    # Every user worth 4 over 90 days (the shortest horizon covering 60): value kept is 4 x users kept, replicate by
+    # replicate, so its interval and its gain over random are 4 x those of users kept.
+    assert (same["value_column"] == "value_90d").all()
+    for m in ("expected_users_kept", "expected_users_kept_lower_90", "expected_users_kept_upper_90",
+              "gain_over_random", "gain_over_random_lower_90", "gain_over_random_upper_90"):
+        value = m.replace("expected_users_kept", "expected_value_kept").replace("gain_over", "value_gain_over")
+        assert same[value].to_numpy() == pytest.approx(4.0 * same[m].to_numpy()), m
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"user_id": users, "tenure_days": 100.0, "value_90d": rng.gamma(2.0, 5.0, 4_000)})
+    run = run_targeting(spec, base, effects)
+    r = run.results.set_index("policy")
+    # The benefit policy's users (scenario_user_effects): mean value per user kept plus the effect-value covariance.
+    chosen = run.users.merge(base, on="user_id")
+    reduction, value = chosen["churn_reduction"].to_numpy(), chosen["value_90d"].to_numpy()
+    tilt = np.sum((reduction - reduction.mean()) * (value - value.mean()))
+    assert r.loc["benefit", "expected_value_kept"] == pytest.approx(
+        r.loc["benefit", "expected_users_kept"] * value.mean() + tilt)
+    assert (r["expected_value_kept_lower_90"] <= r["expected_value_kept"]).all()
+    assert (r["expected_value_kept"] <= r["expected_value_kept_upper_90"]).all()
+    assert r.loc["random", "value_gain_over_random"] == 0.0
 
 
 def test_targeting_skips_an_unknown_campaign_and_names_a_wrong_horizon(tmp_path):

@@ -14,7 +14,7 @@ from dagster_twins.settings import Settings
 from dagster_twins.simulation import store
 from dagster_twins.simulation.effects import estimate_campaign_effects
 from dagster_twins.simulation.plots import scenario_plot, targeting_plot, uplift_plot
-from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario
+from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario, value_note
 from dagster_twins.simulation.specs import ScenarioSpec, load_specs, naming_file
 from dagster_twins.simulation.targeting import run_targeting
 from dagster_twins.simulation.uplift import CampaignEffects, UpliftConfig, UpliftUnavailable, campaign_user_effects
@@ -159,6 +159,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(metadata={
             **table, "status": r["status"], "status_reason": r["status_reason"],
             "users_affected": int(r["users_affected"]), "effect_kind": r["effect_kind"], "effect": r["effect_source"],
+            "value_kept": value_note(r, spec.horizon_days),
             "dagster/row_count": len(run.users), "seconds": seconds, "user_buckets": buckets,
             "result": md_table(pd.Series(r).to_frame("value"), floatfmt=".4f", index=True),
             "plot": md_image(plot, "retention difference over draws, intervention and placebo", "empty segment"),
@@ -304,18 +305,22 @@ def build_targeting_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition
                               title=f"{spec.name}: users kept, {int(first['users_affected']):,} targeted")
         shown = ["policy", "users_affected", "expected_users_kept", "expected_users_kept_lower_90",
                  "expected_users_kept_upper_90", "gain_over_random", "gain_over_random_lower_90",
-                 "gain_over_random_upper_90"]
+                 "gain_over_random_upper_90", "expected_value_kept", "expected_value_kept_lower_90",
+                 "expected_value_kept_upper_90", "value_gain_over_random"]
         yield dg.MaterializeResult(metadata={
             **table, "status": first["status"], "status_reason": first["status_reason"],
             "users_affected": int(first["users_affected"]), "dagster/row_count": len(run.users),
+            "value_kept": value_note(first, spec.horizon_days),
             "policies": md_table(results[[c for c in shown if c in results]], floatfmt=".2f"),
             "plot": md_image(plot, "users kept by policy", "nothing targeted"),
         })
         yield dg.AssetCheckResult(check_name="simulated", passed=first["status"] == "simulated",
                                   severity=dg.AssetCheckSeverity.WARN, metadata={"reason": first["status_reason"]})
         simulated = results[results["status"] == "simulated"]  # none when skipped (no targeting columns then)
-        ordered = simulated.empty or all((simulated[f"{m}_lower_90"] <= simulated[f"{m}_upper_90"]).all()
-                                         for m in ("expected_users_kept", "gain_over_random", "retention_difference"))
+        ordered = simulated.empty or all(
+            (simulated[f"{m}_lower_90"] <= simulated[f"{m}_upper_90"]).all()
+            for m in ("expected_users_kept", "gain_over_random", "retention_difference")) and not (
+            simulated["expected_value_kept_lower_90"] > simulated["expected_value_kept_upper_90"]).any()
         yield dg.AssetCheckResult(check_name="intervals_ordered_and_in_bounds", passed=bool(ordered))
 
     return _targeting
