@@ -237,12 +237,6 @@ def online_twins(batch: Batch, users: pd.DataFrame, evidence: pd.DataFrame) \
         yield beliefs, twins, as_of
 
 
-def mark_online(beliefs: pd.DataFrame, evidence: pd.DataFrame, updated_at: str) -> pd.DataFrame:
-    """``updated_online_at`` on the belief rows the online evidence moved (every category of a share it touched)."""
-    touched = set(evidence["belief"])
-    return beliefs.assign(updated_online_at=np.where(beliefs["belief"].isin(touched), updated_at, None))
-
-
 class OnlineStore:
     """Events observed since the last published batch run (and the documents refolded from them), in a SQLite
     file the API writes: WAL mode, one connection per process behind a lock (each statement takes microseconds)."""

@@ -96,8 +96,13 @@ class ReadStore:
     def document(self, user_id: str) -> str | None:
         return self._one("document", user_id)
 
+    def state_rows(self, user_id: str) -> list[list]:
+        """The user's latest state as the store keeps it: [belief, category, stat_a, stat_b, n_evidence,
+        last_evidence_day] rows."""
+        return json.loads(self._one("state", user_id) or "[]")
+
     def state(self, user_id: str) -> pd.DataFrame:
-        rows = json.loads(self._one("state", user_id) or "[]")
+        rows = self.state_rows(user_id)
         frame = pd.DataFrame(rows, columns=_STATE_FIELDS)
         frame.insert(0, "user_id", user_id)
         frame["last_evidence_day"] = pd.to_datetime(frame["last_evidence_day"])
