@@ -75,7 +75,7 @@ class Snapshot:
     """One published serving copy, open read-only, with a cursor per thread (DuckDB connections are not shared
     across threads; cursors of one database are cheap and run in parallel)."""
 
-    def __init__(self, path: Path, identity: tuple[int, int]):
+    def __init__(self, path: Path, identity: tuple[int, int], prebuilt: Path | None = None):
         self.path, self.identity = path, identity
         self.con = connect(path, read_only=True)
         self._local = threading.local()
@@ -89,8 +89,11 @@ class Snapshot:
         if table_exists(self.con, "marts", "fct_events"):
             self.data_start = self.con.execute("select min(occurred_at) from marts.fct_events").fetchone()[0]
         self.publication = self._publication()
-        self.read_build = readstore.build(self.con, self.as_of, self.data_start, path.parent / "read.sqlite")
-        self.read = readstore.ReadStore(path.parent / "read.sqlite")
+        if prebuilt is not None:  # a benchmark's read store (settings.api_read_store), not built from this copy
+            self.read_build = {"prebuilt": str(prebuilt), "bytes": prebuilt.stat().st_size}
+        else:
+            self.read_build = readstore.build(self.con, self.as_of, self.data_start, path.parent / "read.sqlite")
+        self.read = readstore.ReadStore(prebuilt or path.parent / "read.sqlite")
 
     def _publication(self) -> dict[str, Any]:
         if not table_exists(self.con, "serving", "publication"):
@@ -128,8 +131,8 @@ class ServingCopy:
     reader closes it. The links folder must be on the serving copy's filesystem.
     """
 
-    def __init__(self, path: Path, links: Path, on_new: Any = None):
-        self.path, self.links, self.on_new = path, links, on_new
+    def __init__(self, path: Path, links: Path, on_new: Any = None, read_store: Path | None = None):
+        self.path, self.links, self.on_new, self.read_store = path, links, on_new, read_store
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._retired: Snapshot | None = None
@@ -183,7 +186,7 @@ class ServingCopy:
 
     def _open(self, identity: tuple[int, int]) -> None:
         try:
-            fresh = Snapshot(self._link(identity), identity)
+            fresh = Snapshot(self._link(identity), identity, self.read_store)
         except (duckdb.Error, OSError, NoServingCopy) as exc:
             self._error, self._opening = str(exc), None
             return
@@ -397,7 +400,8 @@ def online_dir(settings: Settings) -> Path:
 
 def build_service(settings: Settings) -> TwinService:
     folder = online_dir(settings)
-    return TwinService(ServingCopy(settings.serving_file, folder / f"snapshots-{os.getpid()}"),
+    return TwinService(ServingCopy(settings.serving_file, folder / f"snapshots-{os.getpid()}",
+                                   read_store=settings.api_read_store),
                        OnlineStore(folder / "online.sqlite"),
                        LandingWriter(settings.landing_dir), settings)
 
@@ -534,6 +538,8 @@ def server_process(settings: Settings, ready_within: float = 900.0, pids: list[i
            "TWINS_LANDING_DIR": str(settings.landing_dir), "TWINS_API_HOST": settings.api_host,
            "TWINS_API_PORT": str(port), "TWINS_ONLINE_DIR": str(online_dir(settings)),
            "TWINS_SETTINGS": str(settings.settings_file or os.devnull)}
+    if settings.api_read_store:
+        env["TWINS_API_READ_STORE"] = str(settings.api_read_store)
     env.pop("TWINS_API_TOKEN", None)
     if settings.api_token:
         env["TWINS_API_TOKEN"] = settings.api_token
