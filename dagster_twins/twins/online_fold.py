@@ -25,12 +25,11 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from dagster_twins.twins.catalog import BELIEFS
 from dagster_twins.twins.document import build_document
 from dagster_twins.twins.families import decay_factor
-from dagster_twins.twins.state import exposure_days
+from dagster_twins.twins.state import decayed_days
 from dagster_twins.twins.summarize import Priors, belief_columns, summarized_beliefs
 
 # (belief, category) -> [stat_a, stat_b, n_evidence, last_evidence_day or None]
@@ -120,7 +119,7 @@ def belief_rows(state: State, user_id: str, first_day: date, categories: dict[st
                 as_of: date, half_life_days: float) -> list[dict[str, Any]]:
     """The user's ``user_beliefs`` rows (as dicts, in the batch's order), through the batch's own summary of each
     belief (``summarize.belief_columns``)."""
-    exposure = exposure_days(pd.Series([pd.Timestamp(first_day)]), as_of, half_life_days)
+    exposure = decayed_days(np.array([max((as_of - first_day).days + 1, 0)]), half_life_days)  # exposure_days
     out = []
     for name, cats in summarized_beliefs(categories):
         if name not in priors.params:
