@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -90,6 +91,48 @@ def cloned_read_store(source: Path, target: Path, users: int) -> dict:
     return {"users": len(keys), "cloned_from": len(rows), "seconds": round(time.perf_counter() - started, 1),
             "bytes": target.stat().st_size, "median_document_bytes": sizes[len(sizes) // 2],
             "note": CLONE_NOTE.format(users=len(keys), base=len(rows))}
+
+
+def refold_cpu(source: Path, scratch: Path, users: int = 100, half_life_days: float = 30.0) -> dict:
+    """CPU of one observed event's refold into a document, per user of the built copy ``source`` (medians and p90
+    over ``users`` users): ``online_fold`` (what observe() runs) beside the frame functions it replaced
+    (``online.event_evidence``, ``online_twin``: evidence query, ``state.fold``, ``summarize_bucket``, roll-up)."""
+    from dagster_twins.twins.document import build_document, to_json
+    from dagster_twins.twins.online import Batch, event_evidence, online_twin, parse_event, priors_from_frame, stamp
+    from dagster_twins.twins.online_fold import refold_document, state_from_rows
+
+    con = duckdb.connect(str(source), read_only=True)
+    try:
+        as_of = con.execute("select max(as_of) from twins.user_documents").fetchone()[0].date()
+        start = con.execute("select min(occurred_at) from marts.fct_events").fetchone()[0]
+        readstore.build(con, as_of, start, scratch)
+        priors, categories = priors_from_frame(con.execute(
+            "select * from twins.belief_priors where as_of = ? order by belief, category", [as_of]).df())
+        ids = [r[0] for r in con.execute("select user_id from twins.user_documents order by hash(user_id) limit ?",
+                                         [users]).fetchall()]
+    finally:
+        con.close()
+    read = readstore.ReadStore(scratch)
+    received = datetime.combine(as_of, datetime.min.time()).replace(hour=12)
+    times: dict[str, list[float]] = {"online_fold": [], "frames": []}
+    for i, user in enumerate(ids):
+        row = parse_event(user, {"event_type": "view", "topic": "travel", "channel": "web", "content_format": "video",
+                                 "event_id": f"bench-{i}"}, received)
+        pending, started = [(row, as_of, stamp(received))], time.process_time()
+        to_json(refold_document(json.loads(read.document(user)), state_from_rows(read.state_rows(user)), as_of,
+                                read.first_day(user).date(), pending, priors, categories, half_life_days, ["purchase"]))
+        times["online_fold"].append(time.process_time() - started)
+        started = time.process_time()
+        evidence = event_evidence([row], {row["event_id"]: as_of}, ["purchase"])
+        beliefs, twins, _ = online_twin(Batch(as_of, read.state(user), read.first_day(user), priors, categories,
+                                              half_life_days), user, evidence)
+        updated = pending[0][2]
+        moved = beliefs.assign(updated_online_at=np.where(beliefs["belief"].isin(evidence["belief"]), updated, None))
+        to_json(build_document(twins.iloc[0].to_dict(), moved.to_dict("records"), updated_online_at=updated))
+        times["frames"].append(time.process_time() - started)
+    scratch.unlink()
+    return {f"{k}_ms_{q}": round(1000 * float(np.percentile(v, p)), 3) for k, v in times.items()
+            for q, p in (("p50", 50), ("p90", 90))} | {"users": len(ids), "load_average": round(os.getloadavg()[0], 1)}
 
 
 async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes) -> int:
@@ -219,6 +262,8 @@ def run(source: Path, workdir: Path, users: int, rate: float, seconds: float, ob
         workdir.mkdir(parents=True, exist_ok=True)
         built = cloned_read_store(source, store_path, users)
         marker.write_text(json.dumps({**built, "requested": users}))
+    out_refold = refold_cpu(source, workdir / "refold-read.sqlite")
+    print(f"refold CPU an event: {out_refold}", flush=True)
     print(f"read store: {built['note']}: {built['bytes'] / 1e9:.2f} GB written in {built['seconds']} s "
           f"(median document {built['median_document_bytes']:,} bytes)", flush=True)
     serving = workdir / "serving" / source.name  # the source copy itself (priors, as-of day), beside the clones
@@ -233,7 +278,7 @@ def run(source: Path, workdir: Path, users: int, rate: float, seconds: float, ob
                        landing_dir=workdir / "landing", online_dir=workdir / "online", api_port=0,
                        api_read_store=store_path)
     out = {"users": built, "rate": rate, "seconds": seconds, "observe_rate": observe_rate,
-           "concurrency": concurrency, "repeats": repeats, "uptime_before": _uptime()}
+           "concurrency": concurrency, "repeats": repeats, "uptime_before": _uptime(), "refold_cpu": out_refold}
     pids: list[int] = []
     with server_process(settings, ready_within=3600, pids=pids) as url:
         server = pids[0]
