@@ -432,12 +432,39 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
+class DocumentReads:
+    """``GET /users/{id}/twin`` of a user without online events, answered with the stored text before FastAPI's
+    routing; anything else (a bad id, an unknown user, pending events, no copy yet) goes on to the app, which answers
+    it. Under uvicorn on the loaded benchmark machine a bare ASGI answer cost 0.36 ms of server CPU a request, the
+    same read through the router about 1.0 ms."""
+
+    def __init__(self, app: ASGIApp, service: TwinService):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            parts = scope["path"].split("/")
+            if len(parts) == 4 and parts[1] == "users" and parts[3] == "twin":
+                text = None
+                with suppress(EventError, NoServingCopy):  # the app answers these with their reasons
+                    text = self.service.batch_text(check_id(parts[2]))
+                if text is not None:
+                    body = text.encode()
+                    await send({"type": "http.response.start", "status": 200,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The API over ``settings``' serving copy, online store and landing folder (bearer token: settings.api_token)."""
     service = build_service(settings)
     app = FastAPI(title="dagster-twins twin API", version="1",
                   description="Per-user twin documents from the serving copy, and observe() between runs.")
     app.state.service = service
+    app.add_middleware(DocumentReads, service=service)  # inside the token check, added after it (outermost)
     if settings.api_token:
         app.add_middleware(BearerToken, token=settings.api_token)
 
@@ -455,13 +482,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/users/{user_id}/twin")
     async def twin(user_id: str) -> Response:
-        # On the event loop: a document without pending events is one SQLite lookup (tens of microseconds), less
-        # than a hop to the thread pool costs; a user with online events is refolded in the pool.
-        user = _user(user_id)
-        text = service.batch_text(user)
-        if text is None:
-            text = await run_in_threadpool(service.document_text, user)
-        return Response(text, media_type="application/json")
+        # A document without pending events was answered by DocumentReads; here: a user with online events
+        # (refolded in the pool), or the reason there is no document (400, 404, 503).
+        return Response(await run_in_threadpool(service.document_text, _user(user_id)), media_type="application/json")
 
     @app.get("/users/{user_id}/twin/context", response_class=PlainTextResponse)
     def context(user_id: str) -> str:
@@ -511,7 +534,8 @@ def serve(settings: Settings) -> None:
           f"online store {online_dir(settings)}; token {'required' if settings.api_token else 'off'}); "
           f"ready in {time.perf_counter() - started:.1f} s", flush=True)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False,
-                timeout_keep_alive=30)  # clients keep connections; 5 s (the default) closed them under load
+                timeout_keep_alive=30,  # clients keep connections; 5 s (the default) closed them under load
+                proxy_headers=False)  # bound to a local address: no proxy's forwarded headers to read
 
 
 def free_port(host: str = "127.0.0.1") -> int:
