@@ -266,6 +266,8 @@ def run(source: Path, workdir: Path, users: int, rate: float, seconds: float, ob
     print(f"refold CPU an event: {out_refold}", flush=True)
     print(f"read store: {built['note']}: {built['bytes'] / 1e9:.2f} GB written in {built['seconds']} s "
           f"(median document {built['median_document_bytes']:,} bytes)", flush=True)
+    for folder in ("online", "landing"):  # a kept work folder's events of an earlier run: not pending in this one
+        shutil.rmtree(workdir / folder, ignore_errors=True)
     serving = workdir / "serving" / source.name  # the source copy itself (priors, as-of day), beside the clones
     serving.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, serving)
