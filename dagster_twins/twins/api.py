@@ -276,7 +276,7 @@ class TwinService:
     def _refolded(self, snapshot: Snapshot, user_ids: list[str]) -> dict[str, str]:
         """The documents of ``user_ids`` with their pending events folded in (cached per user until their next
         event or the next copy); users without pending events or a batch state are left out. One user's refold is
-        dict and small-array work (``online_fold``), a fraction of a millisecond to a few."""
+        dict and small-array work (``online_fold``), a few milliseconds of CPU."""
         out: dict[str, str] = {}
         priors = snapshot.priors(snapshot.as_of) if snapshot.as_of is not None else None
         for user in user_ids:
