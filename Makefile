@@ -108,8 +108,8 @@ bench-spark: setup setup-spark  ## the same stages with dbt on local Spark besid
 	$(BIN)/dagster-twins bench --engine spark --users 2000 --days 180 --repeat 1 --output docs/benchmarks-spark.json
 	$(BIN)/dagster-twins bench --engine duckdb --users 2000 --days 180 --repeat 1 --output docs/benchmarks-spark-duckdb.json
 
-bench-api: setup  ## the twin API at 1,000,000 users (synthetic serving copy of a built demo's documents; docs/twin-api.md)
-	$(BIN)/dagster-twins bench --api --users 1000000 --rate 500 --seconds 20 --observe-rate 50 --output docs/benchmarks-api.json
+bench-api: setup  ## the twin API at 1,000,000 users (documents cloned from a built demo into a read store; docs/twin-api.md)
+	$(BIN)/dagster-twins bench --api --users 1000000 --rate 500 --seconds 30 --observe-rate 50 --repeat 3 --output docs/benchmarks-api.json
 
 bench-simulation: setup  ## one scenario over 100k active users x 1,000 draws (see docs/benchmarks.md)
 	$(BIN)/dagster-twins bench --simulation --users 100000 --days 180 --draws 1000 --repeat 5 --output docs/benchmarks-simulation.json

@@ -312,9 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(--output: the Markdown page whose purchases section it rewrites: docs/benchmarks.md)")
     bench.add_argument("--fit-max-users", type=int, default=200_000, help="with --purchases: the fit's sample")
     bench.add_argument("--api", action="store_true",
-                       help="load-test the twin API on a synthetic serving copy of --users users (docs/twin-api.md)")
+                       help="load-test the twin API on a read store of --users documents cloned from a built serving "
+                            "copy, --repeat runs of each phase (docs/twin-api.md)")
     bench.add_argument("--source", type=Path, default=None,
-                       help="with --api: the serving copy whose documents are replicated (default: the settings')")
+                       help="with --api: the serving copy whose documents are cloned (default: the settings')")
     bench.add_argument("--rate", type=float, default=500, help="with --api: requests a second (default 500)")
     bench.add_argument("--seconds", type=float, default=30, help="with --api: seconds of each phase (default 30)")
     bench.add_argument("--observe-rate", type=float, default=50,

@@ -11,9 +11,10 @@ content_format, value, text, item_id, event_id). ``observe`` then
    read-only serving copy) until a published batch run holds it.
 
 A read of a user with pending events refolds them onto the user's batch state in the serving copy
-(``twins.belief_state`` of the copy's as-of day) with the twins' own functions (``state.fold``, then
-``summarize_bucket`` under the copy's priors), so the online twin is exactly what a batch run would compute from the
-same state, the same priors and the same evidence. Reconciling is by event: when a newly published copy holds an
+(``twins.belief_state`` of the copy's as-of day): ``online_fold`` on dicts and small arrays, held equal to the
+twins' frame functions here (``event_evidence``, ``state.fold``, then ``summarize_bucket`` under the copy's priors:
+``online_twin``), so the online twin is exactly what a batch run would compute from the same state, the same priors
+and the same evidence. Reconciling is by event: when a newly published copy holds an
 event (``marts.fct_events`` has its interaction id), the event leaves the online store; it is in the batch state
 now, so it is never counted twice, and the twin is the batch's (the property ``tests/test_twin_online.py`` holds).
 
@@ -223,9 +224,8 @@ def online_twin(batch: Batch, user_id: str, evidence: pd.DataFrame) -> tuple[pd.
 def online_twins(batch: Batch, users: pd.DataFrame, evidence: pd.DataFrame) \
         -> Iterator[tuple[pd.DataFrame, pd.DataFrame, date]]:
     """``online_twin`` for many users at once (``batch.state`` holds all their states, ``users`` their user_id and
-    first_day): one fold and one summary per as-of day among them, not one per user. A refold costs the same tens
-    of milliseconds of frame work for one user or a hundred, so the API refolds the users observed since its last
-    refold together."""
+    first_day): one fold and one summary per as-of day among them, not one per user. The frame reference the
+    API's one-user refold (``online_fold``) is tested against; the as-of route summarizes a kept state with it."""
     days = pd.to_datetime(evidence["day"]).dt.date if len(evidence) else pd.Series(dtype=object)
     as_of_of = {u: max([batch.as_of, *days[evidence["user_id"] == u]]) for u in users["user_id"]}
     for as_of in sorted(set(as_of_of.values())):
@@ -235,12 +235,6 @@ def online_twins(batch: Batch, users: pd.DataFrame, evidence: pd.DataFrame) \
         beliefs, twins = summarize_bucket(state, users[users["user_id"].isin(group)], batch.categories,
                                           batch.priors, as_of, batch.half_life_days)
         yield beliefs, twins, as_of
-
-
-def mark_online(beliefs: pd.DataFrame, evidence: pd.DataFrame, updated_at: str) -> pd.DataFrame:
-    """``updated_online_at`` on the belief rows the online evidence moved (every category of a share it touched)."""
-    touched = set(evidence["belief"])
-    return beliefs.assign(updated_online_at=np.where(beliefs["belief"].isin(touched), updated_at, None))
 
 
 class OnlineStore:

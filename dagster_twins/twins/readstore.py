@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -53,27 +54,36 @@ def build(con: duckdb.DuckDBPyConnection, as_of: date | None, data_start, path: 
     sql = (f"with {sql.rstrip(',')} select user_id, document, state, first_day from documents "
            "full join state using (user_id) full join users using (user_id) order by user_id")
     params = {k: v for k, v in (("as_of", as_of), ("start", data_start)) if f"${k}" in sql}
-    out = sqlite3.connect(str(tmp), isolation_level=None)
+    reader = con.cursor().execute(sql, params).fetch_record_batch(BATCH_ROWS)
     counts = {"users": 0, "documents": 0, "states": 0}
+
+    def rows() -> Iterator[tuple]:
+        for batch in reader:
+            counts["users"] += batch.num_rows
+            counts["documents"] += batch.num_rows - batch.column(1).null_count
+            counts["states"] += batch.num_rows - batch.column(2).null_count
+            yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
+
+    write(tmp, rows())
+    os.replace(tmp, path)
+    return {**counts, "seconds": round(time.perf_counter() - started, 2), "bytes": path.stat().st_size}
+
+
+def write(path: Path, rows: Iterable[tuple]) -> None:
+    """A read store at ``path`` from ``rows`` (user_id, document, state, first_day) in user order: one
+    transaction, journal off, appended to the B-tree's last page (the daily build and the benchmark's clone)."""
+    out = sqlite3.connect(str(path), isolation_level=None)
     try:
         out.execute("pragma journal_mode = off")
         out.execute("pragma synchronous = off")
         out.execute("pragma page_size = 8192")
         out.execute("create table twins (user_id text primary key, document text, state text, first_day text) "
                     "without rowid")
-        reader = con.cursor().execute(sql, params).fetch_record_batch(BATCH_ROWS)
         out.execute("begin")
-        for batch in reader:
-            columns = [column.to_pylist() for column in batch.columns]
-            out.executemany("insert into twins values (?, ?, ?, ?)", zip(*columns, strict=True))
-            counts["users"] += batch.num_rows
-            counts["documents"] += batch.num_rows - batch.column(1).null_count
-            counts["states"] += batch.num_rows - batch.column(2).null_count
+        out.executemany("insert into twins values (?, ?, ?, ?)", rows)
         out.execute("commit")
     finally:
         out.close()
-    os.replace(tmp, path)
-    return {**counts, "seconds": round(time.perf_counter() - started, 2), "bytes": path.stat().st_size}
 
 
 class ReadStore:
@@ -96,8 +106,13 @@ class ReadStore:
     def document(self, user_id: str) -> str | None:
         return self._one("document", user_id)
 
+    def state_rows(self, user_id: str) -> list[list]:
+        """The user's latest state as the store keeps it: [belief, category, stat_a, stat_b, n_evidence,
+        last_evidence_day] rows."""
+        return json.loads(self._one("state", user_id) or "[]")
+
     def state(self, user_id: str) -> pd.DataFrame:
-        rows = json.loads(self._one("state", user_id) or "[]")
+        rows = self.state_rows(user_id)
         frame = pd.DataFrame(rows, columns=_STATE_FIELDS)
         frame.insert(0, "user_id", user_id)
         frame["last_evidence_day"] = pd.to_datetime(frame["last_evidence_day"])
