@@ -5,6 +5,7 @@ column names, and a multi-source product log whose vocabulary is not the demo's.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -191,6 +192,13 @@ def test_every_setting_reaches_the_layer_that_reads_it(tmp_path):
     assert raw.partitions_def.start.date() == date(1999, 3, 1)
     warehouse = defs.resources["warehouse"]
     assert warehouse.memory_limit == "2GB"
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    from dagster_twins.settings import _ENV_NAMES
+
+    listed = set(re.findall(r"\bTWINS_[A-Z_]+", (PROJECT_ROOT / ".env.example").read_text()))
+    assert set(_ENV_NAMES.values()) <= listed, sorted(set(_ENV_NAMES.values()) - listed)
 
 
 def test_a_bad_settings_file_names_the_file_and_the_key(tmp_path):
