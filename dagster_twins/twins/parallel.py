@@ -150,7 +150,7 @@ def load_twins(context: dg.OpExecutionContext, summaries: list[dict], config: Re
     as_of = summaries[0]["as_of"]
     with warehouse.reading() as (con, _):
         # A full rebuild: every dated snapshot is re-derived.
-        writer = update.TwinWriter(con, as_of, date.min)
+        writer = update.TwinWriter(con, as_of, date.min, config.half_life_days)
         for b in buckets:
             writer.write_state(pd.read_parquet(first.path("state", b)))
         writer.write_priors(pd.read_parquet(first.shared("priors.parquet")))
