@@ -199,17 +199,76 @@ def test_raw_partitions_start_with_the_data(page, webserver, launched, tmp_path_
     _shot(page, "ui_raw_partitions", tmp_path_factory)
 
 
-def test_the_expanded_lineage_reads_left_to_right(page, webserver, tmp_path_factory):
+LAYER_ORDER = ("ingestion", "staging", "intermediate", "marts", "churn", "twins", "quality", "serving")
+
+
+def test_the_lineage_opens_by_layer_on_one_screen_left_to_right(page, webserver, tmp_path_factory):
+    """The global lineage opens with one collapsed group per layer: every group on screen, read left to right.
+    Expanded (Alt+E), every group opens."""
     _open(page, f"{webserver}/asset-groups")
-    page.get_by_text("ingestion").first.wait_for()
+    groups = page.locator("[class*='CollapsedGroupNode_collapsedGroupNodeBox']")
+    groups.first.wait_for()
+    boxes = {groups.nth(i).inner_text().split("\n")[0].strip(): groups.nth(i).bounding_box()
+             for i in range(groups.count())}
+    assert "expanded=" not in page.url and len(boxes) == 10, boxes
+    view = page.viewport_size
+    assert all(0 <= b["x"] <= b["x"] + b["width"] <= view["width"]
+               and 0 <= b["y"] <= b["y"] + b["height"] <= view["height"] for b in boxes.values())  # one screen
+    xs = [boxes[g]["x"] for g in LAYER_ORDER]
+    assert xs == sorted(xs) and boxes["simulation"]["x"] < boxes["serving"]["x"], boxes  # upstream to the left
+    _shot(page, "ui_lineage_groups", tmp_path_factory)
     page.mouse.click(1000, 250)
     page.keyboard.press("Alt+e")  # the graph's shortcut: expand all groups
     page.wait_for_url("**expanded=**")
     page.wait_for_load_state("networkidle")
-    groups = ("ingestion", "staging", "intermediate", "marts", "reference", "twins", "churn", "simulation", "quality",
-              "serving")
-    assert all(f"global%3A{group}" in page.url for group in groups)  # every group open at once
+    assert all(f"global%3A{group}" in page.url for group in boxes)  # every group open at once
     _shot(page, "ui_lineage_expanded", tmp_path_factory)
+
+
+def _columns_shown(table) -> list[tuple[str, str]]:
+    """(name, type) of each row of the asset page's *Columns* table (a type cell may add "non-nullable")."""
+    return [tuple(row) for row in table.evaluate(
+        "t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].slice(0, 2)"
+        ".map(c => c.innerText.trim().split('\\n')[0]))")]
+
+
+def test_a_python_table_shows_its_warehouse_columns(page, webserver, launched, tmp_path_factory):
+    """A Python layer's table (the churn predictions) lists its columns with DuckDB's types in the UI."""
+    _, settings, _, _ = launched
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    columns = con.execute("select column_name, data_type from duckdb_columns() where schema_name = 'churn' and "
+                          "table_name = 'churn_predictions' order by column_index").fetchall()
+    con.close()
+    _open(page, f"{webserver}/assets/churn/churn_predictions")
+    page.get_by_text("Column name").first.wait_for()
+    section = page.locator("table", has_text="Column name").first
+    assert [(n, t.upper()) for n, t in _columns_shown(section)] == columns and len(columns) > 5
+    section.scroll_into_view_if_needed()
+    _shot(page, "ui_columns_churn_predictions", tmp_path_factory)
+
+
+def test_a_dbt_model_shows_its_types_and_row_count(page, webserver, launched, built, tmp_path_factory):
+    """A dbt table's materialization, as the pipeline recorded it (the session's full run: the launched run leaves
+    dbt out to stay short), shows the warehouse's column types beside the YAML's descriptions, and its rows."""
+    env, *_ = launched
+    settings, result, _ = built
+    key = dg.AssetKey(["marts", "dim_users"])
+    (recorded,) = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+                   if e.event_specific_data.materialization.asset_key == key]
+    with _instance(env) as instance:
+        instance.report_runless_asset_event(recorded)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    rows = con.execute("select count(*) from marts.dim_users").fetchone()[0]
+    con.close()
+    _open(page, f"{webserver}/assets/marts/dim_users")
+    section = page.locator("table", has_text="Column name").first
+    section.wait_for()
+    shown = dict(_columns_shown(section))
+    assert shown["user_id"] == "VARCHAR" and shown["lifetime_spend"] == "DECIMAL(38,2)"  # DuckDB's, not YAML's
+    assert "The user." in section.inner_text()  # the YAML's description kept
+    page.get_by_text("Row count", exact=True).wait_for()
+    assert page.inner_text("body").split("Row count", 1)[1].split()[0] == f"{rows:,}" and rows > 100
+    _shot(page, "ui_dbt_columns_and_rows", tmp_path_factory)
 
 
 def test_the_report_and_serving_copy_take_few_edges():

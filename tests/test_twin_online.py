@@ -187,3 +187,34 @@ def test_observed_events_reconcile_with_the_nightly_run_while_reads_go_on(built_
     rows = [json.loads(line) for line in (settings_.landing_dir / "events" / f"observed-{next_day}.jsonl")
             .read_text().splitlines()]
     assert sorted(r["event_id"] for r in rows) == sorted(f"obs-{u}-{i}" for u in observed for i in range(3))
+
+
+def test_users_refolded_together_get_what_each_gets_alone():
+    # The API's refolder folds every user observed since its last pass at once (online_twins); each must come out
+    # as its own refold would (online_twin), whatever the others' events and as-of days.
+    from dagster_twins.twins.online import online_twins
+
+    history = [{"event_type": t, "topic": "music", "channel": c, "content_format": "video", "value": None, "day": -d}
+               for d in (1, 3) for t in ("view", "click") for c in ("web", "ios")]
+    evidence = _evidence(history, first_id=100)
+    base = fold(evidence.iloc[:0].drop(columns="day").assign(n_evidence=0.0, last_evidence_day=pd.NaT),
+                None, evidence, D, HALF_LIFE)
+    states = pd.concat([base.assign(user_id=u) for u in ("a", "b", "c")], ignore_index=True)
+    users = pd.DataFrame({"user_id": ["a", "b", "c"],
+                          "first_day": pd.to_datetime(["2026-02-01", "2026-02-10", "2026-02-20"])})
+    inputs = PriorInputs(users, CATEGORIES, D, HALF_LIFE)
+    inputs.add(states)
+    priors = inputs.estimate()
+    pending = pd.concat([_evidence([{**history[0], "day": 1}], first_id=200).assign(user_id="a"),
+                         _evidence([{**history[1], "day": 3, "topic": "travel"}], first_id=300).assign(user_id="b")])
+    together = Batch(D, states, users["first_day"][0], priors, CATEGORIES, HALF_LIFE)
+    results = list(online_twins(together, users, pending))
+    assert sorted(d for _, _, d in results) == [D, D + timedelta(days=1), D + timedelta(days=3)]  # one per as-of
+    beliefs = pd.concat([b for b, _, _ in results], ignore_index=True)
+    for user, first in zip(users["user_id"], users["first_day"], strict=True):
+        alone = Batch(D, states[states["user_id"] == user], first, priors, CATEGORIES, HALF_LIFE)
+        expected, _, _ = online_twin(alone, user, pending[pending["user_id"] == user])
+        got = beliefs[beliefs["user_id"] == user]
+        pd.testing.assert_frame_equal(got.sort_values(["belief", "category"]).reset_index(drop=True),
+                                      expected.sort_values(["belief", "category"]).reset_index(drop=True),
+                                      check_dtype=False, rtol=1e-12)

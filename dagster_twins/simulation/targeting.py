@@ -7,7 +7,9 @@ the retention difference between treated and controls among the top ``share`` by
 kept per user targeted; times N it is the users kept. Random targeting keeps the whole experiment's difference.
 The 90% intervals come from a bootstrap over the randomized users, the same replicates for every policy, so
 ``gain_over_random`` (users kept beyond random targeting of as many) has a paired interval: a campaign whose effect
-is the same for everyone (or null) gives one that covers zero.
+is the same for everyone (or null) gives one that covers zero. The held-out users are ranked within their
+cross-fitting fold and the gain's bootstrap deviations widened (``uplift.policy_gains``: cross-fitted scores are
+not fixed scores).
 
 The share is the segment's: targeting 20% of a segment is evaluated on the top 20% of the randomized users, which
 assumes the segment ranks like the experiment's population (stated in the docs).
@@ -74,7 +76,8 @@ def run_targeting(spec: ScenarioSpec, segment_base: pd.DataFrame, effects: pd.Da
     n = users_to_target(len(members), t.users, t.share, t.budget, t.cost_per_send)
     share = n / max(len(members), 1)
     gains = policy_gains(policy_scores(randomized), randomized["treated"].to_numpy(float),
-                         randomized["retained"].to_numpy(float), share, replicates=spec.draws, seed=spec.seed)
+                         randomized["retained"].to_numpy(float), share, replicates=spec.draws, seed=spec.seed,
+                         folds=randomized["fold"].to_numpy())
     baseline = float(1 - members["p_churn_control"].mean()) if len(members) else np.nan
     frames = []
     for policy in sorted(POLICIES, key=lambda p: p != t.policy):  # the proposed policy first

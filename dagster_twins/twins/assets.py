@@ -7,12 +7,12 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from dagster_twins.metadata import md_table
+from dagster_twins.metadata import md_table, table_metadata
 from dagster_twins.partitions import single_run
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
 from dagster_twins.twins import store
-from dagster_twins.twins.document import SCHEMA_VERSION, build_documents, context_block, documents_frame, load_schema
+from dagster_twins.twins.document import SCHEMA_VERSION, context_block, load_schema
 from dagster_twins.twins.purchase_assets import PURCHASES_KEY, run_landing_window
 from dagster_twins.twins.state import empty_state, fold
 from dagster_twins.twins.summarize import PriorInputs
@@ -134,11 +134,13 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
             context.log.info(f"summarized bucket {bucket[0] + 1}/{buckets}: {len(users_b):,} twins "
                              f"({time.perf_counter() - started:.0f} s so far)")
         belief_rows, twin_rows = writer.finish(config.state_retention_days)
+        tables = {key: table_metadata(con, key) for key in (BELIEFS_KEY, TWINS_KEY)}
 
     seconds = round(time.perf_counter() - started, 2)
     tally = writer.tally
     yield dg.MaterializeResult(asset_key=BELIEFS_KEY, metadata={
-        "dagster/row_count": belief_rows, "as_of": str(as_of), "mode": mode, "engine": reader.engine,
+        **tables[BELIEFS_KEY], "dagster/row_count": belief_rows, "as_of": str(as_of), "mode": mode,
+        "engine": reader.engine,
         "interactions_folded": interactions, "user_buckets": buckets,
         "users_summarized": writer.summarized, "summarized": why_full or "users with new evidence",
         "state_rows_carried": carried,
@@ -146,7 +148,7 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
         "priors": md_table(priors.frame.drop(columns="as_of").head(30), floatfmt=".3g"),
     })
     yield dg.MaterializeResult(asset_key=TWINS_KEY, metadata={
-        "dagster/row_count": twin_rows, "as_of": str(as_of),
+        **tables[TWINS_KEY], "dagster/row_count": twin_rows, "as_of": str(as_of),
         "median_overall_confidence": round(tally.median_confidence(), 4),
         "preview": md_table(tally.preview, floatfmt=".3g"),
     })
@@ -190,7 +192,7 @@ def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             rewrite = TableRewrite(con, store.SCHEMA, store.DOCUMENTS)
             sample, invalid, sizes = [], 0, []
             for bucket in all_buckets(buckets):
-                frame = documents_frame(build_documents(**store.document_inputs(con, bucket)))
+                frame = con.sql(store.documents_query(con, bucket)).df()  # columnar (document_sql.py)
                 rewrite.write(frame)
                 sizes.append(frame["document"].str.len().to_numpy())
                 for text in frame["document"].head(max(0, 200 - len(sample))):
@@ -201,11 +203,12 @@ def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             rows = rewrite.finish()
             unique = int(con.execute(f"select count(distinct user_id) from {store.SCHEMA}.{store.DOCUMENTS}")
                          .fetchone()[0]) if rows else 0
+            table = table_metadata(con, DOCUMENTS_KEY)
         finally:
             con.close()
         size = np.concatenate(sizes) if sizes else np.zeros(0)
         yield dg.MaterializeResult(metadata={
-            "dagster/row_count": rows, "schema_version": SCHEMA_VERSION, "user_buckets": buckets,
+            **table, "dagster/row_count": rows, "schema_version": SCHEMA_VERSION, "user_buckets": buckets,
             "median_bytes": int(np.median(size)) if len(size) else 0, "max_bytes": int(size.max()) if len(size) else 0,
             "seconds": round(time.perf_counter() - started, 2),
             "context_example": sample and context_block(json.loads(sample[0])) or "",

@@ -8,6 +8,7 @@ import duckdb
 import pandas as pd
 
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
+from dagster_twins.twins.document_sql import documents_sql
 from dagster_twins.twins.families import decay_factor
 from dagster_twins.twins.state import STATE_COLUMNS
 from dagster_twins.warehouse.buckets import Bucket, BucketReader
@@ -264,10 +265,11 @@ def purchase_evidence(reader: BucketReader, after: date | None, end: date,
     frame = reader.frame(f"""
         select user_id, activity_date as day, count(*) as purchases,
                count(*) filter (where spend > 0) as spend_n,
-               coalesce(sum(cast(spend as double)) filter (where spend > 0), 0) as spend_sum
+               cast(coalesce(sum(spend) filter (where spend > 0), 0) as double) as spend_sum
         from marts.fct_events
         where {_landed(after, end)} and source = 'events' and interaction_type in ({types})
-        group by all""")
+        group by all
+        order by user_id, day""")  # summed exactly (decimal) and in one order: a re-run gives the same bits
     frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
     return frame
 
@@ -387,6 +389,21 @@ def explanations_view(con: duckdb.DuckDBPyConnection) -> str:
 
 
 DOCUMENTS = "user_documents"
+
+
+def documents_query(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> str:
+    """The query giving the twin documents of a bucket of users (``document_sql``; what ``document_inputs`` feeds
+    the Python builder, in one statement): the optional churn and scenario tables joined where they exist."""
+    where = "true" if bucket[1] == 1 else f"hash(user_id) % {bucket[1]} = {bucket[0]}"
+
+    def columns(schema: str, table: str) -> list[str] | None:
+        if not table_exists(con, schema, table):
+            return None
+        return [r[0] for r in con.execute(f"select * from {schema}.{table} limit 0").description]
+
+    return documents_sql(where, columns(SCHEMA, "user_twins") or [], columns("churn", "churn_predictions"),
+                         table_exists(con, "simulation", "scenario_user_effects")
+                         and table_exists(con, "simulation", "scenario_results"))
 
 
 def document_inputs(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> dict[str, pd.DataFrame | None]:
