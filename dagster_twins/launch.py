@@ -234,6 +234,7 @@ def _launch_and_wait(settings_file: Path, instance: dg.DagsterInstance, tags: Ma
 def _wait(instance: dg.DagsterInstance, run_id: str, client: Any) -> dg.DagsterRun:
     """The run once it has ended. Ctrl-C terminates it; a worker that died without ending it (killed, out of
     memory) is reported as the run's failure instead of being waited for forever."""
+    from dagster._core.errors import DagsterUserCodeUnreachableError
     from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
     from dagster._serdes import deserialize_value
 
@@ -243,8 +244,13 @@ def _wait(instance: dg.DagsterInstance, run_id: str, client: Any) -> dg.DagsterR
             if run is not None and run.is_finished:
                 return run
             time.sleep(POLL_SECONDS)
-            alive = deserialize_value(client.can_cancel_execution(CanCancelExecutionRequest(run_id=run_id)),
-                                      CanCancelExecutionResult).can_cancel
+            try:
+                alive = deserialize_value(client.can_cancel_execution(CanCancelExecutionRequest(run_id=run_id)),
+                                          CanCancelExecutionResult).can_cancel
+            except DagsterUserCodeUnreachableError:
+                # A code server too busy to answer within its 60 s (the run's own work on a loaded machine) says
+                # nothing about the run: ask again. Only its answer "not running" ends the wait.
+                continue
             run = instance.get_run_by_id(run_id)
             if not alive and run is not None and not run.is_finished:
                 instance.report_run_failed(run, "The run worker ended without finishing the run (killed, or out "
