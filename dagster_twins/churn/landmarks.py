@@ -104,7 +104,11 @@ def group_known_days(sends: pd.DataFrame) -> pd.DataFrame:
 
 def day_number(values) -> np.ndarray:
     """Timestamps or dates (naive UTC) as float days since 1970-01-01; missing values as NaN."""
-    ts = pd.to_datetime(pd.Series(values), errors="coerce")
+    ts = pd.Series(values)
+    # Columns the readers return are datetime64 already: through ``to_datetime`` its cache iterated and mapped every
+    # value (daily scoring at 10,000 users: 1.24 s against 0.03 s for 380,000 activity dates, loaded machine).
+    if not pd.api.types.is_datetime64_dtype(ts.dtype):
+        ts = pd.to_datetime(ts, errors="coerce")
     out = (ts - EPOCH) / pd.Timedelta(days=1)
     return out.to_numpy(dtype=float)
 
