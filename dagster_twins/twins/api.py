@@ -308,8 +308,11 @@ class TwinService:
 
     def as_of_document(self, user_id: str, day: date) -> dict[str, Any]:
         snapshot = self.serving.current()
-        history = snapshot.one("select * from twins.user_twins_history where user_id = ? and as_of = ?",
-                               [user_id, day]) if table_exists(snapshot.con, "twins", "user_twins_history") else None
+        # The history has a row a user on each day they were summarized (a day with evidence): the latest on or
+        # before ``day`` is the twin as of it.
+        history = snapshot.one("select * from twins.user_twins_history where user_id = ? and as_of <= ? "
+                               "order by as_of desc limit 1", [user_id, day]) \
+            if table_exists(snapshot.con, "twins", "user_twins_history") else None
         if history is None:
             days = snapshot.one("select min(as_of), max(as_of), count(distinct as_of) from twins.user_twins_history "
                                 "where user_id = ?", [user_id])
