@@ -81,11 +81,8 @@ bi-screenshots: setup bi-setup browser  ## docs/img/bi-*.png from the current se
 	bi/run.sh prepare "$(SERVING)"
 	bi/run.sh look --screenshots docs/img
 
-# Two pytest workers (pytest-xdist), a test file each at a time: the tests wait on dbt, Dagster and browser
-# processes more than they compute, so two files side by side take far less than twice one file's time.
-TEST_WORKERS ?= 2
 test: lint setup-spark browser bi-setup  ## lint, then the whole test suite (Spark parity and the BI browser test included)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest
 
 # Both offline and deterministic: sqlfluff renders the models with its jinja templater (no dbt, no warehouse).
 lint: setup  ## ruff over the Python, sqlfluff over the dbt models (.sqlfluff; pre-commit runs the same)
