@@ -12,7 +12,7 @@ import httpx
 import jsonschema
 import pytest
 
-from dagster_twins.twins.api import server_process
+from dagster_twins.twins.api import REFOLD_CPU_SHARE, refold_pause, server_process
 from dagster_twins.twins.document import load_schema
 from dagster_twins.warehouse.tables import connect
 
@@ -198,3 +198,12 @@ def test_the_benchmark_clones_documents_into_a_read_store_the_api_serves(built, 
         assert after["beliefs"]["activity_rate"]["evidence"]["raw"] == doc["beliefs"]["activity_rate"]["evidence"][
             "raw"] + 1
         assert client.get("/users/not-a-clone~99/twin").status_code == 404
+
+
+@pytest.mark.parametrize("share", [REFOLD_CPU_SHARE, 0.5, 0.1, 1.0])
+def test_the_refolder_rests_so_that_it_takes_its_share_of_a_core(share):
+    """Work c, then rest: c / (c + rest) is the share, whatever the refold cost (a share of 1 never rests)."""
+    for cpu in (0.0005, 0.002, 0.04):
+        rest = refold_pause(cpu, share)
+        assert cpu / (cpu + rest) == pytest.approx(share)
+    assert refold_pause(-1e-6, share) == 0.0  # a clock's rounding never asks for a negative rest

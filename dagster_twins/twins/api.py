@@ -65,6 +65,16 @@ from dagster_twins.warehouse.tables import connect, table_exists
 
 BODY_LIMIT = 64 * 1024
 SEGMENT_PAGE = 1000  # most users a segment page returns
+# The background refolder's most share of a core. Past it, observed users stay dirty and the next read refolds
+# them (a read refolds on demand), so a burst of events (500 a second: a refold is about 2 ms of CPU) never
+# starves the event loop that records events and answers reads.
+REFOLD_CPU_SHARE = 0.3
+
+
+def refold_pause(cpu_seconds: float, share: float = REFOLD_CPU_SHARE) -> float:
+    """Seconds to rest after a refold that took ``cpu_seconds``, so that refolding uses at most ``share`` of a core
+    (work c, then rest c (1 - s) / s: c / (c + rest) = s)."""
+    return max(cpu_seconds, 0.0) * (1.0 - share) / share
 
 
 class NoServingCopy(RuntimeError):
@@ -298,13 +308,18 @@ class TwinService:
         return out
 
     def _refold_loop(self) -> None:
-        """The refolder: waits for observed users, refolds those gathered meanwhile together."""
+        """The refolder: waits for observed users and refolds them one by one, resting after each refold so that
+        it takes at most ``REFOLD_CPU_SHARE`` of a core (users observed meanwhile are gathered: one refold each)."""
         while True:
             self._wake.wait()
             self._wake.clear()
-            users, self._dirty = self._dirty, set()
-            with suppress(Exception):  # a read refolds it again and reports what fails
-                self._refolded(self.serving.current(), sorted(users))
+            while self._dirty:
+                users, self._dirty = self._dirty, set()
+                for user in sorted(users):
+                    started = time.thread_time()
+                    with suppress(Exception):  # a read refolds it again and reports what fails
+                        self._refolded(self.serving.current(), [user])
+                    time.sleep(refold_pause(time.thread_time() - started))
 
     def as_of_document(self, user_id: str, day: date) -> dict[str, Any]:
         snapshot = self.serving.current()
