@@ -199,7 +199,7 @@ def test_raw_partitions_start_with_the_data(page, webserver, launched, tmp_path_
     _shot(page, "ui_raw_partitions", tmp_path_factory)
 
 
-LAYER_ORDER = ("ingestion", "staging", "intermediate", "marts", "churn", "twins", "quality", "serving")
+LAYER_ORDER = ("ingestion", "staging", "intermediate", "marts", "churn", "twins", "documents", "quality", "serving")
 
 
 def test_the_lineage_opens_by_layer_on_one_screen_left_to_right(page, webserver, tmp_path_factory):
@@ -210,19 +210,54 @@ def test_the_lineage_opens_by_layer_on_one_screen_left_to_right(page, webserver,
     groups.first.wait_for()
     boxes = {groups.nth(i).inner_text().split("\n")[0].strip(): groups.nth(i).bounding_box()
              for i in range(groups.count())}
-    assert "expanded=" not in page.url and len(boxes) == 10, boxes
+    assert "expanded=" not in page.url and len(boxes) == 11, boxes
     view = page.viewport_size
     assert all(0 <= b["x"] <= b["x"] + b["width"] <= view["width"]
                and 0 <= b["y"] <= b["y"] + b["height"] <= view["height"] for b in boxes.values())  # one screen
     xs = [boxes[g]["x"] for g in LAYER_ORDER]
-    assert xs == sorted(xs) and boxes["simulation"]["x"] < boxes["serving"]["x"], boxes  # upstream to the left
+    assert xs == sorted(xs) and boxes["simulation"]["x"] < boxes["documents"]["x"], boxes  # upstream to the left
     _shot(page, "ui_lineage_groups", tmp_path_factory)
+    _expand_all(page)
+    assert all(f"global%3A{group}" in page.url for group in boxes)  # every group open at once
+    # Zoomed to the graph's width (Dagster's "zoom-to-fit-width"), so every column is on screen, upstream left.
+    shown = _asset_boxes(page)
+    view = page.viewport_size
+    assert shown and all(b["x"] >= 0 and b["x"] + b["width"] <= view["width"] for b in shown), shown
+    _shot(page, "ui_lineage_expanded", tmp_path_factory)
+
+
+def _expand_all(page) -> None:
     page.mouse.click(1000, 250)
     page.keyboard.press("Alt+e")  # the graph's shortcut: expand all groups
     page.wait_for_url("**expanded=**")
     page.wait_for_load_state("networkidle")
-    assert all(f"global%3A{group}" in page.url for group in boxes)  # every group open at once
-    _shot(page, "ui_lineage_expanded", tmp_path_factory)
+
+
+def _asset_boxes(page) -> list[dict]:
+    """The boxes of the asset nodes the graph draws (each a 320-unit-wide foreignObject; Dagster draws only the
+    nodes in view, so a node off screen has no box)."""
+    nodes = page.locator("svg[class*='svgContainer'] foreignObject[width='320']")
+    return [box for i in range(nodes.count()) if (box := nodes.nth(i).bounding_box())]
+
+
+@pytest.mark.xfail(strict=True, reason="Dagster 1.13 lays expanded groups out with dagre clusters; a cluster spans "
+                   "its assets' ranks, clusters sharing a rank are stacked, and ours share ranks (stg_users and the "
+                   "marts' views sit a rank or two right of their groups' other assets), so the expanded graph is "
+                   "taller than wide (5,620 x 8,562 units) and the view zooms to its width: see docs/operator-ui.md")
+def test_the_expanded_lineage_fits_one_screen(page, webserver, launched):
+    """Every asset's box on one screen once every group is expanded (it does not yet: strict xfail, so the day it
+    does this test says so)."""
+    env, *_ = launched
+    _open(page, f"{webserver}/asset-groups")
+    page.locator("[class*='CollapsedGroupNode_collapsedGroupNodeBox']").first.wait_for()
+    _expand_all(page)
+    from dagster_twins.location import build_definitions
+    from dagster_twins.settings import Settings
+
+    assets = len(build_definitions(Settings.from_env()).resolve_asset_graph().get_all_asset_keys())
+    view = page.viewport_size
+    on_screen = [b for b in _asset_boxes(page) if b["y"] >= 0 and b["y"] + b["height"] <= view["height"]]
+    assert len(on_screen) == assets, f"{len(on_screen)} of {assets} assets on screen"
 
 
 def _columns_shown(table) -> list[tuple[str, str]]:
@@ -275,20 +310,26 @@ def test_the_report_and_serving_copy_take_few_edges():
     from dagster_twins.location import build_definitions
     from dagster_twins.settings import Settings
 
-    graph = build_definitions(Settings.from_env()).resolve_asset_graph()
+    defs = build_definitions(Settings.from_env())
+    graph = defs.resolve_asset_graph()
     report, serving = dg.AssetKey(["quality", "dq_report"]), dg.AssetKey(["serving", "published_warehouse"])
+    documents = dg.AssetKey(["twins", "user_documents"])
     assert graph.get(serving).parent_keys == {report}
     ends = graph.get(report).parent_keys
-    assert 0 < len(ends) <= 10 and len(graph.get_all_asset_keys()) > 40
-    # every other asset is still upstream of the report: it runs after all of them, and is skipped with any
+    assert 0 < len(ends) <= 3 and len(graph.get_all_asset_keys()) > 40
+    assert len(graph.get(documents).parent_keys) <= 3  # the ends of twins, churn and simulation, not each asset
+    # every other asset's step is still upstream of the report: it runs after all of them, and is skipped with any
+    # (an asset no one reads, such as raw/quarantine, comes with its step: the raw sources' step writes both)
     upstream, todo = set(), list(ends)
     while todo:
         key = todo.pop()
         if key not in upstream:
             upstream.add(key)
             todo.extend(graph.get(key).parent_keys)
+    by_step = {key: set(a.keys) for a in graph.assets_defs for key in a.keys}
     materializable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
-    assert materializable - upstream == {report, serving}
+    assert {k for k in materializable if not by_step[k] & upstream} == {report, serving}
+    assert dg.AssetKey(["raw", "quarantine"]) not in upstream  # no edge across the whole graph for it
 
 
 def test_a_held_warehouse_stops_the_run_in_one_line(built_copy, tmp_path, monkeypatch, capsys):
