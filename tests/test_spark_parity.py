@@ -1,8 +1,8 @@
 """Parity: dbt on Spark builds the same tables as dbt on DuckDB.
 
-A small demo (250 users, 60 days) is ingested and transformed in two steps, each through the Dagster job and the
-real dbt CLI (`dbt build`: every model, seed and test) on both engines: the first 40 landing days, then the last
-20 as an incremental run with the landing-day window the Dagster partitions pass (late rows of the first window
+A small demo (200 users, 45 days) is ingested and transformed in two steps, each through the Dagster job and the
+real dbt CLI (`dbt build`: every model, seed and test) on both engines: the first 30 landing days, then the last
+15 as an incremental run with the landing-day window the Dagster partitions pass (late rows of the first window
 land in the second, so the incremental models re-aggregate old days). Then every mart, the intermediate tables
 and the interaction stream are compared row by row: same rows, numbers within float tolerance, same timestamps.
 Spark's results are read through ``spark_engine.spark_session``, the session Python code uses.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from datetime import UTC, date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -27,16 +28,23 @@ import yaml
 
 from dagster_twins.ingestion.raw_schema import ensure_raw_schema
 from dagster_twins.pipeline import run_pipeline
-from dagster_twins.settings import DBT_PROJECT_DIR
+from dagster_twins.settings import DBT_PROJECT_DIR, PROJECT_ROOT
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.spark
 
 END = date(2026, 3, 31)
-DAYS = 60
-FIRST_WINDOW_DAYS = 40
+# Small: Spark's cost here is per query and per partition written, not per row (a day more is a partition more in
+# every incremental model, both windows); 45 days is the session demo's span, on which the churn model fits.
+USERS = 200
+DAYS = 45
+FIRST_WINDOW_DAYS = 30
+# The simulation's parity does not need 1,000 draws per scenario: the same seed draws the same on both engines.
+SCENARIO_DRAWS = 40
 
 # Everything dbt materializes as a table, plus the interaction stream (a view over every staging model).
+SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
+
 COMPARED = (
     "marts.fct_events", "marts.dim_users", "marts.fct_user_daily_features", "marts.fct_user_daily_dimension_counts",
     "marts.fct_user_churn_survival", "marts.fct_campaign_experiment_assignments", "intermediate.int_user_churn_status",
@@ -113,7 +121,7 @@ def parity(tmp_path_factory):
     from dagster_twins.warehouse.spark import stop_spark_session
 
     root = tmp_path_factory.mktemp("parity")
-    demo = generate_demo(root / "demo", n_users=250, n_days=DAYS, end_date=END, seed=23)
+    demo = generate_demo(root / "demo", n_users=USERS, n_days=DAYS, end_date=END, seed=23)
     shutil.copytree(demo.landing_dir, root / "landing")
     duck = make_settings(root)  # one DuckDB warehouse: ingestion's raw tables and DuckDB's marts
     spark = replace(duck, dbt_target="spark")  # Spark's tables under root/spark
@@ -231,11 +239,22 @@ PYTHON_OUTPUTS = {
 }
 
 
+def few_draws(folder: Path) -> Path:
+    """The project's scenarios, each with SCENARIO_DRAWS draws, in ``folder``."""
+    folder.mkdir()
+    for spec in sorted(SCENARIOS_DIR.glob("*.yaml")):
+        raw = yaml.safe_load(spec.read_text())
+        (folder / spec.name).write_text(yaml.safe_dump({**raw, "draws": min(raw.get("draws", 1000), SCENARIO_DRAWS)}))
+    return folder
+
+
 def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
     """Twins, churn and simulation run once on DuckDB's marts and once on Spark's, read a bucket at a time through
     dagster_twins.warehouse.buckets: the same outputs. Spark's copy of the warehouse has no marts schema at all, so
     nothing can fall back to DuckDB's."""
     duck_settings, spark_settings, _ = parity
+    scenarios = few_draws(tmp_path / "scenarios")
+    duck_settings, spark_settings = (replace(s, scenarios_dir=scenarios) for s in (duck_settings, spark_settings))
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(duck_settings.warehouse_path, copy)
     con = duckdb.connect(str(copy))
@@ -247,7 +266,7 @@ def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
     twins_metadata = {}
     for settings in (duck_settings, on_spark):
         for layer in ("twins", "churn", "simulation"):
-            # Parity, not model quality: on 250 users the churn backtest's gates judge noise, so they are opened.
+            # Parity, not model quality: on 200 users the churn backtest's gates judge noise, so they are opened.
             config = {"ops": {"churn_model": {"config": {"baseline_margin": 1.0, "calibration_ceiling": 1.0}}}}
             result = run_pipeline(settings, start, end, layer=layer, instance=dg.DagsterInstance.ephemeral(),
                                   run_config=config if layer == "churn" else None)
