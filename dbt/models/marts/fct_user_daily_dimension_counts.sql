@@ -9,42 +9,31 @@
 {#-
     Per user and day, interaction counts by event type, topic, channel, content format and goal, in long
     form so the columns never depend on the data. Incremental exactly like fct_user_daily_features.
-    One pass: each interaction is read once and fanned out to one row per dimension (a cross join with the
-    dimensions' names), and one aggregate counts them all; it was a union of five aggregates, each reading the
-    interactions again (21 s of a 98 s dbt build at 10,000 users x 180 days).
+    Already one pass on DuckDB: it materializes the `interactions` CTE (one scan of fct_events; see its plan) and
+    the five aggregates read that. Measured at 10,000 users x 180 days (2.9 million rows out, under load): these
+    five aggregates 3.8-4.2 s; one aggregate over a cross join with the dimensions' names 6.2-6.9 s, UNPIVOT
+    6.8-7.1 s, GROUPING SETS 5.7-6.2 s (same rows): a single wider aggregate costs more than five narrow ones.
 -#}
-{% set dimensions = {'event_type': 'interaction_type', 'topic': 'topic', 'channel': 'channel',
-                     'content_format': 'content_format', 'goal': 'goal'} %}
 with
 {{ touched_interactions_cte(ref('fct_events')) }},
 
-dimensions as (
-    {% for dimension in dimensions %}
-    select '{{ dimension }}' as dimension
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-),
-
-long_form as (
+{% set dimensions = {'event_type': 'interaction_type', 'topic': 'topic', 'channel': 'channel',
+                     'content_format': 'content_format', 'goal': 'goal'} %}
+{% for dimension, column in dimensions.items() %}
+{{ dimension }}_counts as (
     select
-        i.user_id,
-        i.activity_date,
-        d.dimension,
-        case d.dimension
-            {% for dimension, column in dimensions.items() %}
-            when '{{ dimension }}' then i.{{ column }}
-            {% endfor %}
-        end as dimension_value
-    from interactions as i
-    cross join dimensions as d
-)
+        user_id,
+        activity_date,
+        '{{ dimension }}' as dimension,
+        {{ column }} as dimension_value,
+        count(*) as interactions
+    from interactions
+    where {{ column }} is not null
+    group by user_id, activity_date, {{ column }}
+){% if not loop.last %},{% endif %}
+{% endfor %}
 
-select
-    user_id,
-    activity_date,
-    dimension,
-    dimension_value,
-    count(*) as interactions
-from long_form
-where dimension_value is not null
-group by user_id, activity_date, dimension, dimension_value
+{% for dimension in dimensions %}
+select * from {{ dimension }}_counts
+{% if not loop.last %}union all{% endif %}
+{% endfor %}
