@@ -110,6 +110,21 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+# Dagster's switch (read when a run is created) for one "planned" event per asset with the run's partition range,
+# instead of one per asset and landing day: 1,440 events written before a 180-day backfill starts (54 s at 10,000
+# users, under load; docs/benchmarks.md). Its cost: the days of a range run that fails are not marked failed in the
+# asset's partitions view (the run is); a one-day run keeps its per-day event, so a failed day still shows failed.
+PLANNED_EVENTS_AS_RANGE = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
+def planned_events_environment(tags: Mapping[str, str]) -> dict[str, str]:
+    """The environment under which a run with these tags is created: a range of landing days plans as a range."""
+    from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
+
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    return {PLANNED_EVENTS_AS_RANGE: "1"} if start and end and start != end else {}
+
+
 @dataclass
 class LaunchedRun:
     """A finished launched run, read back from the instance: what the CLI prints (the same questions as an
@@ -213,14 +228,15 @@ def _launch_and_wait(settings_file: Path, instance: dg.DagsterInstance, tags: Ma
         config = dict(run_config or {})
         plan = location.get_execution_plan(remote_job, config, step_keys_to_execute=None, known_state=None,
                                            instance=instance).execution_plan_snapshot
-        run = instance.create_run(
-            job_name=JOB_NAME, run_id=None, run_config=config, resolved_op_selection=None,
-            step_keys_to_execute=plan.step_keys_to_execute, op_selection=None, status=None, root_run_id=None,
-            parent_run_id=None, tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot,
-            execution_plan_snapshot=plan, parent_job_snapshot=remote_job.parent_job_snapshot,
-            remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
-            asset_selection=frozenset(keys) if keys else None, asset_check_selection=None,
-            asset_graph=repo.asset_graph)
+        with _environment(**planned_events_environment(tags)):
+            run = instance.create_run(
+                job_name=JOB_NAME, run_id=None, run_config=config, resolved_op_selection=None,
+                step_keys_to_execute=plan.step_keys_to_execute, op_selection=None, status=None, root_run_id=None,
+                parent_run_id=None, tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot,
+                execution_plan_snapshot=plan, parent_job_snapshot=remote_job.parent_job_snapshot,
+                remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
+                asset_selection=frozenset(keys) if keys else None, asset_check_selection=None,
+                asset_graph=repo.asset_graph)
         # Launched directly, not submitted: a queued run would wait for the daemon, which `dagster dev` runs and
         # the command line does not.
         instance.launch_run(run.run_id, workspace)

@@ -80,6 +80,13 @@ def test_each_partition_carries_its_own_counts(launched):
     with _instance(env) as instance:
         events = instance.fetch_materializations(dg.AssetKey(["raw", "events"]), limit=1000).records
         by_day = {date.fromisoformat(r.partition_key): r.asset_materialization.metadata for r in events}
+        (run,) = instance.get_runs()
+        planned = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                                               limit=100_000).records
+        planned_raw = [r for r in planned
+                       if r.event_log_entry.dagster_event.asset_key == dg.AssetKey(["raw", "events"])]
+    # The range run planned its days as one event (dagster_twins.launch.PLANNED_EVENTS_AS_RANGE), not one a day.
+    assert len(planned_raw) == 1 and planned_raw[0].event_log_entry.dagster_event.partition is None
     assert min(by_day) == demo.start_date  # partitions start with the data, not at a fixed early date
     days_with_rows = [d for d in by_day if loaded.get(d)]
     assert len(days_with_rows) > 30

@@ -57,6 +57,8 @@ def test_description(test: Mapping[str, Any]) -> str:
     text += f": {_MEANINGS[name]}" if name in _MEANINGS else ""
     if kwargs:
         text += " (" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
+    if "_written__" in ((test.get("config") or {}).get("where") or ""):  # macros/window.sql's placeholders
+        text += "; over the rows the run wrote (every row in a run without a landing window, or on --full-refresh)"
     return text + f"; defined in {test['original_file_path']}."
 
 
