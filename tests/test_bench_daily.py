@@ -4,6 +4,7 @@ floor it is set beside (dagster_twins/tools/floor.py), on the small demo's landi
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import dagster as dg
 import duckdb
@@ -116,3 +117,16 @@ def test_the_floor_command_writes_its_report(small_demo, tmp_path):
                        "--output", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["end"] == small_demo.start_date.isoformat() and report["rows"]["users"] > 0
+
+
+def test_the_floor_reads_the_parts_of_a_chunked_demo(tmp_path):
+    """A chunked demo writes a day as a file (chunk 0) and a folder of parts (the other chunks): the floor reads
+    both, so it loads what the pipeline loads (it once read the day files only: a quarter of a 100,000-user demo)."""
+    from dagster_twins.demo import generate_demo
+
+    demo = generate_demo(tmp_path / "demo", n_users=90, n_days=8, end_date=date(2026, 3, 31), seed=3,
+                         chunk_users=30)
+    assert any(p.is_dir() for p in (demo.landing_dir / "events").iterdir())  # the parts are there to read
+    report = floor.run(demo.landing_dir, demo.end_date, tmp_path)
+    for source, written in demo.rows_written.items():
+        assert 0.95 * written <= report["rows"][source] <= written, source

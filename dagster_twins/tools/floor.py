@@ -61,11 +61,24 @@ def _reader(files: list[Path]) -> str:
             "ignore_errors = true)")
 
 
+def day_files(folder: Path, end: date) -> list[Path]:
+    """A source's landing files up to ``end``, in landing order: a day is a file named by its date
+    (``2026-04-02.csv``) or a folder of parts named so (``2026-04-02/part-00001.csv``, as a chunked demo writes)."""
+    files = []
+    for entry in folder.iterdir() if folder.is_dir() else []:
+        if entry.name.startswith("."):
+            continue
+        if date.fromisoformat(entry.name if entry.is_dir() else entry.stem) > end:
+            continue
+        files += sorted(p for p in entry.iterdir() if p.is_file()) if entry.is_dir() else [entry]
+    return sorted(files)
+
+
 def load(con: duckdb.DuckDBPyConnection, landing: Path, end: date) -> dict[str, int]:
     """Typed, deduplicated raw tables, one per source; returns their row counts."""
     rows = {}
     for source, (key, ts, columns) in SOURCES.items():
-        files = sorted(f for f in (landing / source).glob("*.*") if date.fromisoformat(f.stem) <= end)
+        files = day_files(landing / source, end)
         if not files:
             continue
         dedupe = f"qualify row_number() over (partition by {key} order by filename) = 1" if key else ""
