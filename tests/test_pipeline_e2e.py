@@ -116,11 +116,11 @@ def test_rerunning_a_day_does_not_double_count(built_copy):
     # Ingestion and dbt, which write the counted marts (whole-pipeline re-runs over a built warehouse succeeding is
     # test_serving's and test_twin_online's: the layers above the marts only read them).
     job = build_definitions(rerun_settings).resolve_job_def("twins_pipeline")
-    marts_layers = sorted(k for k in job.asset_layer.executable_asset_keys
+    mart_writers = sorted(k for k in job.asset_layer.executable_asset_keys
                           if layer_of(k.path) in ("ingestion", "transform"))
     for day in (last, last - timedelta(days=3)):
         result = run_pipeline(rerun_settings, day, day, instance=dg.DagsterInstance.ephemeral(),
-                              selection=marts_layers)
+                              selection=mart_writers)
         assert result.success
     after = snapshot()
     for mart in ("fct_events", "fct_user_daily_features", "fct_user_daily_dimension_counts", "dim_users"):

@@ -28,7 +28,7 @@ import yaml
 
 from dagster_twins.ingestion.raw_schema import ensure_raw_schema
 from dagster_twins.pipeline import run_pipeline
-from dagster_twins.settings import DBT_PROJECT_DIR, PROJECT_ROOT
+from dagster_twins.settings import DBT_PROJECT_DIR
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.spark
@@ -43,8 +43,6 @@ FIRST_WINDOW_DAYS = 30
 SCENARIO_DRAWS = 40
 
 # Everything dbt materializes as a table, plus the interaction stream (a view over every staging model).
-SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
-
 COMPARED = (
     "marts.fct_events", "marts.dim_users", "marts.fct_user_daily_features", "marts.fct_user_daily_dimension_counts",
     "marts.fct_user_churn_survival", "marts.fct_campaign_experiment_assignments", "intermediate.int_user_churn_status",
@@ -239,10 +237,10 @@ PYTHON_OUTPUTS = {
 }
 
 
-def few_draws(folder: Path) -> Path:
-    """The project's scenarios, each with SCENARIO_DRAWS draws, in ``folder``."""
+def few_draws(scenarios: Path, folder: Path) -> Path:
+    """The scenarios of ``scenarios``, each with at most SCENARIO_DRAWS draws, in ``folder``."""
     folder.mkdir()
-    for spec in sorted(SCENARIOS_DIR.glob("*.yaml")):
+    for spec in sorted(scenarios.glob("*.yaml")):
         raw = yaml.safe_load(spec.read_text())
         (folder / spec.name).write_text(yaml.safe_dump({**raw, "draws": min(raw.get("draws", 1000), SCENARIO_DRAWS)}))
     return folder
@@ -253,7 +251,7 @@ def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
     dagster_twins.warehouse.buckets: the same outputs. Spark's copy of the warehouse has no marts schema at all, so
     nothing can fall back to DuckDB's."""
     duck_settings, spark_settings, _ = parity
-    scenarios = few_draws(tmp_path / "scenarios")
+    scenarios = few_draws(duck_settings.scenarios_dir, tmp_path / "scenarios")
     duck_settings, spark_settings = (replace(s, scenarios_dir=scenarios) for s in (duck_settings, spark_settings))
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(duck_settings.warehouse_path, copy)

@@ -65,8 +65,8 @@ from dagster_twins.warehouse.tables import connect, table_exists
 
 BODY_LIMIT = 64 * 1024
 SEGMENT_PAGE = 1000  # most users a segment page returns
-# The background refolder's most share of a core. Past it, observed users stay dirty and the next read refolds
-# them (a read refolds on demand), so a burst of events (500 a second: a refold is about 2 ms of CPU) never
+# The largest share of a core the background refolder takes. Past it, observed users stay dirty and their next
+# read refolds them (a read refolds on demand), so a burst of events (500 a second: a refold is about 2 ms of CPU) never
 # starves the event loop that records events and answers reads.
 REFOLD_CPU_SHARE = 0.3
 
