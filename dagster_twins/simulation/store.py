@@ -84,6 +84,13 @@ def save_effects(con: duckdb.DuckDBPyConnection, effects: pd.DataFrame) -> None:
     replace_rows(con, SCHEMA, "campaign_effects", effects)
 
 
+def campaign_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    """simulation.campaign_effects as it stands (None before the first run)."""
+    if not table_exists(con, SCHEMA, "campaign_effects"):
+        return None
+    return con.sql(f"select * from {SCHEMA}.campaign_effects").df()
+
+
 def save_scenario(con: duckdb.DuckDBPyConnection, name: str, result: pd.DataFrame, users: pd.DataFrame,
                   as_of: pd.Timestamp) -> None:
     """A scenario's result row (current and in its history of as-of days) and its per-user effects."""
@@ -118,6 +125,38 @@ def save_user_effects(con: duckdb.DuckDBPyConnection, effects: pd.DataFrame, cur
     replace_rows(con, SCHEMA, "user_treatment_effects", effects)
     replace_rows(con, SCHEMA, "uplift_curves", curves)
     replace_rows(con, SCHEMA, "uplift_summary", summary)
+
+
+def save_uplift_models(con: duckdb.DuckDBPyConnection, models: pd.DataFrame) -> None:
+    """The fit behind each campaign's current per-user effects (campaign_id, fitted_on, inputs_fingerprint,
+    model_json, info_json): what a later day needs to reuse it. Replaced whole, as the effects are."""
+    if models.empty:
+        if table_exists(con, SCHEMA, "uplift_models"):
+            con.execute(f"delete from {SCHEMA}.uplift_models")
+        return
+    replace_rows(con, SCHEMA, "uplift_models", models)
+
+
+def stored_uplift_fits(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """Per campaign, its stored fit as the tables hold it: the uplift_models row (with ``fitted_on``, the model's
+    JSON, the fingerprint of its inputs) and its randomized users' rows, curves and summary of the same fit; a
+    campaign whose rows do not all carry that fit's day is left out (refitted, never mixed)."""
+    names = ("uplift_models", "user_treatment_effects", "uplift_curves", "uplift_summary")
+    if not all(table_exists(con, SCHEMA, t) for t in names):
+        return {}
+    if "fitted_on" not in {row[0] for row in con.execute(f"describe {SCHEMA}.user_treatment_effects").fetchall()}:
+        return {}  # effects from before fits were stored
+    out = {}
+    for row in con.sql(f"select * from {SCHEMA}.uplift_models").df().to_dict("records"):
+        key = [row["campaign_id"], row["fitted_on"]]
+        where = "where campaign_id = ? and fitted_on = ?"
+        randomized = con.execute(f"select * from {SCHEMA}.user_treatment_effects {where} and population = "
+                                 "'randomized'", key).df()
+        curves = con.execute(f"select * from {SCHEMA}.uplift_curves {where}", key).df()
+        summary = con.execute(f"select * from {SCHEMA}.uplift_summary {where}", key).df()
+        if len(randomized) and len(curves) and len(summary):
+            out[str(row["campaign_id"])] = {**row, "randomized": randomized, "curves": curves, "summary": summary}
+    return out
 
 
 def user_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
