@@ -246,3 +246,68 @@ def test_the_asset_helper_reuses_a_stored_fit_without_reading_histories():
     thin = rows.assign(churned=0)
     results, skipped = estimate_user_effects(NoReads(), thin, NoReads(), 1, CONFIG, log, {}, refit_every_days=7)
     assert results == [] and "0 churn event" in skipped["c"]
+
+
+# --- On real assets ----------------------------------------------------------------------------------------------
+
+EFFECTS = ["simulation", "campaign_effects"]
+TOP_RISK = ["simulation", "scenario_retention_campaign_top_risk_decile"]
+
+
+def _effects_run(settings, demo):
+    import dagster as dg
+
+    from dagster_twins.pipeline import run_pipeline
+
+    run = run_pipeline(settings, demo.start_date, demo.end_date, instance=dg.DagsterInstance.ephemeral(),
+                       selection=[dg.AssetKey(EFFECTS), dg.AssetKey(TOP_RISK)])
+    assert run.success and all(c.passed for c in run.get_asset_check_evaluations()
+                               if c.asset_key.path == EFFECTS)
+    metadata = {tuple(e.event_specific_data.materialization.asset_key.path):
+                e.event_specific_data.materialization.metadata for e in run.get_asset_materialization_events()}
+    return metadata[tuple(EFFECTS)]["mode"].value
+
+
+def _read(settings, sql):
+    from dagster_twins.warehouse.tables import connect
+
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
+
+
+def test_campaign_effects_reuse_on_a_rerun_and_refit_a_week_later_and_scenarios_read_them(built_copy):
+    settings, demo = built_copy
+    before = _read(settings, "select * from simulation.campaign_effects order by campaign_id, followup_days")
+    day = pd.Timestamp(demo.end_date)
+    assert (before["estimated_on"] == day).all()  # the build estimated every row as of its last landing day
+    # The same day again: nothing changed, every row reused, values as they were.
+    assert _effects_run(settings, demo) == f"{REUSE_UNCHANGED} {len(before)} (estimated on {demo.end_date})"
+    again = _read(settings, "select * from simulation.campaign_effects order by campaign_id, followup_days")
+    pd.testing.assert_frame_equal(_values(again), _values(before))
+    # The scenario with the retention campaign's measured effect takes the stored 60-day estimate.
+    result = _read(settings, "select * from simulation.scenario_results "
+                             "where scenario = 'retention_campaign_top_risk_decile'").iloc[0]
+    row = before[(before["campaign_id"] == "retention_q") & (before["followup_days"] == 60)].iloc[0]
+    assert result["effect_hazard_ratio"] == pytest.approx(row["hazard_ratio"], rel=1e-12)
+    assert f"estimated on {demo.end_date}" in result["effect_source"]
+    # A week later, the users still followed followed a week longer: re-estimated (the default cadence, 7 days).
+    from dagster_twins.warehouse.tables import connect
+
+    con = connect(settings.warehouse_path)
+    try:
+        con.execute("update marts.fct_campaign_experiment_assignments set as_of = as_of + interval 7 day, "
+                    "days_followed = days_followed + case when churned = 1 then 0 else 7 end")
+    finally:
+        con.close()
+    mode = _effects_run(settings, demo)
+    after = _read(settings, "select * from simulation.campaign_effects order by campaign_id, followup_days")
+    week = (day + pd.Timedelta(days=7)).date()
+    assert f"{ESTIMATED} " in mode
+    assert (after.loc[after["mode"] == ESTIMATED, "estimated_on"] == pd.Timestamp(week)).all()
+    experiments = _read(settings, "select * from marts.fct_campaign_experiment_assignments")
+    fresh = estimate_campaign_effects(experiments).sort_values(["campaign_id", "followup_days"])
+    estimated = after["mode"] == ESTIMATED
+    pd.testing.assert_frame_equal(_values(after[estimated]), _values(fresh[estimated.to_numpy()]))

@@ -114,9 +114,9 @@ def effect_modes(effects: pd.DataFrame) -> str:
 
 @dg.asset(
     key=SEGMENT_BASE_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[PREDICTIONS_KEY, TWINS_KEY],
-    description="View: one row per active user with what scenario segments filter on (churn prediction and its "
-                "percentile, twin, recent behaviour, open tickets). Query it to size a segment before writing a "
-                "spec.",
+    description="One row per active user with what scenario segments filter on (churn prediction and its "
+                "percentile, twin, recent behaviour, open tickets), as of the predictions' day: a table written "
+                "once a run, which every scenario reads. Query it to size a segment before writing a spec.",
 )
 def user_segment_base(warehouse: WarehouseResource) -> dg.MaterializeResult:
     con = warehouse.connect()
