@@ -1,9 +1,11 @@
 """The twin documents of many users at once, in DuckDB SQL: the same JSON as ``document.build_document``.
 
 ``build_document`` assembles one user's document from Python dicts: 1.7 ms a user, half an hour for a million.
-The daily asset builds every document with one query instead (a bucket of users at a time): each object is text
-put together by ``concat_ws``, which skips NULL parts, so a field without evidence is absent exactly as
-``document._pruned`` leaves it out, and the keys are written in sorted order, as ``document.to_json`` writes them.
+The daily asset builds them in SQL instead, in two halves: ``document_parts_sql`` the members that change only when a
+user is summarized again (rebuilt for those users, a bucket at a time), ``documents_sql`` the view joining them with
+the day's churn, value and scenarios. Each object is text put together by ``concat_ws``, which skips NULL parts,
+so a field without evidence is absent exactly as ``document._pruned`` leaves it out, and the keys are written in
+sorted order, as ``document.to_json`` writes them.
 The Python builder stays the reference: the online refold and the as-of route build one document with it, and a
 test holds the two equal on every document of a built warehouse.
 
@@ -44,8 +46,8 @@ def day(expr: str) -> str:
 
 
 def members(fields: Iterable[tuple[str, str]]) -> str:
-    """The members of a JSON object, keys sorted, without the braces; a NULL value leaves its key out, and no
-    member left gives the empty string (so ``concat_ws`` can join the members of several parts into one object)."""
+    """The members of a JSON object, keys sorted, without the braces (a part of a document that ``concat_ws``
+    joins with others); a NULL value leaves its key out."""
     parts = [member(k, v) for k, v in sorted(fields)]
     return f"concat_ws(',', {', '.join(parts)})"
 
