@@ -12,7 +12,7 @@ from dagster_twins.twins.catalog import BELIEFS, evidence_sql
 from dagster_twins.twins.document_sql import PARTS, document_parts_sql, documents_sql
 from dagster_twins.twins.families import decay_factor
 from dagster_twins.twins.state import STATE_COLUMNS
-from dagster_twins.warehouse.buckets import Bucket, BucketReader
+from dagster_twins.warehouse.buckets import Bucket, BucketReader, DuckDBReader
 from dagster_twins.warehouse.sql import quote_ident, sql_literal
 from dagster_twins.warehouse.tables import append_rows, registered, replace_rows, table_exists
 
@@ -400,10 +400,6 @@ DOCUMENT_RECIPE = hashlib.sha256(document_parts_sql("select null as user_id").en
 STALE = "_stale_documents"
 
 
-def _bucket_where(bucket: Bucket, column: str = "user_id") -> str:
-    return "true" if bucket[1] == 1 else f"hash({column}) % {bucket[1]} = {bucket[0]}"
-
-
 def stale_document_users(con: duckdb.DuckDBPyConnection, since: date | None) -> int:
     """The users whose ``document_parts`` must be built again, in the temp table ``_stale_documents``: a twin
     without parts, or with parts of another day or builder, or summarized on or after ``since`` (the run's first
@@ -424,7 +420,7 @@ def stale_document_users(con: duckdb.DuckDBPyConnection, since: date | None) -> 
 
 def write_document_parts(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> int:
     """The parts of one bucket of the stale users (``stale_document_users``); returns how many were written."""
-    users = f"select user_id from {STALE} where {_bucket_where(bucket)}"
+    users = f"select user_id from {STALE} where {DuckDBReader(con).bucket_filter(bucket)}"
     return int(con.execute(f"insert into {SCHEMA}.{PARTS} select *, '{DOCUMENT_RECIPE}' as recipe from "
                            f"({document_parts_sql(users)})").fetchone()[0])
 
@@ -466,7 +462,7 @@ def document_inputs(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> dict[str,
     """What the twin documents of a bucket of users are built from: their twins, their beliefs as of their last
     update (``belief_summaries``), churn predictions and the effects of the scenarios that simulated them (None
     where that layer has not written its table)."""
-    where = _bucket_where(bucket)
+    where = DuckDBReader(con).bucket_filter(bucket)
     frames: dict[str, pd.DataFrame | None] = {
         "twins": con.sql(f"select * from {SCHEMA}.user_twins where {where} order by user_id").df(),
         "beliefs": con.sql(f"select * from {SCHEMA}.{SUMMARIES} where {where}").df(),
@@ -477,5 +473,5 @@ def document_inputs(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> dict[str,
         frames["effects"] = con.sql(
             "select e.*, r.intervention, r.effect_basis from simulation.scenario_user_effects e "
             "join simulation.scenario_results r using (scenario) "
-            f"where r.status = 'simulated' and {_bucket_where(bucket, 'e.user_id')}").df()
+            f"where r.status = 'simulated' and {DuckDBReader(con).bucket_filter(bucket, 'e.user_id')}").df()
     return frames
