@@ -108,7 +108,7 @@ def _import_gx():
 
 # The Data Docs index lists the newest validation results only. GX's index reads every stored result each time it
 # is built (after every validation): at 770 results, 70 days of daily runs, 2 s a validation on a loaded machine
-# against 0.5 s at 110, so a daily run grew by 20 s over ten weeks. Older results stay stored, their pages too.
+# against 0.5 s at 110, so a daily run grew by about 15 s over ten weeks. Older results stay stored, their pages too.
 DATA_DOCS_INDEX_RESULTS = 300
 
 
