@@ -8,7 +8,6 @@ import warnings
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from dagster_twins.automation import (
     build_source_freshness,
@@ -30,6 +29,7 @@ from dagster_twins.settings import DBT_PROJECT_DIR, Settings
 from dagster_twins.simulation.assets import simulation_assets
 from dagster_twins.transform.assets import build_dbt_assets
 from dagster_twins.transform.project import dbt_executable
+from dagster_twins.transform.resource import ProjectDbtCliResource
 from dagster_twins.twins.assets import build_documents_asset, build_twins_assets
 from dagster_twins.twins.parallel import build_rebuild_job
 from dagster_twins.twins.purchase_assets import build_purchase_asset
@@ -43,7 +43,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
                                        user_buckets=settings.user_buckets, spark_dir=str(settings.spark_dir),
                                        memory_limit=settings.duckdb_memory_limit),
         "landing": LandingResource.from_settings(settings),
-        "dbt": DbtCliResource(
+        "dbt": ProjectDbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),
             target=settings.dbt_target,

@@ -190,3 +190,22 @@ def test_a_process_without_a_main_file_imports_gx_and_still_spawns_children():
 
     done = subprocess.run([sys.executable, "-c", SPAWN_AFTER_GX], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "child says 7" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_the_data_docs_index_lists_the_newest_validations_only(tmp_path, monkeypatch):
+    """GX's index reads every stored result each time it is built; it lists the newest few, so a validation costs the
+    same after a year of daily runs. Every result keeps its own page."""
+    import re
+
+    from dagster_twins.quality import gx
+
+    monkeypatch.setattr(gx, "DATA_DOCS_INDEX_RESULTS", 2)
+    suite = load_suite_file(PROJECT_ROOT / "expectations" / "twins_user_twins.json")
+    row = {"user_id": "u1", "last_updated": pd.Timestamp("2026-01-01"), "rec_click_propensity": 0.2,
+           "campaign_response_propensity": 0.3, "interactions_per_week": 4.0, "purchases_per_week": 0.1,
+           "tickets_per_30_days": 0.0, "overall_confidence": 0.5}
+    for _ in range(3):
+        validate(suite, pd.DataFrame([row]), tmp_path)
+    pages = list((tmp_path / "data_docs" / "validations").rglob("*.html"))
+    listed = set(re.findall(r"validations/[^\"']+?\.html", (tmp_path / "data_docs" / "index.html").read_text()))
+    assert len(pages) == 3 and len(listed) == 2

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from lifelines.utils import concordance_index
 
 
 def concordance(duration: np.ndarray, risk: np.ndarray, event: np.ndarray) -> float:
     """Harrell's C: the share of comparable pairs where the higher risk churned first."""
+    from lifelines.utils import concordance_index  # imported on use: the code location loads without lifelines
+
     return float(concordance_index(duration, -np.asarray(risk), event))
 
 

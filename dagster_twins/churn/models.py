@@ -11,7 +11,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter
 
 ModelKind = Literal["cox", "weibull"]
 
@@ -70,6 +69,8 @@ def fit_cox(design: pd.DataFrame, duration: pd.Series, event: pd.Series, penaliz
             cluster: np.ndarray | None = None) -> SurvivalModel:
     """``cluster``: an id per row when rows repeat a unit (a user at several landmarks): the coefficients'
     covariance is then the robust sandwich over clusters, not the model-based one, which would be too narrow."""
+    from lifelines import CoxPHFitter  # imported when fitting: a day that scores with a stored fit never needs it
+
     data = design.assign(_duration=duration.to_numpy(), _event=event.to_numpy())
     cph = CoxPHFitter(penalizer=penalizer).fit(data, duration_col="_duration", event_col="_event")
     base = cph.baseline_cumulative_hazard_

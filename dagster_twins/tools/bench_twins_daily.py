@@ -77,11 +77,10 @@ def run_day(con: duckdb.DuckDBPyConnection, known: pd.DataFrame, touched: pd.Ser
     day_before = DAY - timedelta(days=1)
     writer = TwinWriter(con, DAY, DAY, half_life)
     if touched_only:
-        writer.write_state(store.state_of(con, day_before, touched).assign(as_of=pd.Timestamp(DAY)))
-        store.carry_state(con, day_before, DAY, half_life)
-        state = store.state_of(con, DAY)
+        writer.write_state(store.state_of(con, day_before, half_life, touched).assign(as_of=pd.Timestamp(DAY)))
+        state = store.state_of(con, DAY, half_life)
     else:
-        state = store.state_of(con, day_before)
+        state = store.state_of(con, day_before, half_life)
         writer.write_state(state)
     inputs = PriorInputs(known, CATEGORIES, DAY, half_life)
     inputs.add(state)

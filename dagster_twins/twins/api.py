@@ -61,6 +61,7 @@ from dagster_twins.twins.online import (
 )
 from dagster_twins.twins.online_fold import refold_document, state_from_rows
 from dagster_twins.twins.state import STATE_COLUMNS
+from dagster_twins.twins.store import state_sql
 from dagster_twins.warehouse.tables import connect, relation_exists, table_exists
 
 BODY_LIMIT = 64 * 1024
@@ -275,8 +276,9 @@ class TwinService:
         if day == snapshot.as_of:  # the latest state: from the read store
             state = snapshot.read.state(user_id)
         else:
-            state = snapshot.frame(f"select {', '.join(STATE_COLUMNS)} from twins.belief_state where as_of = ? "
-                                   "and user_id = ?", [day, user_id])
+            state_of_day = state_sql(f"date '{day.isoformat()}'")  # the user's latest saved state, decayed
+            state = snapshot.frame(f"select {', '.join(STATE_COLUMNS)} from ({state_of_day}) where user_id = ?",
+                                   [user_id])
         priors = snapshot.priors(day)
         first = snapshot.read.first_day(user_id)
         if priors is None or first is None:

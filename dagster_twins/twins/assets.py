@@ -29,7 +29,7 @@ TABLE_KEYS = {BELIEFS: BELIEFS_KEY, TWINS: TWINS_KEY}
 class TwinConfig(dg.Config):
     half_life_days: float = 60.0  # evidence loses half its weight in this many days
     full_rebuild: bool = False  # ignore saved state and fold everything that has landed
-    state_retention_days: int = 35  # how long daily state snapshots are kept for incremental re-runs
+    state_retention_days: int = 35  # how far back a re-run can start (older saved state: each user's latest only)
 
 
 def _check(name: str, asset: dg.AssetKey, description: str) -> dg.AssetCheckSpec:
@@ -44,7 +44,8 @@ CHECKS = [
     _check("shares_sum_to_one", BELIEFS_KEY, "Each user's shares of a Dirichlet belief sum to 1."),
     _check("confidence_in_range", BELIEFS_KEY, "Confidence lies in [0, 1]."),
     _check("no_change_without_evidence", BELIEFS_KEY,
-           "A user with no new evidence moved only by decay since the saved state (one user in 100, by hash)."),
+           "A daily increment saved no belief state for users without new evidence (their saved state reads as of "
+           "the day, decayed)."),
 ]
 
 
@@ -58,7 +59,8 @@ def build_twins_assets(settings: Settings) -> dg.AssetsDefinition:
                          deps=[dg.AssetKey(["marts", "fct_events"]), dg.AssetKey(["marts", "dim_users"])],
                          description="One row per user, belief and category: posterior parameters, mean, 90% credible "
                                      "interval, evidence, confidence. Also twins.belief_priors, twins.belief_state "
-                                     "(daily state snapshots) and the view twins.belief_explanations."),
+                                     "(each user's state as of the last day they were folded) and the view "
+                                     "twins.belief_explanations."),
             dg.AssetSpec(TWINS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[BELIEFS_KEY, PURCHASES_KEY],
                          description="One row per user: top interests, goal, preferences, propensities, rates, overall "
                                      "confidence, last_updated, and the purchase beliefs of twins.user_purchases. "
@@ -93,25 +95,26 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
         writer = TwinWriter(con, as_of, start, config.half_life_days)
         inputs = PriorInputs(users, categories, as_of, config.half_life_days)
         touched: dict[int, set] = {}
+        saved = 0
         for bucket in all_buckets(buckets):
             evidence = store.landed_evidence(reader, base_as_of, end, bucket)
-            # An increment reads, folds and writes the state of the users with evidence only; the others' state
-            # is carried forward, decayed, in SQL (store.carry_state).
-            base = empty_state() if base_as_of is None else store.state_of(con, base_as_of, evidence["user_id"])
+            # An increment reads, folds and saves the state of the users with evidence only; the others' saved
+            # state stays as it is, and reads as of any later day decayed (store.state_sql).
+            base = empty_state() if base_as_of is None else store.state_of(con, base_as_of, config.half_life_days,
+                                                                            evidence["user_id"])
             state = fold(base, base_as_of, evidence, as_of, config.half_life_days)
             writer.write_state(state)
+            saved += len(state)
             if base_as_of is None:
                 inputs.add(state)
             touched[bucket[0]] = set(evidence["user_id"])
             context.log.info(f"folded bucket {bucket[0] + 1}/{buckets}: {len(evidence):,} evidence rows into "
                              f"{len(state):,} user states ({time.perf_counter() - started:.0f} s so far)")
-        carried = 0
         if base_as_of is not None:
-            carried = store.carry_state(con, base_as_of, as_of, config.half_life_days)
-            writer.tally.moved = store.moved_without_evidence(con, base_as_of, as_of, config.half_life_days,
-                                                              set().union(*touched.values()))
+            writer.tally.moved = store.state_written_without_evidence(con, as_of, set().union(*touched.values()))
             for bucket in all_buckets(buckets):  # the priors' population moments: read only
-                inputs.add(store.state_of(con, as_of, users.loc[users["bucket"] == bucket[0], "user_id"]))
+                inputs.add(store.state_of(con, as_of, config.half_life_days,
+                                          users.loc[users["bucket"] == bucket[0], "user_id"]))
         priors = inputs.estimate()
         # Only the users with new evidence (and users new to the twins) are summarized, unless the stored summaries
         # cannot be carried forward (why_full); the view user_beliefs carries the others to this day.
@@ -128,7 +131,7 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
                 users_b = users_b[users_b["user_id"].isin(touched[bucket[0]]) | new].reset_index(drop=True)
                 if users_b.empty:
                     continue
-            state = store.state_of(con, as_of, users_b["user_id"])
+            state = store.state_of(con, as_of, config.half_life_days, users_b["user_id"])
             writer.write_summary(*summarize_bucket(state, users_b, categories, priors, as_of, config.half_life_days))
             context.log.info(f"summarized bucket {bucket[0] + 1}/{buckets}: {len(users_b):,} twins "
                              f"({time.perf_counter() - started:.0f} s so far)")
@@ -142,7 +145,7 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
         "engine": reader.engine,
         "interactions_folded": interactions, "user_buckets": buckets,
         "users_summarized": writer.summarized, "summarized": why_full or "users with new evidence",
-        "state_rows_carried": carried,
+        "state_rows_saved": saved,
         "half_life_days": config.half_life_days, "seconds": seconds,
         "priors": md_table(priors.frame.drop(columns="as_of").head(30), floatfmt=".3g"),
     })

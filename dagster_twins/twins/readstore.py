@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from dagster_twins.twins.state import STATE_COLUMNS
+from dagster_twins.twins.store import state_sql
 from dagster_twins.warehouse.tables import relation_exists, table_exists
 
 BATCH_ROWS = 5_000
@@ -44,7 +45,7 @@ def build(con: duckdb.DuckDBPyConnection, as_of: date | None, data_start, path: 
     parts = {"documents": "select user_id, document from twins.user_documents",
              "state": ("select user_id, cast(json_group_array(json_array(belief, category, stat_a, stat_b, "
                        "n_evidence, cast(last_evidence_day as date))) as varchar) as state "
-                       "from twins.belief_state where as_of = $as_of group by user_id"),
+                       f"from ({state_sql('$as_of')}) group by user_id"),
              "users": ("select user_id, cast(cast(greatest(coalesce(signed_up_at, first_seen_at), $start) as date) "
                        "as varchar) as first_day from marts.dim_users")}
     empty = {"documents": "select null::varchar as user_id, null::varchar as document limit 0",

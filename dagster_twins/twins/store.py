@@ -10,9 +10,7 @@ import pandas as pd
 
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
 from dagster_twins.twins.document_sql import PARTS, document_parts_sql, documents_sql
-from dagster_twins.twins.families import decay_factor
-from dagster_twins.twins.state import STATE_COLUMNS
-from dagster_twins.warehouse.buckets import Bucket, BucketReader
+from dagster_twins.warehouse.buckets import Bucket, BucketReader, DuckDBReader
 from dagster_twins.warehouse.sql import quote_ident, sql_literal
 from dagster_twins.warehouse.tables import append_rows, registered, replace_rows, table_exists
 
@@ -39,14 +37,35 @@ def saved_state_day(con: duckdb.DuckDBPyConnection, before: date) -> date | None
     return con.execute(f"select max(as_of) from {SCHEMA}.belief_state where as_of < ?", [before]).fetchone()[0]
 
 
-def state_of(con: duckdb.DuckDBPyConnection, as_of: date, user_ids: pd.Series | None = None) -> pd.DataFrame:
-    """The saved state of ``as_of`` for ``user_ids`` (None: everyone). The state lives in the DuckDB warehouse
-    whichever engine built the marts, so a bucket is selected by its users, not by a hash."""
-    sql = f"select {', '.join(STATE_COLUMNS)} from {SCHEMA}.belief_state where as_of = ?"
+# The belief state is kept sparse: a run saves the state of the users it folds (those with evidence in its window;
+# every user in a full rebuild), as of its day, and nobody else's. A user's state as of a day is their rows of the
+# latest day saved on or before it, decayed to it: decay is a known function of time, so carrying the others
+# forward each day (1.8 million rows a day at 100,000 users, kept 35 days) would write nothing new.
+def state_sql(day: str, half_life_days: float | None = None, users: str | None = None) -> str:
+    """The query of every user's belief state as of the SQL date ``day`` (``state.STATE_COLUMNS``), or of the users
+    of the query ``users`` (a ``user_id`` column): their latest saved rows on or before ``day``, decayed to it by
+    ``half_life_days`` (None: the half-life the priors of ``day`` were saved with, as readers of a copy know it)."""
+    only = "" if users is None else f" and user_id in ({users})"
+    half_life = (repr(float(half_life_days)) if half_life_days is not None else
+                 f"(select any_value(half_life_days) from {SCHEMA}.belief_priors where as_of = {day})")
+    w = f"pow(0.5, datediff('day', as_of, {day}) / {half_life})"
+    return f"""
+        select user_id, belief, category, stat_a * {w} as stat_a, stat_b * {w} as stat_b, n_evidence,
+               last_evidence_day
+        from {SCHEMA}.belief_state
+        where as_of <= {day}{only}
+        qualify as_of = max(as_of) over (partition by user_id)"""
+
+
+def state_of(con: duckdb.DuckDBPyConnection, as_of: date, half_life_days: float,
+             user_ids: pd.Series | None = None) -> pd.DataFrame:
+    """The state as of ``as_of`` for ``user_ids`` (None: everyone), ``state_sql``. The state lives in the DuckDB
+    warehouse whichever engine built the marts, so a bucket is selected by its users, not by a hash."""
+    day = f"date '{as_of.isoformat()}'"
     if user_ids is None:
-        return con.execute(sql, [as_of]).df()
+        return con.execute(state_sql(day, half_life_days)).df()
     with registered(con, pd.DataFrame({"user_id": pd.unique(user_ids)}), "_bucket_users") as users:
-        return con.execute(sql + f" and user_id in (select user_id from {users})", [as_of]).df()
+        return con.execute(state_sql(day, half_life_days, f"select user_id from {users}")).df()
 
 
 def landed_interactions(reader: BucketReader, after: date | None, end: date) -> int:
@@ -127,9 +146,24 @@ def save_snapshot(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
     append_snapshot(con, table, frame)
 
 
-def prune_state(con: duckdb.DuckDBPyConnection, as_of: date, retention_days: int, table: str = "belief_state") -> None:
+def prune_state(con: duckdb.DuckDBPyConnection, as_of: date, retention_days: int, table: str) -> None:
+    """Drop the daily snapshots of ``table`` older than the retention (a re-run may start from any day after it)."""
     if table_exists(con, SCHEMA, table):
         con.execute(f"delete from {SCHEMA}.{table} where as_of < ?", [as_of - timedelta(days=retention_days)])
+
+
+def prune_sparse_state(con: duckdb.DuckDBPyConnection, as_of: date, retention_days: int) -> int:
+    """Drop the saved belief state no day within the retention reads (``state_sql``): a user's rows before the
+    retention's first day, except their latest saved before it, which later days still decay from. Returns the
+    rows dropped."""
+    if not table_exists(con, SCHEMA, "belief_state"):
+        return 0
+    cutoff = as_of - timedelta(days=retention_days)
+    return int(con.execute(f"""
+        delete from {SCHEMA}.belief_state b using (
+            select user_id, max(as_of) as kept from {SCHEMA}.belief_state where as_of < ? group by user_id
+        ) k
+        where b.user_id = k.user_id and b.as_of < k.kept""", [cutoff]).fetchone()[0])
 
 
 # The beliefs as stored and as read. ``belief_summaries`` holds each user's rows as of the day they were last
@@ -210,34 +244,12 @@ def summaries_day(con: duckdb.DuckDBPyConnection) -> date | None:
     return None if day is None else _day(day)
 
 
-def carry_state(con: duckdb.DuckDBPyConnection, base_as_of: date, as_of: date, half_life_days: float) -> int:
-    """The state of ``as_of`` for the users it lacks (no evidence since ``base_as_of``): their state of
-    ``base_as_of`` decayed, in one statement (no user goes through Python). Returns the rows carried."""
-    w = float(decay_factor(float((as_of - base_as_of).days), half_life_days))
-    return int(con.execute(f"""
-        insert into {SCHEMA}.belief_state
-        select ? as as_of, user_id, belief, category, stat_a * ?, stat_b * ?, n_evidence, last_evidence_day
-        from {SCHEMA}.belief_state b
-        where b.as_of = ? and not exists (
-            select 1 from {SCHEMA}.belief_state n where n.as_of = ? and n.user_id = b.user_id)""",
-        [as_of, w, w, base_as_of, as_of]).fetchone()[0])
-
-
-def moved_without_evidence(con: duckdb.DuckDBPyConnection, base_as_of: date, as_of: date, half_life_days: float,
-                           touched: set, sample: int = 100) -> int:
-    """State rows of users without new evidence (one user in ``sample``, by hash) that moved other than by decay
-    from ``base_as_of`` to ``as_of``, or went missing."""
-    w = float(decay_factor(float((as_of - base_as_of).days), half_life_days))
+def state_written_without_evidence(con: duckdb.DuckDBPyConnection, as_of: date, touched: set) -> int:
+    """Belief state rows an increment saved as of ``as_of`` for users outside ``touched`` (those with evidence in
+    its window): none, when a day touches only what changed."""
     with registered(con, pd.DataFrame({"user_id": sorted(touched)}, dtype=object), "_touched_users") as users:
-        return int(con.execute(f"""
-            select count(*) from {SCHEMA}.belief_state b
-            left join {SCHEMA}.belief_state n on n.as_of = ? and n.user_id = b.user_id and n.belief = b.belief
-                and n.category = b.category
-            where b.as_of = ? and hash(b.user_id) % {sample} = 0
-              and b.user_id not in (select user_id from {users})
-              and (n.user_id is null or abs(n.stat_a - b.stat_a * ?) > 1e-9 * abs(b.stat_a) + 1e-12
-                   or abs(n.stat_b - b.stat_b * ?) > 1e-9 * abs(b.stat_b) + 1e-12)""",
-            [as_of, base_as_of, w, w]).fetchone()[0])
+        return int(con.execute(f"select count(*) from {SCHEMA}.belief_state where as_of = ? and user_id not in "
+                               f"(select user_id from {users})", [as_of]).fetchone()[0])
 
 
 def refresh_twin_purchases(con: duckdb.DuckDBPyConnection) -> None:
@@ -400,10 +412,6 @@ DOCUMENT_RECIPE = hashlib.sha256(document_parts_sql("select null as user_id").en
 STALE = "_stale_documents"
 
 
-def _bucket_where(bucket: Bucket, column: str = "user_id") -> str:
-    return "true" if bucket[1] == 1 else f"hash({column}) % {bucket[1]} = {bucket[0]}"
-
-
 def stale_document_users(con: duckdb.DuckDBPyConnection, since: date | None) -> int:
     """The users whose ``document_parts`` must be built again, in the temp table ``_stale_documents``: a twin
     without parts, or with parts of another day or builder, or summarized on or after ``since`` (the run's first
@@ -424,7 +432,7 @@ def stale_document_users(con: duckdb.DuckDBPyConnection, since: date | None) -> 
 
 def write_document_parts(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> int:
     """The parts of one bucket of the stale users (``stale_document_users``); returns how many were written."""
-    users = f"select user_id from {STALE} where {_bucket_where(bucket)}"
+    users = f"select user_id from {STALE} where {DuckDBReader(con).bucket_filter(bucket)}"
     return int(con.execute(f"insert into {SCHEMA}.{PARTS} select *, '{DOCUMENT_RECIPE}' as recipe from "
                            f"({document_parts_sql(users)})").fetchone()[0])
 
@@ -466,7 +474,7 @@ def document_inputs(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> dict[str,
     """What the twin documents of a bucket of users are built from: their twins, their beliefs as of their last
     update (``belief_summaries``), churn predictions and the effects of the scenarios that simulated them (None
     where that layer has not written its table)."""
-    where = _bucket_where(bucket)
+    where = DuckDBReader(con).bucket_filter(bucket)
     frames: dict[str, pd.DataFrame | None] = {
         "twins": con.sql(f"select * from {SCHEMA}.user_twins where {where} order by user_id").df(),
         "beliefs": con.sql(f"select * from {SCHEMA}.{SUMMARIES} where {where}").df(),
@@ -477,5 +485,5 @@ def document_inputs(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> dict[str,
         frames["effects"] = con.sql(
             "select e.*, r.intervention, r.effect_basis from simulation.scenario_user_effects e "
             "join simulation.scenario_results r using (scenario) "
-            f"where r.status = 'simulated' and {_bucket_where(bucket, 'e.user_id')}").df()
+            f"where r.status = 'simulated' and {DuckDBReader(con).bucket_filter(bucket, 'e.user_id')}").df()
     return frames

@@ -83,7 +83,7 @@ class CheckTally:
                          {"user_beliefs_off": self.shares_off, "max_abs_error": self.max_share_error}),
             CheckOutcome(BELIEFS, "confidence_in_range", bool(low >= 0 and high <= 1), {"min": low, "max": high}),
             CheckOutcome(BELIEFS, "no_change_without_evidence", self.moved == 0,
-                         {"rows_moved_without_evidence": self.moved}),
+                         {"state_rows_written_without_evidence": self.moved}),
         ]
 
 
@@ -142,8 +142,8 @@ class TwinWriter:
         self.tally.summarized(beliefs, twins)
 
     def finish(self, state_retention_days: int) -> tuple[int, int]:
-        """Rows of user_beliefs and user_twins; state snapshots older than the retention are pruned."""
-        store.prune_state(self.con, self.as_of, state_retention_days)
+        """Rows of user_beliefs and user_twins; saved state no day within the retention reads is pruned."""
+        store.prune_sparse_state(self.con, self.as_of, state_retention_days)
         if not self.touched_only:
             self._beliefs.finish()
             self._twins.finish()
