@@ -72,3 +72,14 @@ def built_copy(built, tmp_path):
     settings, _, demo = built
     shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
     return replace(settings, warehouse_path=tmp_path / "warehouse.duckdb"), demo
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A Spark standalone cluster on 127.0.0.1, a master and two workers of one core each (the machine's two),
+    started from the pinned pyspark's launchers once per session and always stopped (every daemon's process
+    group killed, executors included): a ``LocalCluster`` (``master_url``, ``executors()``)."""
+    from dagster_twins.warehouse.spark_cluster import standalone_cluster
+
+    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster"), workers=2, cores=1, memory="1g") as cluster:
+        yield cluster

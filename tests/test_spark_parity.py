@@ -1,5 +1,10 @@
 """Parity: dbt on Spark builds the same tables as dbt on DuckDB.
 
+Spark here is a real standalone cluster (the ``spark_cluster`` session fixture: a master and two one-core workers
+on 127.0.0.1, started from the pinned pyspark's launchers and stopped after the session): the dbt runs and the
+Python layers' reads are applications on it, their tasks in the workers' executors. Run alone with
+``pytest -m spark``.
+
 A small demo (250 users, 60 days) is ingested and transformed in two steps, each through the Dagster job and the
 real dbt CLI (`dbt build`: every model, seed and test) on both engines: the first 40 landing days, then the last
 20 as an incremental run with the landing-day window the Dagster partitions pass (late rows of the first window
@@ -13,6 +18,7 @@ pyspark or Java these tests fail, they do not skip.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import replace
 from datetime import UTC, date, timedelta
@@ -27,7 +33,7 @@ import yaml
 
 from dagster_twins.ingestion.raw_schema import ensure_raw_schema
 from dagster_twins.pipeline import run_pipeline
-from dagster_twins.settings import DBT_PROJECT_DIR
+from dagster_twins.settings import DBT_PROJECT_DIR, Settings
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.spark
@@ -106,7 +112,7 @@ def differences(name: str, duck: pd.DataFrame, spark: pd.DataFrame, rtol: float 
 
 
 @pytest.fixture(scope="module")
-def parity(tmp_path_factory):
+def parity(tmp_path_factory, spark_cluster):
     """Both engines built over the same raw tables in two steps: (DuckDB settings, Spark settings, run results)."""
     require_spark()
     from dagster_twins.demo import generate_demo
@@ -116,9 +122,12 @@ def parity(tmp_path_factory):
     demo = generate_demo(root / "demo", n_users=250, n_days=DAYS, end_date=END, seed=23)
     shutil.copytree(demo.landing_dir, root / "landing")
     duck = make_settings(root)  # one DuckDB warehouse: ingestion's raw tables and DuckDB's marts
-    spark = replace(duck, dbt_target="spark")  # Spark's tables under root/spark
+    # Spark's tables under root/spark, built by the cluster's executors: the folder is a local path every process
+    # on this machine sees (on a real cluster, shared storage).
+    spark = replace(duck, dbt_target="spark", spark_master=spark_cluster.master_url)
     split = demo.start_date + timedelta(days=FIRST_WINDOW_DAYS)
     results = []
+    environ = dict(os.environ)  # the dbt asset hands dbt its variables through it: restored for later tests
     try:
         for start, end in ((demo.start_date, split - timedelta(days=1)), (split, demo.end_date)):
             results.append(run_pipeline(duck, start, end, layer="ingestion", instance=dg.DagsterInstance.ephemeral()))
@@ -128,6 +137,8 @@ def parity(tmp_path_factory):
         yield duck, spark, results
     finally:
         stop_spark_session()
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def test_spark_is_installed():
@@ -143,12 +154,19 @@ def test_both_engines_build_every_model_and_pass_every_test(parity):
         assert [e.check_name for e in evaluations if not e.passed] == []
 
 
+def test_dbt_ran_on_the_cluster(parity, spark_cluster):  # noqa: ARG001 (parity: after both builds)
+    """Each dbt run on Spark was an application of the cluster with an executor on each worker."""
+    apps = spark_cluster.executors()
+    assert len(apps) >= 2, apps  # the two dbt builds (and the Python readers' sessions, when they ran first)
+    assert all(len(executors) == 2 for executors in apps.values()), apps
+
+
 def test_every_table_is_the_same_on_spark(parity):
     from dagster_twins.warehouse.spark import spark_session, stop_spark_session
 
     duck_settings, spark_settings, _ = parity
     con = duckdb.connect(str(duck_settings.warehouse_path), read_only=True)
-    spark = spark_session(spark_settings.spark_dir)
+    spark = spark_session(spark_settings.spark_dir, overrides=spark_settings.spark_environ())
     try:
         problems = []
         for relation in COMPARED:
@@ -157,6 +175,7 @@ def test_every_table_is_the_same_on_spark(parity):
             problems += differences(relation, duck, normalized(spark.sql(f"select * from {relation}").toArrow()))
         # The session Python reads with is dbt's: its tables, in UTC.
         assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+        assert spark.sparkContext.master == spark_settings.spark_master
         assert spark.conf.get("spark.sql.warehouse.dir").endswith(str(spark_settings.spark_dir / "warehouse"))
     finally:
         con.close()
@@ -297,4 +316,10 @@ def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, mo
     assert conf["spark.master"] == "local[2]" and conf["spark.ui.enabled"] == "false"
     assert conf["spark.sql.ansi.enabled"] == "false"
     assert spark_conf(settings.spark_dir, environ={"TWINS_SPARK_MASTER": "local[4]"})["spark.master"] == "local[4]"
+    # The settings' master and shuffle width reach the session as they reach dbt (over the environment's).
+    cluster = replace(settings, spark_master="spark://127.0.0.1:7077", spark_shuffle_partitions=8)
+    conf = spark_conf(settings.spark_dir, environ={"TWINS_SPARK_MASTER": "local[4]"},
+                      overrides=cluster.spark_environ())
+    assert conf["spark.master"] == "spark://127.0.0.1:7077" and conf["spark.sql.shuffle.partitions"] == "8"
+    assert Settings.load(environ={"TWINS_SPARK_MASTER": "spark://h:7077"}).spark_master == "spark://h:7077"
     assert is_spark_target("spark") and not is_spark_target("duckdb")

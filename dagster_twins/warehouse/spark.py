@@ -45,10 +45,11 @@ def is_spark_target(target: str, profiles_dir: Path = DBT_PROJECT_DIR) -> bool:
     return (_profile_outputs(profiles_dir).get(target) or {}).get("type") == "spark"
 
 
-def spark_environ(spark_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment dbt's profile is rendered in: ``environ`` (default os.environ: the Spark session's own
-    TWINS_SPARK_* variables, which dbt's profile reads too) with TWINS_SPARK_DIR set to ``spark_dir``."""
-    env = dict(os.environ if environ is None else environ)
+def spark_environ(spark_dir: Path, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment dbt's profile is rendered in: ``environ`` (default os.environ), then ``overrides`` (the
+    settings' TWINS_SPARK_* variables, ``Settings.spark_environ``), with TWINS_SPARK_DIR set to ``spark_dir``."""
+    env = {**(os.environ if environ is None else environ), **(overrides or {})}
     env["TWINS_SPARK_DIR"] = str(spark_dir.resolve())
     return env
 
@@ -68,25 +69,29 @@ def _render(value: Any, env: Mapping[str, str]) -> str:
 
 
 def spark_conf(spark_dir: Path, environ: Mapping[str, str] | None = None,
-               profiles_dir: Path = DBT_PROJECT_DIR, target: str = SPARK_TARGET) -> dict[str, str]:
+               profiles_dir: Path = DBT_PROJECT_DIR, target: str = SPARK_TARGET,
+               overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every Spark parameter dbt's ``target`` session gets (the profile's server_side_parameters, rendered for
     the Spark folder ``spark_dir``, plus what dbt-spark forces), as strings."""
     profile = _profile_outputs(profiles_dir)[target]
     if profile.get("method") != "session":
         raise ValueError(f"dbt target {target!r} is not a local Spark session (method: {profile.get('method')})")
-    env = spark_environ(spark_dir, environ)
+    env = spark_environ(spark_dir, environ, overrides)
     conf = {str(k): _render(v, env) for k, v in (profile.get("server_side_parameters") or {}).items()}
     conf.update(DBT_SPARK_FORCED)
     return conf
 
 
-# Settings fixed when the JVM starts: a session of this process started with others is for another warehouse.
-STATIC_KEYS = ("spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.ConnectionURL")
+# Settings fixed when the JVM starts: a session of this process started with others is for another warehouse
+# (or another cluster).
+STATIC_KEYS = ("spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.ConnectionURL", "spark.master")
 
 
-def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None):
-    """A SparkSession configured exactly like dbt's on the Spark target. A session this process already runs is
-    reused when it has the same warehouse and metastore, else stopped (with its JVM) and replaced."""
+def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, str] | None = None):
+    """A SparkSession configured exactly like dbt's on the Spark target (``overrides``: the settings' TWINS_SPARK_*
+    variables, as dbt gets them). A session this process already runs is reused when it has the same warehouse,
+    metastore and master, else stopped (with its JVM) and replaced."""
     try:
         from pyspark import SparkContext
         from pyspark.sql import SparkSession
@@ -94,7 +99,7 @@ def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None):
         raise ImportError("pyspark is not installed: pip install -r requirements-spark.lock "
                           "(or pip install '.[spark]')") from exc
 
-    conf = spark_conf(spark_dir, environ)
+    conf = spark_conf(spark_dir, environ, overrides=overrides)
     running = SparkContext._active_spark_context
     if running is not None and any(running.getConf().get(k) != conf.get(k) for k in STATIC_KEYS):
         stop_spark_session()
