@@ -313,6 +313,7 @@ def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, mo
     assert f"-Dderby.system.home={spark_dir}/metastore" in conf["spark.driver.extraJavaOptions"]
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert "-Duser.timezone=UTC" in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC"  # a cluster's executors too
     assert conf["spark.master"] == "local[2]" and conf["spark.ui.enabled"] == "false"
     assert conf["spark.sql.ansi.enabled"] == "false"
     assert spark_conf(settings.spark_dir, environ={"TWINS_SPARK_MASTER": "local[4]"})["spark.master"] == "local[4]"
