@@ -16,6 +16,8 @@ def test_dbt_run_profile_splits_time_by_node_kind_and_what_is_outside_the_nodes(
     assert profile["kinds"]["seed"]["nodes"] == 1
     # 50 s of node time on two threads: at least 75 s of the 100 s were spent outside any node.
     assert profile["outside_nodes_seconds"] == 75.0 and profile["threads"] == 2
+    assert dbt_run_profile({**results, "args": {}}, threads=2) == profile
+    assert dbt_run_profile({**results, "args": {}})["outside_nodes_seconds"] == 50.0  # one thread when unknown
 
 
 def test_table_files_counts_files_and_partitions_per_table(tmp_path):

@@ -49,13 +49,14 @@ def table_files(spark_dir: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def dbt_run_profile(run_results: dict[str, Any]) -> dict[str, Any]:
-    """dbt's build time by node kind (count, total and median seconds) and the part outside every node."""
+def dbt_run_profile(run_results: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
+    """dbt's build time by node kind (count, total and median seconds) and the part outside every node.
+    ``threads``: the profile's thread count (run_results.json records it only when given on the command line)."""
     kinds: dict[str, list[float]] = {}
     for node in run_results["results"]:
         kinds.setdefault(node["unique_id"].split(".")[0], []).append(float(node["execution_time"]))
     elapsed = float(run_results["elapsed_time"])
-    threads = int(run_results.get("args", {}).get("threads") or 1)
+    threads = threads or int(run_results.get("args", {}).get("threads") or 1)
     in_nodes = sum(sum(v) for v in kinds.values())
     return {"elapsed_seconds": round(elapsed, 1), "threads": threads,
             "kinds": {k: {"nodes": len(v), "total_seconds": round(sum(v), 1),
@@ -101,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--spark-dir", type=Path, required=True, help="a Spark folder dbt has built (spark_dir)")
     parser.add_argument("--run-results", type=Path, help="dbt's run_results.json of the build, to break down")
+    parser.add_argument("--threads", type=int, help="dbt's threads in that build (the profile's; default 1)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, help="write the profile here as JSON")
     args = parser.parse_args(argv)
     profile: dict[str, Any] = {"files": table_files(args.spark_dir.resolve())}
     if args.run_results:
-        profile["dbt"] = dbt_run_profile(json.loads(args.run_results.read_text()))
+        profile["dbt"] = dbt_run_profile(json.loads(args.run_results.read_text()), args.threads)
     profile["session"] = session_profile(args.spark_dir.resolve(), repeat=args.repeat)
     text = json.dumps(profile, indent=2)
     print(text)
