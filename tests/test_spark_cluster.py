@@ -50,3 +50,13 @@ def test_free_port_is_bindable():
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_warehouse_dir_spark_rewrote_as_a_file_uri_is_the_same_warehouse():
+    from dagster_twins.warehouse.spark import same_static_value
+
+    assert same_static_value("file:/tmp/spark/warehouse", "/tmp/spark/warehouse")
+    assert same_static_value("file:///tmp/spark/warehouse/", "/tmp/spark/warehouse")
+    assert same_static_value("spark://127.0.0.1:7077", "spark://127.0.0.1:7077")
+    assert not same_static_value("file:/tmp/other", "/tmp/spark/warehouse")
+    assert not same_static_value(None, "local[2]")

@@ -87,6 +87,19 @@ def spark_conf(spark_dir: Path, environ: Mapping[str, str] | None = None,
 STATIC_KEYS = ("spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.ConnectionURL", "spark.master")
 
 
+def same_static_value(running: str | None, wanted: str | None) -> bool:
+    """Whether a running session's static setting is the one wanted. Once the catalog is used, Spark rewrites
+    ``spark.sql.warehouse.dir`` as a ``file:`` URI; compared raw, every later call restarted the JVM (a new
+    application per asset on a cluster)."""
+    def plain(value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.removeprefix("file://").removeprefix("file:")
+        return value.rstrip("/") or "/"
+
+    return plain(running) == plain(wanted)
+
+
 def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None,
                   overrides: Mapping[str, str] | None = None):
     """A SparkSession configured exactly like dbt's on the Spark target (``overrides``: the settings' TWINS_SPARK_*
@@ -101,7 +114,8 @@ def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None,
 
     conf = spark_conf(spark_dir, environ, overrides=overrides)
     running = SparkContext._active_spark_context
-    if running is not None and any(running.getConf().get(k) != conf.get(k) for k in STATIC_KEYS):
+    if running is not None and any(not same_static_value(running.getConf().get(k), conf.get(k))
+                                   for k in STATIC_KEYS):
         stop_spark_session()
     for folder in ("warehouse", "metastore"):
         (spark_dir / folder).mkdir(parents=True, exist_ok=True)
