@@ -219,6 +219,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from dagster_twins.tools.bench_purchases import main as purchases_main
 
         return purchases_main(args)
+    if args.daily:
+        from dagster_twins.tools.bench_daily import main as daily_main
+
+        return daily_main(args)
     from dagster_twins.tools.bench import main as bench_main
 
     return bench_main(args)
@@ -308,9 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(--output: the Markdown page whose purchases section it rewrites: docs/benchmarks.md)")
     bench.add_argument("--fit-max-users", type=int, default=200_000, help="with --purchases: the fit's sample")
     bench.add_argument("--api", action="store_true",
-                       help="load-test the twin API on a synthetic serving copy of --users users (docs/twin-api.md)")
+                       help="load-test the twin API on a read store of --users documents cloned from a built serving "
+                            "copy, --repeat runs of each phase (docs/twin-api.md)")
     bench.add_argument("--source", type=Path, default=None,
-                       help="with --api: the serving copy whose documents are replicated (default: the settings')")
+                       help="with --api: the serving copy whose documents are cloned (default: the settings')")
     bench.add_argument("--rate", type=float, default=500, help="with --api: requests a second (default 500)")
     bench.add_argument("--seconds", type=float, default=30, help="with --api: seconds of each phase (default 30)")
     bench.add_argument("--observe-rate", type=float, default=50,
@@ -318,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=64, help="with --api: requests in flight at most")
     bench.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                        help="where dbt builds the marts (spark: local PySpark, needs the spark extra)")
+    bench.add_argument("--daily", action="store_true",
+                       help="the daily run: a full build, then --repeat more landing days, each end to end (ingest to "
+                            "serving), split by stage")
+    bench.add_argument("--history-days", type=int, nargs="+", default=None,
+                       help="with --daily: days of history to measure at (default: --days)")
+    bench.add_argument("--floor", action="store_true",
+                       help="with --daily: also time the by-hand DuckDB floor (tools/floor.py) on the same files")
     bench.add_argument("--keep", action="store_true", help="keep the work folder (to resume a long run)")
     bench.add_argument("--resume", type=Path, default=None,
                        help="continue in this kept work folder instead of a fresh one (with --from-stage)")
@@ -354,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     uplift.add_argument("--warehouse", type=Path, default=None, help="an existing demo run's warehouse (with --truth)")
     uplift.add_argument("--truth", type=Path, default=None, help="that demo's truth folder")
     uplift.add_argument("--output", type=Path, default=Path("docs/model-quality.md"))
+    uplift.add_argument("--null-experiments", type=int, default=30,
+                        help="synthetic experiments with no effect that check the Qini interval's coverage (0: none)")
     uplift.set_defaults(func=cmd_uplift_quality)
     return parser
 

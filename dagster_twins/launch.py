@@ -110,6 +110,21 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+# Dagster's switch (read when a run is created) for one "planned" event per asset with the run's partition range,
+# instead of one per asset and landing day: 1,440 events written before a 180-day backfill starts (54 s at 10,000
+# users, under load; docs/benchmarks.md). Its cost: the days of a range run that fails are not marked failed in the
+# asset's partitions view (the run is); a one-day run keeps its per-day event, so a failed day still shows failed.
+PLANNED_EVENTS_AS_RANGE = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
+def planned_events_environment(tags: Mapping[str, str]) -> dict[str, str]:
+    """The environment under which a run with these tags is created: a range of landing days plans as a range."""
+    from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
+
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    return {PLANNED_EVENTS_AS_RANGE: "1"} if start and end and start != end else {}
+
+
 @dataclass
 class LaunchedRun:
     """A finished launched run, read back from the instance: what the CLI prints (the same questions as an
@@ -213,14 +228,15 @@ def _launch_and_wait(settings_file: Path, instance: dg.DagsterInstance, tags: Ma
         config = dict(run_config or {})
         plan = location.get_execution_plan(remote_job, config, step_keys_to_execute=None, known_state=None,
                                            instance=instance).execution_plan_snapshot
-        run = instance.create_run(
-            job_name=JOB_NAME, run_id=None, run_config=config, resolved_op_selection=None,
-            step_keys_to_execute=plan.step_keys_to_execute, op_selection=None, status=None, root_run_id=None,
-            parent_run_id=None, tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot,
-            execution_plan_snapshot=plan, parent_job_snapshot=remote_job.parent_job_snapshot,
-            remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
-            asset_selection=frozenset(keys) if keys else None, asset_check_selection=None,
-            asset_graph=repo.asset_graph)
+        with _environment(**planned_events_environment(tags)):
+            run = instance.create_run(
+                job_name=JOB_NAME, run_id=None, run_config=config, resolved_op_selection=None,
+                step_keys_to_execute=plan.step_keys_to_execute, op_selection=None, status=None, root_run_id=None,
+                parent_run_id=None, tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot,
+                execution_plan_snapshot=plan, parent_job_snapshot=remote_job.parent_job_snapshot,
+                remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
+                asset_selection=frozenset(keys) if keys else None, asset_check_selection=None,
+                asset_graph=repo.asset_graph)
         # Launched directly, not submitted: a queued run would wait for the daemon, which `dagster dev` runs and
         # the command line does not.
         instance.launch_run(run.run_id, workspace)
@@ -234,6 +250,7 @@ def _launch_and_wait(settings_file: Path, instance: dg.DagsterInstance, tags: Ma
 def _wait(instance: dg.DagsterInstance, run_id: str, client: Any) -> dg.DagsterRun:
     """The run once it has ended. Ctrl-C terminates it; a worker that died without ending it (killed, out of
     memory) is reported as the run's failure instead of being waited for forever."""
+    from dagster._core.errors import DagsterUserCodeUnreachableError
     from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
     from dagster._serdes import deserialize_value
 
@@ -243,8 +260,13 @@ def _wait(instance: dg.DagsterInstance, run_id: str, client: Any) -> dg.DagsterR
             if run is not None and run.is_finished:
                 return run
             time.sleep(POLL_SECONDS)
-            alive = deserialize_value(client.can_cancel_execution(CanCancelExecutionRequest(run_id=run_id)),
-                                      CanCancelExecutionResult).can_cancel
+            try:
+                alive = deserialize_value(client.can_cancel_execution(CanCancelExecutionRequest(run_id=run_id)),
+                                          CanCancelExecutionResult).can_cancel
+            except DagsterUserCodeUnreachableError:
+                # A code server too busy to answer within its 60 s (the run's own work on a loaded machine) says
+                # nothing about the run: ask again. Only its answer "not running" ends the wait.
+                continue
             run = instance.get_run_by_id(run_id)
             if not alive and run is not None and not run.is_finished:
                 instance.report_run_failed(run, "The run worker ended without finishing the run (killed, or out "

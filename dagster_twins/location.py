@@ -10,7 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from dagster_twins.automation import daily_schedule, freshness_checks, freshness_sensor, new_landing_files
+from dagster_twins.automation import (
+    build_source_freshness,
+    daily_schedule,
+    freshness_checks,
+    freshness_sensor,
+    new_landing_files,
+)
 from dagster_twins.churn.assets import build_churn_assets
 from dagster_twins.ingestion.assets import build_raw_sources
 from dagster_twins.ingestion.resources import LandingResource
@@ -64,34 +70,38 @@ def with_layer(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 
 def last_assets(assets: list[dg.AssetsDefinition]) -> list[dg.AssetKey]:
-    """The assets no other of ``assets`` depends on: the ends of the lineage. Depending on them orders a step after
-    every asset (each one is upstream of an end) and skips it when any of them is skipped, with a few edges."""
+    """The ends of the lineage of ``assets``: the assets of the steps no other of ``assets`` depends on. Depending on
+    them orders a step after every step of ``assets`` (each one is upstream of an end) and skips it when any of them
+    is skipped, with a few edges. A step counts as one: an asset no one reads (raw/quarantine, a dbt view at the end
+    of the marts) is not an end when its step also writes an asset something reads, because that step comes first
+    anyway; an edge from it would pull it across the whole graph."""
     upstream = {dep for asset in assets for deps in asset.asset_deps.values() for dep in deps}
-    return sorted({key for asset in assets for key in asset.keys} - upstream)
+    return sorted({key for asset in assets if not set(asset.keys) & upstream for key in asset.keys})
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [build_raw_sources(daily_partitions(partition_start(settings))), build_dbt_assets(settings),
               build_purchase_asset(settings), build_twins_assets(settings), build_churn_assets(settings),
               *simulation_assets(settings.scenarios_dir, settings)]
-    # The twin documents read the twins, churn and simulation tables: after all of them.
-    assets.append(build_documents_asset([key for asset in assets[2:] for key in asset.keys]))
+    # The twin documents read the twins, churn and simulation tables: after all of them (after their ends).
+    assets.append(build_documents_asset(last_assets(assets[2:])))
     # The data-quality report gathers every check of the run, so it comes after every asset it reports on: it
     # depends on the last assets of the lineage (every other asset is upstream of one), not on each asset, so the
     # global lineage stays readable.
     assets.append(build_report_asset(last_assets(assets)))
     # The serving copy for BI tools is published last, after the report (so after everything).
     assets.append(build_serving_asset(last_assets(assets)))
+    source_checks, source_sensor = build_source_freshness(settings)
     with warnings.catch_warnings():  # code references are beta in Dagster 1.13: one warning per asset otherwise
         warnings.simplefilter("ignore", dg.BetaWarning)
         referenced = dg.with_source_code_references(dg.map_asset_specs(with_layer, assets))
     return dg.Definitions(
         assets=referenced,
         asset_checks=[*gx_checks(settings.expectations_dir, {key for asset in assets for key in asset.keys}),
-                      *freshness_checks],
+                      *freshness_checks, source_checks],
         jobs=[twins_pipeline_job, build_rebuild_job(settings)],
         schedules=[daily_schedule],
-        sensors=[new_landing_files, freshness_sensor],
+        sensors=[new_landing_files, freshness_sensor, source_sensor],
         resources=build_resources(settings),
         # DuckDB allows one writer at a time, so the steps of a run execute one after another (the parallel
         # rebuild job sets its own executor: only its first and last steps open the warehouse).

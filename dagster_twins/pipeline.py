@@ -25,12 +25,18 @@ def default_dagster_home() -> Path:
     return PROJECT_ROOT / "dagster_home"
 
 
+# A new instance's dagster.yaml: no telemetry (nothing may need the internet), and ten minutes for the code server to
+# load the definitions (Dagster's default, three minutes, is too short on a busy two-core machine: the command then
+# failed with "Timed out waiting for gRPC server to start").
+INSTANCE_YAML = "telemetry:\n  enabled: false\ncode_servers:\n  local_startup_timeout: 600\n"
+
+
 def ensure_dagster_home() -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(default_dagster_home())))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text(INSTANCE_YAML)
     return home
 
 

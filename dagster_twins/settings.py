@@ -25,6 +25,7 @@ variables, for deployments and tests:
 | TWINS_API_PORT | api_port | 8765 |
 | TWINS_API_TOKEN | api_token | none (no token required; set one to require `Authorization: Bearer <token>`) |
 | TWINS_ONLINE_DIR | online_dir | online/ beside the warehouse (events observed between runs) |
+| TWINS_API_READ_STORE | api_read_store | none (built from each serving copy; a path: a prebuilt one, benchmarks only) |
 
 What the data means (file only; dbt, the twins and churn all read these): ``inactivity_days``,
 ``purchase_event_types``, ``feature_window_days``, ``half_life_days``, ``horizons``, ``text_taxonomy``, and the
@@ -110,10 +111,15 @@ class Settings:
     # fitted on at most this many randomized users per campaign (a random sample; everyone is scored).
     uplift_horizon_days: int = 60
     uplift_max_fit_users: int = 200_000
+    # The raw tables' freshness checks (automation.build_source_freshness), as dbt's source rules: days since the
+    # last load before a warning, and before an error.
+    source_freshness_warn_days: int = 2
+    source_freshness_error_days: int = 7
     api_host: str = "127.0.0.1"  # the twin API binds here (docs/twin-api.md)
     api_port: int = 8765
     api_token: str | None = None  # None: no token; else requests need `Authorization: Bearer <token>`
     online_dir: Path | None = None  # None: online/ beside the warehouse (the API's store of observed events)
+    api_read_store: Path | None = None  # benchmarks only: a prebuilt read store the API answers from (docs/twin-api.md)
     settings_file: Path | None = None  # the file these came from (None: defaults and environment only)
     origin: Mapping[str, str] = field(default_factory=dict)  # key -> where its value came from (file, env, flag)
 
@@ -216,7 +222,10 @@ FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sourc
               "discount_rate": "discount_rate", "purchase_refit_every_days": "purchase_refit_every_days",
               "purchase_fit_max_users": "purchase_fit_max_users",
               "uplift_horizon_days": "uplift_horizon_days", "uplift_max_fit_users": "uplift_max_fit_users",
-              "api_host": "api_host", "api_port": "api_port", "api_token": "api_token", "online_dir": "online_dir"}
+              "source_freshness_warn_days": "source_freshness_warn_days",
+              "source_freshness_error_days": "source_freshness_error_days",
+              "api_host": "api_host", "api_port": "api_port", "api_token": "api_token", "online_dir": "online_dir",
+              "api_read_store": "api_read_store"}
 _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING_DIR",
               "sources_config": "TWINS_SOURCES_CONFIG", "partition_start": "TWINS_PARTITION_START",
               "dbt_target": "TWINS_DBT_TARGET", "scenarios_dir": "TWINS_SCENARIOS_DIR",
@@ -224,11 +233,13 @@ _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING
               "user_buckets": "TWINS_USER_BUCKETS", "spark_dir_override": "TWINS_SPARK_DIR",
               "duckdb_memory_limit": "TWINS_DUCKDB_MEMORY_LIMIT", "api_host": "TWINS_API_HOST",
               "spark_master": "TWINS_SPARK_MASTER", "spark_shuffle_partitions": "TWINS_SPARK_SHUFFLE_PARTITIONS",
-              "api_port": "TWINS_API_PORT", "api_token": "TWINS_API_TOKEN", "online_dir": "TWINS_ONLINE_DIR"}
+              "api_port": "TWINS_API_PORT", "api_token": "TWINS_API_TOKEN", "online_dir": "TWINS_ONLINE_DIR",
+              "api_read_store": "TWINS_API_READ_STORE"}
 _PATHS = {"warehouse_path", "landing_dir", "sources_config", "scenarios_dir", "expectations_dir", "serving_path",
-          "spark_dir_override", "online_dir"}
+          "spark_dir_override", "online_dir", "api_read_store"}
 _POSITIVE_INTS = {"inactivity_days", "feature_window_days", "purchase_refit_every_days", "purchase_fit_max_users",
-                  "uplift_horizon_days", "uplift_max_fit_users", "spark_shuffle_partitions"}
+                  "uplift_horizon_days", "uplift_max_fit_users", "source_freshness_warn_days",
+                  "source_freshness_error_days", "spark_shuffle_partitions"}
 
 
 def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:

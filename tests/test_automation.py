@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 
-from dagster_twins.automation import daily_schedule, new_landing_files
+from dagster_twins.automation import build_source_freshness, daily_schedule, freshness_status, new_landing_files
 from dagster_twins.ingestion.resources import LandingResource
+from dagster_twins.jobs import RAW_SOURCE_KEYS, SOURCE_FRESHNESS_CHECK
 from dagster_twins.location import build_definitions
 from dagster_twins.partitions import RANGE_END_TAG, RANGE_START_TAG
 from tests.conftest import make_settings
@@ -57,3 +59,53 @@ def test_the_sensor_starts_a_run_for_new_or_changed_files_only(tmp_path: Path):
     os.utime(late, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # rewritten in place
     rewritten, _ = tick(cursor)
     assert isinstance(rewritten, dg.RunRequest) and rewritten.run_key != changed.run_key
+
+
+def test_freshness_status_follows_dbts_warn_and_error_rules():
+    warn, error = timedelta(days=2), timedelta(days=7)
+    assert [freshness_status(timedelta(days=d), warn, error) for d in (0, 2, 2.5, 7, 7.5)] == [
+        "fresh", "fresh", "warn", "warn", "error"]
+    assert freshness_status(None, warn, error) == "error"  # never loaded
+
+
+def test_raw_source_freshness_checks_exist_and_evaluate_through_their_sensor(tmp_path):
+    settings = replace(make_settings(tmp_path), source_freshness_warn_days=2, source_freshness_error_days=5)
+    defs = build_definitions(settings)
+    repo = defs.get_repository_def()
+    expected = {dg.AssetCheckKey(key, SOURCE_FRESHNESS_CHECK) for key in RAW_SOURCE_KEYS}
+    assert expected <= set(repo.asset_graph.asset_check_keys)
+    assert "source_freshness" in {s.name for s in repo.sensor_defs}
+    assert not expected & set(defs.resolve_job_def("twins_pipeline").asset_layer.asset_graph.asset_check_keys)
+
+    now = [datetime.now(UTC)]
+    check, sensor = build_source_freshness(settings, clock=lambda: now[0])
+    instance = dg.DagsterInstance.ephemeral()
+    loaded = RAW_SOURCE_KEYS[:-1]  # the last raw table is never loaded
+    for key in loaded:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+
+    def evaluate() -> dict[str, tuple[bool, str, str]]:
+        result = dg.materialize([*specs, check], instance=instance,
+                                selection=dg.AssetSelection.checks(check))
+        return {e.asset_key.path[-1]: (e.passed, e.severity.value, e.metadata["status"].value)
+                for e in result.get_asset_check_evaluations()}
+
+    specs = [dg.AssetSpec(key) for key in RAW_SOURCE_KEYS]
+    repo_def = dg.Definitions(assets=specs, asset_checks=[check], sensors=[sensor]).get_repository_def()
+
+    def tick(cursor: str | None):
+        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                            repository_def=repo_def))
+
+    first = tick(None)
+    assert {k for r in first.run_requests for k in r.asset_check_keys} == expected
+    never = RAW_SOURCE_KEYS[-1].path[-1]
+    fresh = evaluate()
+    assert {k for k, (passed, _, _) in fresh.items() if passed} == {k.path[-1] for k in loaded}
+    assert fresh[never] == (False, "ERROR", "error")
+    assert tick(first.cursor).skip_message.startswith("no raw table changed freshness")
+    now[0] += timedelta(days=3)  # past warn_after: a warning, not an error; the sensor sees the change
+    assert tick(first.cursor).run_requests
+    assert {v for k, v in evaluate().items() if k != never} == {(False, "WARN", "warn")}
+    now[0] += timedelta(days=3)  # past error_after
+    assert {v for k, v in evaluate().items() if k != never} == {(False, "ERROR", "error")}

@@ -92,3 +92,22 @@ def test_tiers_and_readable_drivers():
     assert readable("open_tickets", True) == "an open support ticket"
     assert readable("acquisition_channel=paid_search", True) == "acquisition channel is paid search"
     assert readable("some_new_column", False) == "low some new column"
+
+
+def test_the_ranking_gate_judges_only_backtests_with_enough_events_of_each_class():
+    from dagster_twins.churn.backtest import MIN_GATED_USERS, MIN_RANKED_EVENTS, gate_failures
+
+    def row(events: int) -> dict:
+        # Clearly worse than recency (the whole gap interval below zero), well calibrated.
+        return {"question": CHURN, "horizon_days": 14, "kind": "cox", "users_scored": 3 * MIN_GATED_USERS,
+                "events": events, "auc": 0.60, "auc_recency": 0.75, "auc_gap_recency_upper_90": -0.05,
+                "calibration_error": 0.01, "calibration_noise": 0.0}
+
+    few, enough = row(MIN_RANKED_EVENTS - 1), row(MIN_RANKED_EVENTS)
+    assert gate_failures(pd.DataFrame([few]), 0.05, baselines=("recency",)) == []
+    assert len(gate_failures(pd.DataFrame([enough]), 0.05, baselines=("recency",))) == 1
+    # Too few non-events is as uninformative as too few events.
+    mostly_churned = row(3 * MIN_GATED_USERS - MIN_RANKED_EVENTS + 1)
+    assert gate_failures(pd.DataFrame([mostly_churned]), 0.05, baselines=("recency",)) == []
+    # Calibration is still judged on few events.
+    assert len(gate_failures(pd.DataFrame([{**few, "calibration_error": 0.5}]), 0.05, baselines=("recency",))) == 1

@@ -3,6 +3,8 @@ do not change when later data arrives."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from dagster_twins.churn.landmarks import (
     History,
     LandmarkSpec,
     campaign_known_days,
+    day_number,
     landmark_features,
     landmark_grid,
     landmark_outcomes,
@@ -129,3 +132,10 @@ def test_the_users_row_is_not_known_before_it_lands():
     frame = landmark_features(history, [10, 21], 0).set_index("landmark_day")
     assert frame.loc[10, "plan"] is None and frame.loc[10, "acquisition_channel"] is None
     assert frame.loc[21, "plan"] == "pro" and frame.loc[21, "acquisition_channel"] == "ads"
+
+
+def test_day_number_reads_datetime_columns_dates_and_missing_values_alike():
+    stamps = pd.Series([pd.Timestamp("1970-01-02"), pd.Timestamp("2026-03-31 12:00"), pd.NaT], dtype="datetime64[us]")
+    expected = np.array([1.0, 20_543.5, np.nan])
+    np.testing.assert_array_equal(day_number(stamps), expected)
+    np.testing.assert_array_equal(day_number([date(1970, 1, 2), datetime(2026, 3, 31, 12), None]), expected)

@@ -35,8 +35,9 @@ def test_definitions_load_with_every_layer():
     assert any(name.startswith(("unique_", "not_null_")) for name in checks)  # dbt tests as asset checks
     assert defs.resolve_job_def("twins_pipeline") is not None
     assert {s.name for s in repo.schedule_defs} == {"twins_daily"}
-    assert {s.name for s in repo.sensor_defs} == {"new_landing_files", "freshness_checks"}
+    assert {s.name for s in repo.sensor_defs} == {"new_landing_files", "freshness_checks", "source_freshness"}
     assert "freshness_check" in checks  # evaluated by its sensor, left out of the pipeline's own runs
+    assert "source_freshness" in checks  # the raw tables, as dbt's source freshness rules
 
 
 def _free_port() -> int:

@@ -24,6 +24,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from dagster_twins.pipeline import INSTANCE_YAML
 from dagster_twins.settings import OFFLINE_ENV, PROJECT_ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -53,7 +54,7 @@ def launched(built, tmp_path_factory):
     copy = replace(settings, warehouse_path=root / "warehouse.duckdb", partition_start=None)
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
     env = _environment(copy, home)
     done = subprocess.run([sys.executable, "-m", "dagster_twins.cli", "run", "--only", "ingestion", "churn"],
                           env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
@@ -79,6 +80,13 @@ def test_each_partition_carries_its_own_counts(launched):
     with _instance(env) as instance:
         events = instance.fetch_materializations(dg.AssetKey(["raw", "events"]), limit=1000).records
         by_day = {date.fromisoformat(r.partition_key): r.asset_materialization.metadata for r in events}
+        (run,) = instance.get_runs()
+        planned = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                                               limit=100_000).records
+        planned_raw = [r for r in planned
+                       if r.event_log_entry.dagster_event.asset_key == dg.AssetKey(["raw", "events"])]
+    # The range run planned its days as one event (dagster_twins.launch.PLANNED_EVENTS_AS_RANGE), not one a day.
+    assert len(planned_raw) == 1 and planned_raw[0].event_log_entry.dagster_event.partition is None
     assert min(by_day) == demo.start_date  # partitions start with the data, not at a fixed early date
     days_with_rows = [d for d in by_day if loaded.get(d)]
     assert len(days_with_rows) > 30
@@ -198,37 +206,137 @@ def test_raw_partitions_start_with_the_data(page, webserver, launched, tmp_path_
     _shot(page, "ui_raw_partitions", tmp_path_factory)
 
 
-def test_the_expanded_lineage_reads_left_to_right(page, webserver, tmp_path_factory):
+LAYER_ORDER = ("ingestion", "staging", "intermediate", "marts", "churn", "twins", "documents", "quality", "serving")
+
+
+def test_the_lineage_opens_by_layer_on_one_screen_left_to_right(page, webserver, tmp_path_factory):
+    """The global lineage opens with one collapsed group per layer: every group on screen, read left to right.
+    Expanded (Alt+E), every group opens."""
     _open(page, f"{webserver}/asset-groups")
-    page.get_by_text("ingestion").first.wait_for()
+    groups = page.locator("[class*='CollapsedGroupNode_collapsedGroupNodeBox']")
+    groups.first.wait_for()
+    boxes = {groups.nth(i).inner_text().split("\n")[0].strip(): groups.nth(i).bounding_box()
+             for i in range(groups.count())}
+    assert "expanded=" not in page.url and len(boxes) == 11, boxes
+    view = page.viewport_size
+    assert all(0 <= b["x"] <= b["x"] + b["width"] <= view["width"]
+               and 0 <= b["y"] <= b["y"] + b["height"] <= view["height"] for b in boxes.values())  # one screen
+    xs = [boxes[g]["x"] for g in LAYER_ORDER]
+    assert xs == sorted(xs) and boxes["simulation"]["x"] < boxes["documents"]["x"], boxes  # upstream to the left
+    _shot(page, "ui_lineage_groups", tmp_path_factory)
+    _expand_all(page)
+    assert all(f"global%3A{group}" in page.url for group in boxes)  # every group open at once
+    # Zoomed to the graph's width (Dagster's "zoom-to-fit-width"), so every column is on screen, upstream left.
+    shown = _asset_boxes(page)
+    view = page.viewport_size
+    assert shown and all(b["x"] >= 0 and b["x"] + b["width"] <= view["width"] for b in shown), shown
+    _shot(page, "ui_lineage_expanded", tmp_path_factory)
+
+
+def _expand_all(page) -> None:
     page.mouse.click(1000, 250)
     page.keyboard.press("Alt+e")  # the graph's shortcut: expand all groups
     page.wait_for_url("**expanded=**")
     page.wait_for_load_state("networkidle")
-    groups = ("ingestion", "staging", "intermediate", "marts", "reference", "twins", "churn", "simulation", "quality",
-              "serving")
-    assert all(f"global%3A{group}" in page.url for group in groups)  # every group open at once
-    _shot(page, "ui_lineage_expanded", tmp_path_factory)
+
+
+def _asset_boxes(page) -> list[dict]:
+    """The boxes of the asset nodes the graph draws (each a 320-unit-wide foreignObject; Dagster draws only the
+    nodes in view, so a node off screen has no box)."""
+    nodes = page.locator("svg[class*='svgContainer'] foreignObject[width='320']")
+    return [box for i in range(nodes.count()) if (box := nodes.nth(i).bounding_box())]
+
+
+@pytest.mark.xfail(strict=True, reason="Dagster 1.13 lays expanded groups out with dagre clusters; a cluster spans "
+                   "its assets' ranks, clusters sharing a rank are stacked, and ours share ranks (stg_users and the "
+                   "marts' views sit a rank or two right of their groups' other assets), so the expanded graph is "
+                   "taller than wide (5,620 x 8,562 units) and the view zooms to its width: see docs/operator-ui.md")
+def test_the_expanded_lineage_fits_one_screen(page, webserver, launched):
+    """Every asset's box on one screen once every group is expanded (it does not yet: strict xfail, so the day it
+    does this test says so)."""
+    env, *_ = launched
+    _open(page, f"{webserver}/asset-groups")
+    page.locator("[class*='CollapsedGroupNode_collapsedGroupNodeBox']").first.wait_for()
+    _expand_all(page)
+    from dagster_twins.location import build_definitions
+    from dagster_twins.settings import Settings
+
+    assets = len(build_definitions(Settings.from_env()).resolve_asset_graph().get_all_asset_keys())
+    view = page.viewport_size
+    on_screen = [b for b in _asset_boxes(page) if b["y"] >= 0 and b["y"] + b["height"] <= view["height"]]
+    assert len(on_screen) == assets, f"{len(on_screen)} of {assets} assets on screen"
+
+
+def _columns_shown(table) -> list[tuple[str, str]]:
+    """(name, type) of each row of the asset page's *Columns* table (a type cell may add "non-nullable")."""
+    return [tuple(row) for row in table.evaluate(
+        "t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].slice(0, 2)"
+        ".map(c => c.innerText.trim().split('\\n')[0]))")]
+
+
+def test_a_python_table_shows_its_warehouse_columns(page, webserver, launched, tmp_path_factory):
+    """A Python layer's table (the churn predictions) lists its columns with DuckDB's types in the UI."""
+    _, settings, _, _ = launched
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    columns = con.execute("select column_name, data_type from duckdb_columns() where schema_name = 'churn' and "
+                          "table_name = 'churn_predictions' order by column_index").fetchall()
+    con.close()
+    _open(page, f"{webserver}/assets/churn/churn_predictions")
+    page.get_by_text("Column name").first.wait_for()
+    section = page.locator("table", has_text="Column name").first
+    assert [(n, t.upper()) for n, t in _columns_shown(section)] == columns and len(columns) > 5
+    section.scroll_into_view_if_needed()
+    _shot(page, "ui_columns_churn_predictions", tmp_path_factory)
+
+
+def test_a_dbt_model_shows_its_types_and_row_count(page, webserver, launched, built, tmp_path_factory):
+    """A dbt table's materialization, as the pipeline recorded it (the session's full run: the launched run leaves
+    dbt out to stay short), shows the warehouse's column types beside the YAML's descriptions, and its rows."""
+    env, *_ = launched
+    settings, result, _ = built
+    key = dg.AssetKey(["marts", "dim_users"])
+    (recorded,) = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+                   if e.event_specific_data.materialization.asset_key == key]
+    with _instance(env) as instance:
+        instance.report_runless_asset_event(recorded)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    rows = con.execute("select count(*) from marts.dim_users").fetchone()[0]
+    con.close()
+    _open(page, f"{webserver}/assets/marts/dim_users")
+    section = page.locator("table", has_text="Column name").first
+    section.wait_for()
+    shown = dict(_columns_shown(section))
+    assert shown["user_id"] == "VARCHAR" and shown["lifetime_spend"] == "DECIMAL(38,2)"  # DuckDB's, not YAML's
+    assert "The user." in section.inner_text()  # the YAML's description kept
+    page.get_by_text("Row count", exact=True).wait_for()
+    assert page.inner_text("body").split("Row count", 1)[1].split()[0] == f"{rows:,}" and rows > 100
+    _shot(page, "ui_dbt_columns_and_rows", tmp_path_factory)
 
 
 def test_the_report_and_serving_copy_take_few_edges():
     from dagster_twins.location import build_definitions
     from dagster_twins.settings import Settings
 
-    graph = build_definitions(Settings.from_env()).resolve_asset_graph()
+    defs = build_definitions(Settings.from_env())
+    graph = defs.resolve_asset_graph()
     report, serving = dg.AssetKey(["quality", "dq_report"]), dg.AssetKey(["serving", "published_warehouse"])
+    documents = dg.AssetKey(["twins", "user_documents"])
     assert graph.get(serving).parent_keys == {report}
     ends = graph.get(report).parent_keys
-    assert 0 < len(ends) <= 10 and len(graph.get_all_asset_keys()) > 40
-    # every other asset is still upstream of the report: it runs after all of them, and is skipped with any
+    assert 0 < len(ends) <= 3 and len(graph.get_all_asset_keys()) > 40
+    assert len(graph.get(documents).parent_keys) <= 3  # the ends of twins, churn and simulation, not each asset
+    # every other asset's step is still upstream of the report: it runs after all of them, and is skipped with any
+    # (an asset no one reads, such as raw/quarantine, comes with its step: the raw sources' step writes both)
     upstream, todo = set(), list(ends)
     while todo:
         key = todo.pop()
         if key not in upstream:
             upstream.add(key)
             todo.extend(graph.get(key).parent_keys)
+    by_step = {key: set(a.keys) for a in graph.assets_defs for key in a.keys}
     materializable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
-    assert materializable - upstream == {report, serving}
+    assert {k for k in materializable if not by_step[k] & upstream} == {report, serving}
+    assert dg.AssetKey(["raw", "quarantine"]) not in upstream  # no edge across the whole graph for it
 
 
 def test_a_held_warehouse_stops_the_run_in_one_line(built_copy, tmp_path, monkeypatch, capsys):

@@ -142,3 +142,24 @@ def test_report_of_a_run_without_checks_renders(tmp_path):
                        tmp_path / "dq_report.html")
     assert "<html" in html.lower()
     assert "no checks in this run" in html and "all checks passed" not in html
+
+
+SPAWN_AFTER_GX = """
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from dagster_twins.quality.gx import _import_gx
+_import_gx()
+assert not hasattr(sys.modules["__main__"], "__file__")
+with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+    print("child says", pool.submit(abs, -7).result())
+"""
+
+
+def test_a_process_without_a_main_file_imports_gx_and_still_spawns_children():
+    """A ``python -c`` process (a Dagster run worker, a pytest-xdist worker): GX imports (pyspark's import-time
+    doctest exit avoided) and a spawned child still starts afterwards (it once tried to run a fake main file)."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SPAWN_AFTER_GX], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "child says 7" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

@@ -25,9 +25,9 @@ from dagster_twins.serving.publish import (
 )
 
 # Tables a reader counts and compares with the manifest of the copy it has open.
-TABLES = ["twins.user_twins", "twins.user_beliefs", "churn.churn_predictions", "marts.fct_events",
+TABLES = ["twins.user_twins", "churn.churn_predictions", "marts.fct_events",
           "marts.fct_user_daily_features", "simulation.scenario_policy_ranking"]
-VIEWS = ["twins.belief_explanations", "simulation.user_segment_base", "staging.stg_events"]
+VIEWS = ["twins.user_beliefs", "twins.belief_explanations", "simulation.user_segment_base", "staging.stg_events"]
 
 
 def _counts(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, int]:

@@ -5,9 +5,9 @@ on 127.0.0.1, started from the pinned pyspark's launchers and stopped after the 
 Python layers' reads are applications on it, their tasks in the workers' executors. Run alone with
 ``pytest -m spark``.
 
-A small demo (250 users, 60 days) is ingested and transformed in two steps, each through the Dagster job and the
-real dbt CLI (`dbt build`: every model, seed and test) on both engines: the first 40 landing days, then the last
-20 as an incremental run with the landing-day window the Dagster partitions pass (late rows of the first window
+A small demo (200 users, 45 days) is ingested and transformed in two steps, each through the Dagster job and the
+real dbt CLI (`dbt build`: every model, seed and test) on both engines: the first 30 landing days, then the last
+15 as an incremental run with the landing-day window the Dagster partitions pass (late rows of the first window
 land in the second, so the incremental models re-aggregate old days). Then every mart, the intermediate tables
 and the interaction stream are compared row by row: same rows, numbers within float tolerance, same timestamps.
 Spark's results are read through ``spark_engine.spark_session``, the session Python code uses.
@@ -22,6 +22,7 @@ import os
 import shutil
 from dataclasses import replace
 from datetime import UTC, date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -39,8 +40,13 @@ from tests.conftest import make_settings
 pytestmark = pytest.mark.spark
 
 END = date(2026, 3, 31)
-DAYS = 60
-FIRST_WINDOW_DAYS = 40
+# Small: Spark's cost here is per query and per partition written, not per row (a day more is a partition more in
+# every incremental model, both windows); 45 days is the session demo's span, on which the churn model fits.
+USERS = 200
+DAYS = 45
+FIRST_WINDOW_DAYS = 30
+# The simulation's parity does not need 1,000 draws per scenario: the same seed draws the same on both engines.
+SCENARIO_DRAWS = 40
 
 # Everything dbt materializes as a table, plus the interaction stream (a view over every staging model).
 COMPARED = (
@@ -119,7 +125,7 @@ def parity(tmp_path_factory, spark_cluster):
     from dagster_twins.warehouse.spark import stop_spark_session
 
     root = tmp_path_factory.mktemp("parity")
-    demo = generate_demo(root / "demo", n_users=250, n_days=DAYS, end_date=END, seed=23)
+    demo = generate_demo(root / "demo", n_users=USERS, n_days=DAYS, end_date=END, seed=23)
     shutil.copytree(demo.landing_dir, root / "landing")
     duck = make_settings(root)  # one DuckDB warehouse: ingestion's raw tables and DuckDB's marts
     # Spark's tables under root/spark, built by the cluster's executors: the folder is a local path every process
@@ -250,11 +256,22 @@ PYTHON_OUTPUTS = {
 }
 
 
+def few_draws(scenarios: Path, folder: Path) -> Path:
+    """The scenarios of ``scenarios``, each with at most SCENARIO_DRAWS draws, in ``folder``."""
+    folder.mkdir()
+    for spec in sorted(scenarios.glob("*.yaml")):
+        raw = yaml.safe_load(spec.read_text())
+        (folder / spec.name).write_text(yaml.safe_dump({**raw, "draws": min(raw.get("draws", 1000), SCENARIO_DRAWS)}))
+    return folder
+
+
 def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
     """Twins, churn and simulation run once on DuckDB's marts and once on Spark's, read a bucket at a time through
     dagster_twins.warehouse.buckets: the same outputs. Spark's copy of the warehouse has no marts schema at all, so
     nothing can fall back to DuckDB's."""
     duck_settings, spark_settings, _ = parity
+    scenarios = few_draws(duck_settings.scenarios_dir, tmp_path / "scenarios")
+    duck_settings, spark_settings = (replace(s, scenarios_dir=scenarios) for s in (duck_settings, spark_settings))
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(duck_settings.warehouse_path, copy)
     con = duckdb.connect(str(copy))
@@ -266,7 +283,7 @@ def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
     twins_metadata = {}
     for settings in (duck_settings, on_spark):
         for layer in ("twins", "churn", "simulation"):
-            # Parity, not model quality: on 250 users the churn backtest's gates judge noise, so they are opened.
+            # Parity, not model quality: on 200 users the churn backtest's gates judge noise, so they are opened.
             config = {"ops": {"churn_model": {"config": {"baseline_margin": 1.0, "calibration_ceiling": 1.0}}}}
             result = run_pipeline(settings, start, end, layer=layer, instance=dg.DagsterInstance.ephemeral(),
                                   run_config=config if layer == "churn" else None)

@@ -12,7 +12,7 @@ import httpx
 import jsonschema
 import pytest
 
-from dagster_twins.twins.api import server_process
+from dagster_twins.twins.api import REFOLD_CPU_SHARE, refold_pause, server_process
 from dagster_twins.twins.document import load_schema
 from dagster_twins.warehouse.tables import connect
 
@@ -159,3 +159,51 @@ def test_no_serving_copy_yet_is_a_503_with_the_way_out(built, tmp_path):
     with server_process(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         response = client.get("/users/u/twin")
         assert response.status_code == 503 and "run the pipeline" in response.json()["detail"]
+
+
+def test_the_benchmark_clones_documents_into_a_read_store_the_api_serves(built, tmp_path):
+    # bench --api's clones: every source document again under <id>~k (its user_id too), in the API's read-store
+    # format; the API answers from it (api_read_store) and folds an event into a clone's cloned state.
+    import sqlite3
+
+    from dagster_twins.tools.bench_api import cloned_read_store
+
+    settings = api_settings(built[0], tmp_path)
+    con = connect(settings.serving_file, read_only=True)
+    try:
+        sources = dict(con.execute("select user_id, document from twins.user_documents").fetchall())
+    finally:
+        con.close()
+    users = 2 * len(sources) + 7
+    out = cloned_read_store(settings.serving_file, tmp_path / "read.sqlite", users)
+    assert out["users"] == users and out["cloned_from"] == len(sources)
+    assert out["note"].startswith(f"{users:,} documents cloned from a {len(sources):,}-user built serving copy")
+    with sqlite3.connect(tmp_path / "read.sqlite") as lite:
+        rows = lite.execute("select user_id, document, state, first_day from twins").fetchall()
+    assert len(rows) == users and [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert sorted(r[0] for r in rows if r[0].endswith("~2")) == [f"{u}~2" for u in sorted(sources)[:7]]
+    for key, document, state, first_day in rows[:50]:
+        source = key.rsplit("~", 1)[0]
+        assert json.loads(document) == {**json.loads(sources[source]), "user_id": key}
+        assert json.loads(state) and first_day
+    clone = next(r[0] for r in rows if r[0].endswith("~1"))
+    with server_process(replace(settings, api_read_store=tmp_path / "read.sqlite")) as url, \
+            httpx.Client(base_url=url, timeout=30) as client:
+        doc = client.get(f"/users/{clone}/twin").json()
+        assert doc["user_id"] == clone and VALIDATOR.is_valid(doc)
+        posted = client.post(f"/users/{clone}/events", json={"event_type": "view", "channel": "web"})
+        assert posted.status_code == 201, posted.text
+        after = client.get(f"/users/{clone}/twin").json()
+        assert after["online_events"] == 1 and VALIDATOR.is_valid(after)
+        assert after["beliefs"]["activity_rate"]["evidence"]["raw"] == doc["beliefs"]["activity_rate"]["evidence"][
+            "raw"] + 1
+        assert client.get("/users/not-a-clone~99/twin").status_code == 404
+
+
+@pytest.mark.parametrize("share", [REFOLD_CPU_SHARE, 0.5, 0.1, 1.0])
+def test_the_refolder_rests_so_that_it_takes_its_share_of_a_core(share):
+    """Work c, then rest: c / (c + rest) is the share, whatever the refold cost (a share of 1 never rests)."""
+    for cpu in (0.0005, 0.002, 0.04):
+        rest = refold_pause(cpu, share)
+        assert cpu / (cpu + rest) == pytest.approx(share)
+    assert refold_pause(-1e-6, share) == 0.0  # a clock's rounding never asks for a negative rest

@@ -139,3 +139,38 @@ def test_the_context_block_is_plain_and_deterministic(built, day):
 def test_a_day_without_kept_state_still_makes_a_valid_summary_document():
     doc = {**build_document(TWIN, []), "detail": "summary"}
     assert doc["beliefs"] == {} and VALIDATOR.is_valid(doc), list(VALIDATOR.iter_errors(doc))
+
+
+def _differences(sql, ref, path="") -> list[str]:
+    """Where two parsed documents differ; numbers may differ by one unit in their last rounded place (DuckDB's
+    round is x * 10^d rounded, Python's the exact decimal: the two can part at a tie)."""
+    if isinstance(ref, dict) and isinstance(sql, dict):
+        keys = sorted(set(sql) | set(ref))
+        return [d for k in keys for d in _differences(sql.get(k), ref.get(k), f"{path}.{k}")]
+    if isinstance(ref, list) and isinstance(sql, list) and len(sql) == len(ref):
+        return [d for i, (a, b) in enumerate(zip(sql, ref, strict=True)) for d in _differences(a, b, f"{path}[{i}]")]
+    if isinstance(ref, float | int) and isinstance(sql, float | int) and not isinstance(ref, bool):
+        unit = 0.01 if ".evidence." in path else 1e-4
+        return [] if abs(sql - ref) <= unit * 1.001 else [f"{path}: {sql} != {ref}"]
+    return [] if sql == ref else [f"{path}: {sql!r} != {ref!r}"]
+
+
+def test_the_columnar_documents_equal_the_python_builder_on_every_user(built):
+    # The asset builds every document in DuckDB SQL (document_sql.py); the Python builder (the online refold's and
+    # the as-of route's) is the reference: same fields, same order of categories and scenarios, same text.
+    from dagster_twins.twins import store
+    from dagster_twins.twins.document import build_documents
+
+    settings, _, _ = built
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        stored = dict(con.sql("select user_id, document from twins.user_documents").fetchall())
+        halves = [con.sql(store.documents_query(con, (k, 2))).df() for k in range(2)]
+        reference = {d["user_id"]: d for d in build_documents(**store.document_inputs(con, (0, 1)))}
+    finally:
+        con.close()
+    assert sorted(stored) == sorted(reference) == sorted(pd.concat(halves)["user_id"])  # buckets split the users
+    differences = [d for user, doc in reference.items() for d in _differences(json.loads(stored[user]), doc)]
+    assert differences == [], differences[:10]
+    sample = next(iter(reference.values()))
+    assert stored[sample["user_id"]] == to_json(json.loads(stored[sample["user_id"]]))  # sorted keys, compact

@@ -22,13 +22,28 @@ def run_twins(settings, tags: dict[str, str], **config) -> dg.ExecuteInProcessRe
                                   run_config=run_config)
 
 
-def beliefs(path) -> pd.DataFrame:
+def read(path, sql: str) -> pd.DataFrame:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute("select user_id, belief, category, mean, lower_90, upper_90, confidence "
-                           "from twins.user_beliefs order by all").df()
+        return con.execute(sql).df()
     finally:
         con.close()
+
+
+def beliefs(path) -> pd.DataFrame:
+    return read(path, "select user_id, belief, category, mean, lower_90, upper_90, confidence, param_1, param_2, "
+                      "evidence_weighted, exposure_weighted, summarized_on from twins.user_beliefs order by all")
+
+
+def run_until_day_before_then_last_day(local, demo) -> dg.ExecuteInProcessResult:
+    """The twins over every landing day but the last, then the last day as an increment on the saved state."""
+    day_before = demo.end_date - timedelta(days=1)
+    first = run_twins(local, {"dagster/asset_partition_range_start": demo.start_date.isoformat(),
+                              "dagster/asset_partition_range_end": day_before.isoformat()})
+    assert first.success
+    last = run_twins(local, {"dagster/partition": demo.end_date.isoformat()})
+    assert last.success
+    return last
 
 
 def test_twin_checks_pass_and_every_user_has_a_twin(built):
@@ -50,19 +65,52 @@ def test_twin_checks_pass_and_every_user_has_a_twin(built):
 def test_daily_increment_equals_full_rebuild(built, built_copy):
     settings = built[0]
     local, demo = built_copy
-    copy = local.warehouse_path
-    day_before = demo.end_date - timedelta(days=1)
-    first = run_twins(local, {"dagster/asset_partition_range_start": demo.start_date.isoformat(),
-                              "dagster/asset_partition_range_end": day_before.isoformat()})
-    assert first.success
-    last = run_twins(local, {"dagster/partition": demo.end_date.isoformat()})
-    assert last.success
-    mode = last.get_asset_materialization_events()[0].materialization.metadata["mode"].value
-    assert mode.startswith("incremental from the state of")
-    incremental, full = beliefs(copy), beliefs(settings.warehouse_path)
+    last = run_until_day_before_then_last_day(local, demo)
+    metadata = last.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["mode"].value.startswith("incremental from the state of")
+    assert metadata["summarized"].value == "users with new evidence"
+    incremental, full = beliefs(local.warehouse_path), beliefs(settings.warehouse_path)
     assert len(incremental) == len(full)
-    for column in ("mean", "lower_90", "upper_90", "confidence"):
-        np.testing.assert_allclose(incremental[column], full[column], rtol=1e-9, atol=1e-12)
+    assert (incremental[["user_id", "belief", "category"]] == full[["user_id", "belief", "category"]]).all().all()
+    # Every row reads as the rebuild's in what follows from the statistics in closed form (decay, priors, mean).
+    for column in ("mean", "param_1", "param_2", "evidence_weighted", "exposure_weighted"):
+        np.testing.assert_allclose(incremental[column], full[column], rtol=1e-9, atol=1e-12, err_msg=column)
+    # The rows summarized by the increment (users with evidence that day) equal the rebuild's in everything.
+    today = incremental["summarized_on"] == pd.Timestamp(demo.end_date)
+    assert 0 < today.sum() < len(today)
+    for column in ("lower_90", "upper_90", "confidence"):
+        np.testing.assert_allclose(incremental.loc[today, column], full.loc[today, column], rtol=1e-9, atol=1e-12)
+
+
+def test_an_untouched_users_rows_are_not_rewritten_yet_read_as_a_rebuild(built, built_copy):
+    settings = built[0]
+    local, demo = built_copy
+    day_before = demo.end_date - timedelta(days=1)
+    run_twins(local, {"dagster/asset_partition_range_start": demo.start_date.isoformat(),
+                      "dagster/asset_partition_range_end": day_before.isoformat()})
+    stored = "select * from twins.belief_summaries order by user_id, belief, category"
+    before = read(local.warehouse_path, stored)
+    twins_before = read(local.warehouse_path, "select * from twins.user_twins order by user_id")
+    assert run_twins(local, {"dagster/partition": demo.end_date.isoformat()}).success
+    after = read(local.warehouse_path, stored)
+    touched = set(read(local.warehouse_path, "select user_id from twins.belief_summaries "
+                                             f"where as_of = date '{demo.end_date}'")["user_id"])
+    untouched = sorted(set(before["user_id"]) - touched)
+    assert touched and untouched
+    # Their stored rows are byte for byte those of the day before: the increment did not rewrite them ...
+    pd.testing.assert_frame_equal(before[before["user_id"].isin(untouched)].reset_index(drop=True),
+                                  after[after["user_id"].isin(untouched)].reset_index(drop=True))
+    twins_after = read(local.warehouse_path, "select * from twins.user_twins order by user_id")
+    kept = twins_before[twins_before["user_id"].isin(untouched)].reset_index(drop=True)
+    assert (pd.to_datetime(kept["last_updated"]) == pd.Timestamp(day_before)).all()
+    pd.testing.assert_frame_equal(kept, twins_after[twins_after["user_id"].isin(untouched)].reset_index(drop=True))
+    # ... yet through the view they read as of the last day, as the rebuild over every day reads them.
+    view, full = (beliefs(path) for path in (local.warehouse_path, settings.warehouse_path))
+    view, full = (f[f["user_id"].isin(untouched)].reset_index(drop=True) for f in (view, full))
+    assert len(view) == len(full) > 0
+    for column in ("mean", "param_1", "param_2", "evidence_weighted", "exposure_weighted"):
+        np.testing.assert_allclose(view[column], full[column], rtol=1e-9, atol=1e-12, err_msg=column)
+    assert (pd.to_datetime(view["summarized_on"]) == pd.Timestamp(day_before)).all()
 
 
 def test_twins_recover_planted_truth(built):

@@ -1,5 +1,6 @@
 -- Each scenario's simulated outcome with 90% intervals and its placebo (the same users, no intervention),
--- with its place in the policy ranking. Counts are integers.
+-- with its place in the policy ranking. Counts are integers. Value kept: users kept priced with the purchase
+-- layer's expected value over the horizon (value_column; empty, and the value null, without purchase data).
 select
     r.rank::integer as policy_rank,
     s.scenario,
@@ -21,6 +22,10 @@ select
     s.expected_users_kept_lower_90,
     s.expected_users_kept_upper_90,
     s.users_kept_per_user_treated,
+    s.value_column,
+    s.expected_value_kept,
+    s.expected_value_kept_lower_90,
+    s.expected_value_kept_upper_90,
     s.placebo_difference,
     s.placebo_difference_lower_90,
     s.placebo_difference_upper_90,

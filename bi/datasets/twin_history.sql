@@ -1,4 +1,4 @@
--- Belief drift: every run appends its twins to twins.user_twins_history, one snapshot per as_of day;
+-- Belief drift: every run appends to twins.user_twins_history the twins it summarized (users with evidence that day);
 -- one row per user and snapshot.
 select
     user_id,

@@ -19,7 +19,7 @@ from dagster_twins.churn.history import known_users, last_landing_day
 from dagster_twins.churn.landmarks import LandmarkSpec
 from dagster_twins.churn.pipeline import as_of_moment
 from dagster_twins.churn.plots import calibration_plot
-from dagster_twins.metadata import md_image, md_table
+from dagster_twins.metadata import md_image, md_table, table_metadata
 from dagster_twins.partitions import run_window
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
@@ -128,6 +128,8 @@ def run_churn(context: dg.AssetExecutionContext, config: ChurnConfig, warehouse:
             context.log.info(f"churn as of {as_of}: {fit.mode}; scoring {users:,} users in {buckets} bucket(s)")
             tally = publish_predictions(con, reader, fit, as_of, buckets)
         calibration = store.fit_calibration(con, fit.fitted_on)
+        written = [METRICS_KEY] if problems else [METRICS_KEY, PREDICTIONS_KEY]
+        tables = {key: table_metadata(con, key) for key in written}
 
     metrics = fit.metrics
     judged = int((metrics.get("users_scored", pd.Series(dtype=float)).fillna(0) >= MIN_GATED_USERS).sum())
@@ -138,7 +140,7 @@ def run_churn(context: dg.AssetExecutionContext, config: ChurnConfig, warehouse:
                             title=f"Churn, held-out backtests of the fit of {fit.fitted_on}")
     shown = metrics.drop(columns=[c for c in ("note",) if c in metrics]).round(3)
     yield dg.MaterializeResult(asset_key=METRICS_KEY, metadata={
-        "mode": fit.mode, "fitted_on": str(fit.fitted_on), "backtest": md_table(shown),
+        **tables[METRICS_KEY], "mode": fit.mode, "fitted_on": str(fit.fitted_on), "backtest": md_table(shown),
         "gates": "; ".join(problems) or "passed",
         "coefficients": md_table(fit.forecast.coefficients()) if fit.forecast.churn_model is not None else "no model",
         "calibration_plot": md_image(plot, "calibration: mean predicted against observed churn per decile"),
@@ -146,7 +148,7 @@ def run_churn(context: dg.AssetExecutionContext, config: ChurnConfig, warehouse:
     })
     if not problems:
         yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={
-            "as_of": str(as_of), "fitted_on": str(fit.fitted_on),
+            **tables[PREDICTIONS_KEY], "as_of": str(as_of), "fitted_on": str(fit.fitted_on),
             "dagster/row_count": tally.rows, "questions": dg.MetadataValue.json(tally.questions),
             "risk_tiers": dg.MetadataValue.json(tally.tiers), "preview": md_table(tally.preview),
         })

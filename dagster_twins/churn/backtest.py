@@ -33,6 +33,10 @@ from dagster_twins.churn.metrics import auc, brier, calibration_by_decile
 
 MIN_TRAINING_LANDMARKS = 2
 MIN_GATED_USERS = 100  # a backtest on fewer users at risk says too little to pass or fail a gate
+# An AUC is as noisy as the smaller of its two classes: on fewer events (or non-events) than this, a ranking gap
+# to a naive ranker is not judged (calibration still is). Each question x horizon x baseline is a separate test at
+# 5% one-sided, so a dozen of them on a handful of events each would fail a sound model by chance alone.
+MIN_RANKED_EVENTS = 20
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,8 @@ def gate_failures(metrics: pd.DataFrame, calibration_ceiling: float, baseline_ma
     """What fails the backtest gates, per question and horizon: a model that ranks worse than a naive baseline by
     more than ``baseline_margin`` of AUC and clearly so (the 90% bootstrap interval of the gap below zero), or a
     held-out calibration error above the ceiling plus what chance alone gives on that many users. A backtest of
-    fewer than ``MIN_GATED_USERS`` users at risk is too small to judge either way and gates nothing."""
+    fewer than ``MIN_GATED_USERS`` users at risk is too small to judge either way and gates nothing; one with fewer
+    than ``MIN_RANKED_EVENTS`` events (or non-events) gates only its calibration."""
     problems = []
     for row in metrics.to_dict("records"):
         if row.get("kind") not in ("cox", "constant_rate") or not np.isfinite(row.get("calibration_error", np.nan)):
@@ -198,7 +203,10 @@ def gate_failures(metrics: pd.DataFrame, calibration_ceiling: float, baseline_ma
             continue
         where = f"{row['question']} {row['horizon_days']}d"
         # A constant rate ranks nobody (too few events for a model): only its calibration is gated.
-        for name in baselines if row["kind"] == "cox" and np.isfinite(row.get("auc", np.nan)) else ():
+        events, users = row.get("events", 0), row.get("users_scored", 0)
+        ranked = row["kind"] == "cox" and np.isfinite(row.get("auc", np.nan)) and \
+            min(events, users - events) >= MIN_RANKED_EVENTS
+        for name in baselines if ranked else ():
             base, upper = row.get(f"auc_{name}", np.nan), row.get(f"auc_gap_{name}_upper_90", np.nan)
             # Worse than the ranker beyond the margin and beyond sampling noise (on a few dozen events an AUC
             # moves by several hundredths from sample to sample; the interval says when the data can tell).

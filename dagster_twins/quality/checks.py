@@ -14,7 +14,7 @@ from dagster_twins.metadata import md_table
 from dagster_twins.partitions import run_window, window_dates
 from dagster_twins.quality.gx import SuiteFile, load_suite_files, row_count_verdict, validate
 from dagster_twins.warehouse.resources import WarehouseResource
-from dagster_twins.warehouse.tables import replace_rows, table_exists
+from dagster_twins.warehouse.tables import relation_exists, replace_rows, table_exists
 
 SCHEMA = "quality"
 ROW_COUNTS = "table_row_counts"
@@ -76,7 +76,7 @@ def build_gx_check(suite: SuiteFile) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         con = warehouse.connect()
         try:
-            if not table_exists(con, *suite.table.split(".")):
+            if not relation_exists(con, *suite.table.split(".")):
                 return dg.AssetCheckResult(passed=False, metadata={"error": f"{suite.table} does not exist"})
             window = run_window(context.run.tags)
             frame, rows, days = _rows_to_validate(con, suite, window)

@@ -84,14 +84,20 @@ def _import_gx():
     """great_expectations, imported safely in a Dagster run worker. With pyspark installed (the spark extra), GX
     imports ``pyspark.sql.connect``, which takes a process whose ``__main__`` has neither a spec nor a file (the
     run worker the instance launches) for a doctest session and calls ``sys.exit(0)``: the step failed with
-    "SystemExit: 0" in every run launched from the UI or the CLI. Naming the main module's file avoids it."""
+    "SystemExit: 0" in every run launched from the UI or the CLI. Naming the main module's file for the import
+    avoids it; the name is taken away again after it, because a process that keeps it cannot start children by
+    spawn (they would try to run that file as their main module, and die)."""
     import sys
 
     main = sys.modules.get("__main__")
-    if main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__"):
+    named = main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__")
+    if named:
         main.__file__ = "<dagster run worker>"
-    import great_expectations
-
+    try:
+        import great_expectations
+    finally:
+        if named:
+            del main.__file__
     return great_expectations
 
 

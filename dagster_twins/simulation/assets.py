@@ -9,12 +9,12 @@ import dagster as dg
 import pandas as pd
 
 from dagster_twins.churn.store import covariates_as_of, latest_forecast
-from dagster_twins.metadata import md_image, md_table, rounded
+from dagster_twins.metadata import md_image, md_table, rounded, table_metadata
 from dagster_twins.settings import Settings
 from dagster_twins.simulation import store
 from dagster_twins.simulation.effects import estimate_campaign_effects
 from dagster_twins.simulation.plots import scenario_plot, targeting_plot, uplift_plot
-from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario
+from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario, value_note
 from dagster_twins.simulation.specs import ScenarioSpec, load_specs, naming_file
 from dagster_twins.simulation.targeting import run_targeting
 from dagster_twins.simulation.uplift import CampaignEffects, UpliftConfig, UpliftUnavailable, campaign_user_effects
@@ -28,6 +28,7 @@ RANKING_KEY = dg.AssetKey([SCHEMA, "scenario_policy_ranking"])
 EXPERIMENTS_KEY = dg.AssetKey(["marts", "fct_campaign_experiment_assignments"])
 USER_EFFECTS_KEY = dg.AssetKey([SCHEMA, "user_treatment_effects"])
 CURVES_KEY = dg.AssetKey([SCHEMA, "uplift_curves"])
+RESULTS_TABLE = f"{SCHEMA}.scenario_results"  # every scenario's (and targeting policy's) rows
 # Other layers' outputs, by name: the segments read them as tables.
 PREDICTIONS_KEY = dg.AssetKey(["churn", "churn_predictions"])
 TWINS_KEY = dg.AssetKey(["twins", "user_twins"])
@@ -50,6 +51,7 @@ def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                                 "cannot use an estimated effect")
             effects = pd.DataFrame(columns=["campaign_id", "followup_days", "estimable", "hazard_ratio"])
         store.save_effects(con, effects)
+        table = table_metadata(con, EFFECTS_KEY)
     estimable = effects[effects["estimable"].astype(bool)] if len(effects) else effects
     ordered = bool(len(estimable) == 0 or (
         (estimable["hazard_ratio"] > 0)
@@ -59,7 +61,7 @@ def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     shown = ["campaign_id", "followup_days", "hazard_ratio", "lower_90", "upper_90", "treatment_users",
              "control_users", "treatment_churned", "control_churned", "p_value"]
     yield dg.MaterializeResult(metadata={
-        "dagster/row_count": len(effects), "randomized_campaigns": int(effects["campaign_id"].nunique()),
+        **table, "dagster/row_count": len(effects), "randomized_campaigns": int(effects["campaign_id"].nunique()),
         "estimates": md_table(effects[[c for c in shown if c in effects]]),
     })
     yield dg.AssetCheckResult(check_name="estimates_finite_and_ordered", passed=ordered,
@@ -76,9 +78,10 @@ def user_segment_base(warehouse: WarehouseResource) -> dg.MaterializeResult:
     con = warehouse.connect()
     try:
         rows, preview = store.refresh_segment_base(con)
+        table = table_metadata(con, SEGMENT_BASE_KEY)
     finally:
         con.close()
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": md_table(preview)})
+    return dg.MaterializeResult(metadata={**table, "dagster/row_count": rows, "preview": md_table(preview)})
 
 
 def scenario_key(name: str) -> dg.AssetKey:
@@ -143,6 +146,7 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
             stamp = {"as_of": as_of, "fitted_on": fitted_on}
             store.save_scenario(con, spec.name, result_frame(run.result).assign(**stamp), run.users.assign(**stamp),
                                 as_of)
+            table = table_metadata(con, RESULTS_TABLE)
         r = result_frame(run.result).iloc[0].to_dict()
         seconds = round(time.perf_counter() - started, 2)
         if r["status"] == "skipped":
@@ -153,8 +157,9 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
         plot = scenario_plot(run.draws, warehouse.reports_folder / f"scenario_{spec.name}.png",
                              title=f"{spec.name}: {r['users_affected']:,} users, {spec.horizon_days} days")
         yield dg.MaterializeResult(metadata={
-            "status": r["status"], "status_reason": r["status_reason"],
+            **table, "status": r["status"], "status_reason": r["status_reason"],
             "users_affected": int(r["users_affected"]), "effect_kind": r["effect_kind"], "effect": r["effect_source"],
+            "value_kept": value_note(r, spec.horizon_days),
             "dagster/row_count": len(run.users), "seconds": seconds, "user_buckets": buckets,
             "result": md_table(pd.Series(r).to_frame("value"), floatfmt=".4f", index=True),
             "plot": md_image(plot, "retention difference over draws, intervention and placebo", "empty segment"),
@@ -232,13 +237,15 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
                 context.log.warning("no randomized campaign with enough follow-up in the data: no per-user effects")
                 effects = curves = summary = pd.DataFrame()
             store.save_user_effects(con, effects, curves, summary)
+            tables = {key: table_metadata(con, key) for key in (USER_EFFECTS_KEY, CURVES_KEY)}
         seconds = round(time.perf_counter() - started, 2)
         plots = {f"qini_{cid}": uplift_plot(r.curves, warehouse.reports_folder / f"uplift_{cid}.png",
                                             title=f"{cid}: Qini curves, {config.horizon_days}-day churn")
                  for cid, r in results}
         info = pd.DataFrame({cid: r.info for cid, r in results}) if results else pd.DataFrame()
         yield dg.MaterializeResult(asset_key=USER_EFFECTS_KEY, metadata={
-            "dagster/row_count": len(effects), "campaigns": len(results), "seconds": seconds,
+            **tables[USER_EFFECTS_KEY], "dagster/row_count": len(effects), "campaigns": len(results),
+            "seconds": seconds,
             "horizon_days": config.horizon_days, "max_fit_users": config.max_fit_users,
             "fit_on_a_sample": ", ".join(cid for cid, r in results if r.info["fit_sampled"]) or "no",
             "skipped": "; ".join(skipped.values()) or "none",
@@ -248,7 +255,7 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
         shown = ["campaign_id", "policy", "users", "qini_coefficient", "qini_coefficient_lower_90",
                  "qini_coefficient_upper_90", "auuc", "auuc_over_random"]
         yield dg.MaterializeResult(asset_key=CURVES_KEY, metadata={
-            "dagster/row_count": len(curves),
+            **tables[CURVES_KEY], "dagster/row_count": len(curves),
             "summary": md_table(summary[[c for c in shown if c in summary]], floatfmt=".4f") if len(summary)
             else "none",
             **{name: md_image(path, f"{name}: Qini curves") for name, path in plots.items() if path},
@@ -290,6 +297,7 @@ def build_targeting_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition
             results.loc[results["status"] == "skipped", "status_reason"] = \
                 f"{path.name}: " + results["status_reason"]
             store.save_targeting(con, spec.name, results, run.users.assign(as_of=as_of), as_of)
+            table = table_metadata(con, RESULTS_TABLE)
         first = results.iloc[0]
         if first["status"] == "skipped":
             context.log.warning(f"{spec.name}: skipped: {first['status_reason']}")
@@ -297,18 +305,22 @@ def build_targeting_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition
                               title=f"{spec.name}: users kept, {int(first['users_affected']):,} targeted")
         shown = ["policy", "users_affected", "expected_users_kept", "expected_users_kept_lower_90",
                  "expected_users_kept_upper_90", "gain_over_random", "gain_over_random_lower_90",
-                 "gain_over_random_upper_90"]
+                 "gain_over_random_upper_90", "expected_value_kept", "expected_value_kept_lower_90",
+                 "expected_value_kept_upper_90", "value_gain_over_random"]
         yield dg.MaterializeResult(metadata={
-            "status": first["status"], "status_reason": first["status_reason"],
+            **table, "status": first["status"], "status_reason": first["status_reason"],
             "users_affected": int(first["users_affected"]), "dagster/row_count": len(run.users),
+            "value_kept": value_note(first, spec.horizon_days),
             "policies": md_table(results[[c for c in shown if c in results]], floatfmt=".2f"),
             "plot": md_image(plot, "users kept by policy", "nothing targeted"),
         })
         yield dg.AssetCheckResult(check_name="simulated", passed=first["status"] == "simulated",
                                   severity=dg.AssetCheckSeverity.WARN, metadata={"reason": first["status_reason"]})
         simulated = results[results["status"] == "simulated"]  # none when skipped (no targeting columns then)
-        ordered = simulated.empty or all((simulated[f"{m}_lower_90"] <= simulated[f"{m}_upper_90"]).all()
-                                         for m in ("expected_users_kept", "gain_over_random", "retention_difference"))
+        ordered = simulated.empty or all(
+            (simulated[f"{m}_lower_90"] <= simulated[f"{m}_upper_90"]).all()
+            for m in ("expected_users_kept", "gain_over_random", "retention_difference")) and not (
+            simulated["expected_value_kept_lower_90"] > simulated["expected_value_kept_upper_90"]).any()
         yield dg.AssetCheckResult(check_name="intervals_ordered_and_in_bounds", passed=bool(ordered))
 
     return _targeting
@@ -328,9 +340,10 @@ def build_ranking_asset(names: list[str]) -> dg.AssetsDefinition:
                 raise dg.Failure("no scenario results yet: materialize the scenario assets first")
             ranking = policy_ranking(results)
             store.save_ranking(con, ranking)
+            table = table_metadata(con, RANKING_KEY)
         finally:
             con.close()
-        return dg.MaterializeResult(metadata={"dagster/row_count": len(ranking), "ranking": md_table(ranking)})
+        return dg.MaterializeResult(metadata={**table, "dagster/row_count": len(ranking), "ranking": md_table(ranking)})
 
     return _ranking
 

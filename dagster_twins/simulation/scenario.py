@@ -36,7 +36,8 @@ RESULT_NUMBERS = ["users_affected", "horizon_days", "draws", "seed", "effect_haz
 
 # Only targeting scenarios' rows have these (the table gains the columns when the first one runs).
 TARGETING_COLUMNS = ["policy", "proposed", "segment_users", "share_targeted", "cost", "gain_over_random",
-                     "gain_over_random_lower_90", "gain_over_random_upper_90", "probability_beats_random"]
+                     "gain_over_random_lower_90", "gain_over_random_upper_90", "probability_beats_random",
+                     "value_gain_over_random", "value_gain_over_random_lower_90", "value_gain_over_random_upper_90"]
 
 
 def result_frame(result: dict) -> pd.DataFrame:
@@ -181,6 +182,18 @@ def value_column_for(columns, horizon_days: int) -> str | None:
     return f"value_{next((h for h in horizons if h >= horizon_days), horizons[-1])}d"
 
 
+def value_note(result: dict, horizon_days: int) -> str:
+    """What a scenario result's value kept is priced with, or why it is empty (for metadata)."""
+    if result["status"] != "simulated":
+        return "none: the scenario was skipped"
+    column = result["value_column"]
+    if column:
+        return (f"priced with the twins' {column} (each user's expected value over {column[len('value_'):]}, as of "
+                f"the as-of day) for a {horizon_days}-day horizon")
+    return ("not priced (expected_value_kept empty): twins.user_twins has no value_{h}d columns because the purchase "
+            "layer found no purchases to learn from (own data without orders?)")
+
+
 def _shift_text(shift) -> str:
     if shift.set is not None:
         return f"set to {shift.set:g}"
@@ -193,6 +206,10 @@ def policy_ranking(results: pd.DataFrame) -> pd.DataFrame:
                "expected_users_kept_lower_90", "expected_users_kept_upper_90", "users_kept_per_user_treated",
                "retention_difference", "retention_difference_lower_90", "retention_difference_upper_90",
                "probability_difference_positive"]
+    # Users kept priced by the purchase layer (null without it), and for targeting scenarios (one row per policy)
+    # how each policy compares with treating at random.
+    columns += [c for c in ("expected_value_kept", "expected_value_kept_lower_90", "expected_value_kept_upper_90",
+                            "value_column") if c in results]
     # Targeting scenarios (one row per policy) add how each policy compares with treating at random.
     columns += [c for c in TARGETING_COLUMNS if c in results]
     simulated = results.loc[results["status"] == "simulated", columns]

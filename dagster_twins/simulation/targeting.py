@@ -7,10 +7,18 @@ the retention difference between treated and controls among the top ``share`` by
 kept per user targeted; times N it is the users kept. Random targeting keeps the whole experiment's difference.
 The 90% intervals come from a bootstrap over the randomized users, the same replicates for every policy, so
 ``gain_over_random`` (users kept beyond random targeting of as many) has a paired interval: a campaign whose effect
-is the same for everyone (or null) gives one that covers zero.
+is the same for everyone (or null) gives one that covers zero. The held-out users are ranked within their
+cross-fitting fold and the gain's bootstrap deviations widened (``uplift.policy_gains``: cross-fitted scores are
+not fixed scores).
 
 The share is the segment's: targeting 20% of a segment is evaluated on the top 20% of the randomized users, which
 assumes the segment ranks like the experiment's population (stated in the docs).
+
+Value kept (``value_kept``): the users a policy keeps priced at the value the purchase layer expects of each over
+the horizon as of the as-of day (the twins' ``value_{h}d``), summed over the users it targets, each weighted by
+their estimated churn reduction. The level follows the measured users kept, the tilt (whether the users it keeps
+are worth more than those it targets on average) the estimated per-user effects; null when the twins carry no
+value (data without purchases).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dagster_twins.simulation.scenario import USER_COLUMNS, result_frame, scenario_identity
+from dagster_twins.simulation.scenario import USER_COLUMNS, result_frame, scenario_identity, value_column_for
 from dagster_twins.simulation.specs import ScenarioSpec, ScenarioSpecError, segment_mask
 from dagster_twins.simulation.uplift import INTERVAL, policy_gains, policy_scores, users_to_target
 
@@ -40,6 +48,26 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
     return float(values.mean()), float(lo), float(hi)
 
 
+def value_kept(kept: np.ndarray, reduction: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Per bootstrap replicate, the value kept by treating users whose estimated churn reductions are
+    ``reduction`` and whose expected values over the horizon are ``value``, when the replicate's users kept is
+    ``kept``:
+
+        V_b = kept_b * mean(value) + sum_i (r_i - mean r) (v_i - mean v)
+
+    Each kept user is worth the targeted users' mean value, plus the covariance the per-user effects show between
+    being kept and being valuable. When ``kept_b`` is the effects' own sum, sum_i r_i, V_b is exactly
+    sum_i r_i v_i (value lost only through churn, each user's churn reduction times their value); when the
+    measured users kept differ from the model's sum, the level follows the measurement. Value is assumed not to
+    depend on the campaign other than through churn."""
+    kept = np.asarray(kept, float)
+    r, v = np.asarray(reduction, float), np.asarray(value, float)
+    if len(v) == 0:
+        return np.zeros_like(kept)
+    tilt = float(np.sum((r - r.mean()) * (v - v.mean())))
+    return kept * float(v.mean()) + tilt
+
+
 def _targeted(members: pd.DataFrame, policy: str, n: int, seed: int) -> pd.DataFrame:
     if policy == "random":
         order = np.random.default_rng(seed).permutation(len(members))
@@ -55,7 +83,9 @@ def run_targeting(spec: ScenarioSpec, segment_base: pd.DataFrame, effects: pd.Da
     assert spec.targeting is not None
     t, campaign = spec.targeting, spec.intervention.effect.campaign_id
     base = segment_base.sort_values("user_id", kind="stable").reset_index(drop=True)
-    members = base.loc[segment_mask(base, spec.segment), ["user_id", "tenure_days"]]
+    value_column = value_column_for(base.columns, spec.horizon_days)
+    members = base.loc[segment_mask(base, spec.segment), ["user_id", "tenure_days", *([value_column] if value_column
+                                                                                      else [])]]
     rows = effects[effects["campaign_id"] == campaign]
     if rows.empty:
         known = ", ".join(sorted(effects["campaign_id"].astype(str).unique())) or "none"
@@ -74,11 +104,18 @@ def run_targeting(spec: ScenarioSpec, segment_base: pd.DataFrame, effects: pd.Da
     n = users_to_target(len(members), t.users, t.share, t.budget, t.cost_per_send)
     share = n / max(len(members), 1)
     gains = policy_gains(policy_scores(randomized), randomized["treated"].to_numpy(float),
-                         randomized["retained"].to_numpy(float), share, replicates=spec.draws, seed=spec.seed)
+                         randomized["retained"].to_numpy(float), share, replicates=spec.draws, seed=spec.seed,
+                         folds=randomized["fold"].to_numpy())
     baseline = float(1 - members["p_churn_control"].mean()) if len(members) else np.nan
+    targeted = {policy: _targeted(members, policy, n, spec.seed) for policy in POLICIES}
+    values = {policy: value_kept(n * gains[policy], -chosen["effect"].to_numpy(float),
+                                 chosen[value_column].fillna(0.0).to_numpy(float))
+              for policy, chosen in targeted.items()} if value_column else None
     frames = []
     for policy in sorted(POLICIES, key=lambda p: p != t.policy):  # the proposed policy first
         kept = n * gains[policy]
+        value = _interval(values[policy]) if values else (np.nan,) * 3
+        value_over = _interval(values[policy] - values["random"]) if values else (np.nan,) * 3
         mean, lo, hi = _interval(kept)
         difference = kept / max(len(members), 1)
         d_mean, d_lo, d_hi = _interval(difference)
@@ -97,9 +134,13 @@ def run_targeting(spec: ScenarioSpec, segment_base: pd.DataFrame, effects: pd.Da
             "cost": n * t.cost_per_send if t.cost_per_send else np.nan,
             "gain_over_random": over[0], "gain_over_random_lower_90": over[1], "gain_over_random_upper_90": over[2],
             "probability_beats_random": float((gains[policy] > gains["random"]).mean()),
+            "value_column": value_column or "", "expected_value_kept": value[0],
+            "expected_value_kept_lower_90": value[1], "expected_value_kept_upper_90": value[2],
+            "value_gain_over_random": value_over[0], "value_gain_over_random_lower_90": value_over[1],
+            "value_gain_over_random_upper_90": value_over[2],
         }
         frames.append(result_frame(result))
-    chosen = _targeted(members, t.policy, n, spec.seed)
+    chosen = targeted[t.policy]
     users = pd.DataFrame({
         "scenario": spec.name, "user_id": chosen["user_id"].to_numpy(), "tenure_days": chosen["tenure_days"],
         "baseline_churn_probability": chosen["p_churn_control"],

@@ -324,11 +324,17 @@ def main(args: argparse.Namespace) -> int:
         results.append({"engine": args.engine, **resumed, **summarize(users, args.days, repeats)})
         print(json.dumps(results[-1], indent=2))
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-        args.output.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+        write_results(args.output, results)
     print(markdown_table(results))
     return 0
+
+
+def write_results(output: Path, results: list[dict]) -> None:
+    """The results as JSON with the machine they ran on (and its load average as they ended: a shared machine)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+               "load_average_1_5_15_min": [round(x, 1) for x in os.getloadavg()]}
+    output.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
 
 
 

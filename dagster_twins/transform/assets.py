@@ -4,12 +4,13 @@
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from dagster_twins.metadata import table_metadata
 from dagster_twins.partitions import run_window, single_run
 from dagster_twins.settings import Settings
 from dagster_twins.transform.lake import export_raw_lake
@@ -56,6 +57,8 @@ def test_description(test: Mapping[str, Any]) -> str:
     text += f": {_MEANINGS[name]}" if name in _MEANINGS else ""
     if kwargs:
         text += " (" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
+    if "_written__" in ((test.get("config") or {}).get("where") or ""):  # macros/window.sql's placeholders
+        text += "; over the rows the run wrote (every row in a run without a landing window, or on --full-refresh)"
     return text + f"; defined in {test['original_file_path']}."
 
 
@@ -100,17 +103,52 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
         if is_spark_target(dbt.target):
             prepare_spark(context, warehouse)
         invocation = dbt.cli(["build", "--vars", json.dumps({**settings.dbt_vars(), **window})], context=context)
+        events = invocation.stream() if is_spark_target(dbt.target) else with_tables(context, warehouse,
+                                                                                    invocation.stream())
         if context.run.tags.get(DBT_OUTPUT_TAG) != "file":
-            yield from invocation.stream()
+            yield from events
             return
         # The command line keeps its console to progress and the summary: dbt's own output goes to a file.
         path = warehouse.reports_folder / f"dbt_output_{context.run_id[:8]}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         context.log.info(f"dbt's output: {path}")
         with path.open("w") as sink, contextlib.redirect_stdout(sink):
-            yield from invocation.stream()
+            yield from events
 
     return dbt_models
+
+
+def with_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource, events: Iterable[Any]
+                ) -> Iterator[Any]:
+    """dbt's events, each model's materialization with its table's column types (descriptions from the model's
+    YAML kept) and, for tables, its row count, read from the warehouse once dbt has finished.
+
+    dagster-dbt's own ``fetch_column_metadata()``/``fetch_row_counts()`` query while dbt runs, through a second
+    connection: DuckDB's single writer refuses it while dbt's process holds the file. So the events wait for dbt
+    to end (they reach the UI at the end of the step rather than model by model); one catalog query and one
+    ``count(*)`` a table follow (views are not counted: that would run them). If dbt fails, the events so far
+    pass on unchanged before the error."""
+    held: list[Any] = []
+    try:
+        held.extend(events)
+    except BaseException:
+        yield from held
+        raise
+    keys = context.assets_def.keys_by_output_name
+    con = warehouse.connect(read_only=True)
+    try:
+        for event in held:
+            key = keys.get(event.output_name) if isinstance(event, dg.Output) else getattr(event, "asset_key", None)
+            if key is None or not isinstance(event, (dg.Output, dg.AssetMaterialization)):
+                yield event
+                continue
+            declared = context.assets_def.specs_by_key[key].metadata.get("dagster/column_schema") \
+                if key in context.assets_def.specs_by_key else None
+            descriptions = {c.name: c.description for c in declared.columns if c.description} if declared else {}
+            yield event.with_metadata({**event.metadata, **table_metadata(con, key, row_count=True,
+                                                                           descriptions=descriptions)})
+    finally:
+        con.close()
 
 
 def prepare_spark(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:

@@ -6,14 +6,13 @@ from datetime import timedelta
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
-from dagster_twins.metadata import md_table
+from dagster_twins.metadata import md_table, table_metadata
 from dagster_twins.partitions import single_run
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
 from dagster_twins.twins import store
-from dagster_twins.twins.document import SCHEMA_VERSION, build_documents, context_block, documents_frame, load_schema
+from dagster_twins.twins.document import SCHEMA_VERSION, context_block, load_schema
 from dagster_twins.twins.purchase_assets import PURCHASES_KEY, run_landing_window
 from dagster_twins.twins.state import empty_state, fold
 from dagster_twins.twins.summarize import PriorInputs
@@ -46,7 +45,7 @@ CHECKS = [
     _check("shares_sum_to_one", BELIEFS_KEY, "Each user's shares of a Dirichlet belief sum to 1."),
     _check("confidence_in_range", BELIEFS_KEY, "Confidence lies in [0, 1]."),
     _check("no_change_without_evidence", BELIEFS_KEY,
-           "A user with no new evidence moved only by decay since the saved state."),
+           "A user with no new evidence moved only by decay since the saved state (one user in 100, by hash)."),
 ]
 
 
@@ -83,47 +82,73 @@ def update_twins(context: dg.AssetExecutionContext, config: TwinConfig, warehous
         start, end = run_landing_window(context, reader)
         as_of = end - timedelta(days=1)
         base_as_of = None if config.full_rebuild else store.saved_state_day(con, start)
-        mode = "full rebuild" if base_as_of is None else f"incremental from the state of {base_as_of}"
         interactions = store.landed_interactions(reader, base_as_of, end)
         buckets = warehouse.buckets(store.user_count(reader))
         users = store.known_users(reader, as_of, buckets)
         categories = store.belief_categories(reader)
+        mode = "full rebuild" if base_as_of is None else f"incremental from the state of {base_as_of}"
         # Users are folded and summarized a bucket at a time (a user's state depends on their own evidence, the
         # priors on population moments gathered in between), so memory follows the bucket, not the population.
         context.log.info(f"twins as of {as_of} on {reader.engine}: {mode}; folding {interactions:,} landed "
                          f"interactions of {len(users):,} users in {buckets} bucket(s)")
-        writer = TwinWriter(con, as_of, start)
+        writer = TwinWriter(con, as_of, start, config.half_life_days)
         inputs = PriorInputs(users, categories, as_of, config.half_life_days)
+        touched: dict[int, set] = {}
         for bucket in all_buckets(buckets):
             evidence = store.landed_evidence(reader, base_as_of, end, bucket)
-            base = empty_state() if base_as_of is None else store.state_of(
-                con, base_as_of, pd.concat([store.bucket_users(reader, bucket), evidence["user_id"]]))
+            # An increment reads, folds and writes the state of the users with evidence only; the others' state
+            # is carried forward, decayed, in SQL (store.carry_state).
+            base = empty_state() if base_as_of is None else store.state_of(con, base_as_of, evidence["user_id"])
             state = fold(base, base_as_of, evidence, as_of, config.half_life_days)
             writer.write_state(state)
-            inputs.add(state)
-            writer.tally.folded(base, base_as_of, state, evidence, as_of, config.half_life_days)
+            if base_as_of is None:
+                inputs.add(state)
+            touched[bucket[0]] = set(evidence["user_id"])
             context.log.info(f"folded bucket {bucket[0] + 1}/{buckets}: {len(evidence):,} evidence rows into "
                              f"{len(state):,} user states ({time.perf_counter() - started:.0f} s so far)")
+        carried = 0
+        if base_as_of is not None:
+            carried = store.carry_state(con, base_as_of, as_of, config.half_life_days)
+            writer.tally.moved = store.moved_without_evidence(con, base_as_of, as_of, config.half_life_days,
+                                                              set().union(*touched.values()))
+            for bucket in all_buckets(buckets):  # the priors' population moments: read only
+                inputs.add(store.state_of(con, as_of, users.loc[users["bucket"] == bucket[0], "user_id"]))
         priors = inputs.estimate()
-        writer.write_priors(priors.frame)
+        # Only the users with new evidence (and users new to the twins) are summarized, unless the stored summaries
+        # cannot be carried forward (why_full); the view user_beliefs carries the others to this day.
+        why_full = "full rebuild" if base_as_of is None else store.why_summarize_all(
+            con, base_as_of, priors.frame, config.half_life_days)
+        touched_only = why_full is None
+        writer.write_priors(priors.frame.assign(half_life_days=config.half_life_days), touched_only)
+        context.log.info("summarizing " + ("the users with new evidence" if touched_only
+                                           else f"every user ({why_full})"))
         for bucket in all_buckets(buckets):
             users_b = users[users["bucket"] == bucket[0]].reset_index(drop=True)
+            if touched_only:
+                new = ~users_b["user_id"].isin(store.summarized_users(con, users_b["user_id"]))
+                users_b = users_b[users_b["user_id"].isin(touched[bucket[0]]) | new].reset_index(drop=True)
+                if users_b.empty:
+                    continue
             state = store.state_of(con, as_of, users_b["user_id"])
             writer.write_summary(*summarize_bucket(state, users_b, categories, priors, as_of, config.half_life_days))
             context.log.info(f"summarized bucket {bucket[0] + 1}/{buckets}: {len(users_b):,} twins "
                              f"({time.perf_counter() - started:.0f} s so far)")
         belief_rows, twin_rows = writer.finish(config.state_retention_days)
+        tables = {key: table_metadata(con, key) for key in (BELIEFS_KEY, TWINS_KEY)}
 
     seconds = round(time.perf_counter() - started, 2)
     tally = writer.tally
     yield dg.MaterializeResult(asset_key=BELIEFS_KEY, metadata={
-        "dagster/row_count": belief_rows, "as_of": str(as_of), "mode": mode, "engine": reader.engine,
+        **tables[BELIEFS_KEY], "dagster/row_count": belief_rows, "as_of": str(as_of), "mode": mode,
+        "engine": reader.engine,
         "interactions_folded": interactions, "user_buckets": buckets,
+        "users_summarized": writer.summarized, "summarized": why_full or "users with new evidence",
+        "state_rows_carried": carried,
         "half_life_days": config.half_life_days, "seconds": seconds,
         "priors": md_table(priors.frame.drop(columns="as_of").head(30), floatfmt=".3g"),
     })
     yield dg.MaterializeResult(asset_key=TWINS_KEY, metadata={
-        "dagster/row_count": twin_rows, "as_of": str(as_of),
+        **tables[TWINS_KEY], "dagster/row_count": twin_rows, "as_of": str(as_of),
         "median_overall_confidence": round(tally.median_confidence(), 4),
         "preview": md_table(tally.preview, floatfmt=".3g"),
     })
@@ -139,13 +164,16 @@ def check_evaluations(outcomes: list[CheckOutcome]) -> list[dg.AssetCheckEvaluat
 
 
 DOCUMENTS_KEY = dg.AssetKey(["twins", store.DOCUMENTS])
+# The documents read the twins, churn and simulation tables, so they come after the simulation: a group of their own
+# keeps the twins group from spanning churn and simulation in the lineage (groups are laid out left to right).
+DOCUMENTS_GROUP = "documents"
 
 
 def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     """The twin documents (one JSON document a user), after ``upstream`` (the twins, churn and simulation assets)."""
 
     @dg.asset(
-        key=DOCUMENTS_KEY, group_name=GROUP, kinds={"python", "duckdb"},
+        key=DOCUMENTS_KEY, group_name=DOCUMENTS_GROUP, kinds={"python", "duckdb"},
         deps=list(dict.fromkeys([TWINS_KEY, *upstream])),
         description="One JSON document per user for products and AI agents: beliefs with mean, 90% interval, "
                     "confidence, evidence and why; goals, interests and preferences; churn or return probability at "
@@ -167,7 +195,7 @@ def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             rewrite = TableRewrite(con, store.SCHEMA, store.DOCUMENTS)
             sample, invalid, sizes = [], 0, []
             for bucket in all_buckets(buckets):
-                frame = documents_frame(build_documents(**store.document_inputs(con, bucket)))
+                frame = con.sql(store.documents_query(con, bucket)).df()  # columnar (document_sql.py)
                 rewrite.write(frame)
                 sizes.append(frame["document"].str.len().to_numpy())
                 for text in frame["document"].head(max(0, 200 - len(sample))):
@@ -178,11 +206,12 @@ def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             rows = rewrite.finish()
             unique = int(con.execute(f"select count(distinct user_id) from {store.SCHEMA}.{store.DOCUMENTS}")
                          .fetchone()[0]) if rows else 0
+            table = table_metadata(con, DOCUMENTS_KEY)
         finally:
             con.close()
         size = np.concatenate(sizes) if sizes else np.zeros(0)
         yield dg.MaterializeResult(metadata={
-            "dagster/row_count": rows, "schema_version": SCHEMA_VERSION, "user_buckets": buckets,
+            **table, "dagster/row_count": rows, "schema_version": SCHEMA_VERSION, "user_buckets": buckets,
             "median_bytes": int(np.median(size)) if len(size) else 0, "max_bytes": int(size.max()) if len(size) else 0,
             "seconds": round(time.perf_counter() - started, 2),
             "context_example": sample and context_block(json.loads(sample[0])) or "",

@@ -77,10 +77,13 @@ def why(row: dict[str, Any]) -> str:
 
 
 def _estimate(row: dict[str, Any], with_why: bool = True) -> dict[str, Any]:
+    """One belief row's estimate; a share's category (``with_why`` False) leaves out ``exposure_weighted``, the
+    share's total, which the share states once (it was a sixth of a document, repeated in every category)."""
+    evidence = {"raw": _num(row["n_evidence"], 2), "weighted": _num(row["evidence_weighted"], 2)}
+    if with_why:
+        evidence["exposure_weighted"] = _num(row["exposure_weighted"], 2)
     out = {"mean": _num(row["mean"]), "lower_90": _num(row["lower_90"]), "upper_90": _num(row["upper_90"]),
-           "confidence": _num(row["confidence"]),
-           "evidence": {"raw": _num(row["n_evidence"], 2), "weighted": _num(row["evidence_weighted"], 2),
-                        "exposure_weighted": _num(row["exposure_weighted"], 2)}}
+           "confidence": _num(row["confidence"]), "evidence": _pruned(evidence)}
     last = _day(row.get("last_evidence_day"))
     if last:
         out["last_evidence_day"] = last
@@ -119,6 +122,8 @@ def beliefs_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
                    f"{sum(float(r['n_evidence']) for r in ranked):.0f} raw); Dirichlet prior of strength "
                    f"{first['prior_2']:.2f}",
             "updated_online_at": online[-1] if online else None,
+            "evidence": _pruned({"exposure_weighted": _num(first["exposure_weighted"], 2),
+                                 "raw": _num(sum(float(r["n_evidence"]) for r in ranked), 2)}) or None,
             "categories": [{"category": str(r["category"]), **_estimate(r, with_why=False)} for r in ranked],
         })
     return out

@@ -63,6 +63,8 @@ class Posterior:
 
     def unique_interval(self) -> tuple[np.ndarray, np.ndarray]:
         """``interval()`` computed once per distinct parameter pair (priors repeat across all users)."""
+        if np.size(self.p1) <= 64:  # one user's few rows (the online refold): hashing costs more than it saves
+            return self.interval()
         # Hashing the pair as one complex number is linear; np.unique(axis=0) sorts, which costs more at scale.
         codes, pairs = pd.factorize(np.asarray(self.p1, dtype=float) + 1j * np.asarray(self.p2, dtype=float))
         lo, hi = Posterior(self.family, pairs.real, pairs.imag).interval()

@@ -11,9 +11,10 @@ content_format, value, text, item_id, event_id). ``observe`` then
    read-only serving copy) until a published batch run holds it.
 
 A read of a user with pending events refolds them onto the user's batch state in the serving copy
-(``twins.belief_state`` of the copy's as-of day) with the twins' own functions (``state.fold``, then
-``summarize_bucket`` under the copy's priors), so the online twin is exactly what a batch run would compute from the
-same state, the same priors and the same evidence. Reconciling is by event: when a newly published copy holds an
+(``twins.belief_state`` of the copy's as-of day): ``online_fold`` on dicts and small arrays, held equal to the
+twins' frame functions here (``event_evidence``, ``state.fold``, then ``summarize_bucket`` under the copy's priors:
+``online_twin``), so the online twin is exactly what a batch run would compute from the same state, the same priors
+and the same evidence. Reconciling is by event: when a newly published copy holds an
 event (``marts.fct_events`` has its interaction id), the event leaves the online store; it is in the batch state
 now, so it is never counted twice, and the twin is the batch's (the property ``tests/test_twin_online.py`` holds).
 
@@ -30,7 +31,7 @@ import sqlite3
 import threading
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -216,16 +217,24 @@ def online_state(batch: Batch, evidence: pd.DataFrame) -> tuple[pd.DataFrame, da
 def online_twin(batch: Batch, user_id: str, evidence: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, date]:
     """The user's beliefs and twin row with the pending evidence folded in: the batch's own summary under the
     batch's priors, so an event observed online moves the twin exactly as the batch would from the same state."""
-    state, as_of = online_state(batch, evidence)
     users = pd.DataFrame({"user_id": [user_id], "first_day": [batch.first_day]})
-    beliefs, twins = summarize_bucket(state, users, batch.categories, batch.priors, as_of, batch.half_life_days)
-    return beliefs, twins, as_of
+    return next(iter(online_twins(batch, users, evidence)))
 
 
-def mark_online(beliefs: pd.DataFrame, evidence: pd.DataFrame, updated_at: str) -> pd.DataFrame:
-    """``updated_online_at`` on the belief rows the online evidence moved (every category of a share it touched)."""
-    touched = set(evidence["belief"])
-    return beliefs.assign(updated_online_at=np.where(beliefs["belief"].isin(touched), updated_at, None))
+def online_twins(batch: Batch, users: pd.DataFrame, evidence: pd.DataFrame) \
+        -> Iterator[tuple[pd.DataFrame, pd.DataFrame, date]]:
+    """``online_twin`` for many users at once (``batch.state`` holds all their states, ``users`` their user_id and
+    first_day): one fold and one summary per as-of day among them, not one per user. The frame reference the
+    API's one-user refold (``online_fold``) is tested against; the as-of route summarizes a kept state with it."""
+    days = pd.to_datetime(evidence["day"]).dt.date if len(evidence) else pd.Series(dtype=object)
+    as_of_of = {u: max([batch.as_of, *days[evidence["user_id"] == u]]) for u in users["user_id"]}
+    for as_of in sorted(set(as_of_of.values())):
+        group = [u for u, d in as_of_of.items() if d == as_of]
+        state = fold(batch.state[batch.state["user_id"].isin(group)], batch.as_of,
+                     evidence[evidence["user_id"].isin(group)], as_of, batch.half_life_days)
+        beliefs, twins = summarize_bucket(state, users[users["user_id"].isin(group)], batch.categories,
+                                          batch.priors, as_of, batch.half_life_days)
+        yield beliefs, twins, as_of
 
 
 class OnlineStore:

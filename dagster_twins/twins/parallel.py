@@ -150,10 +150,10 @@ def load_twins(context: dg.OpExecutionContext, summaries: list[dict], config: Re
     as_of = summaries[0]["as_of"]
     with warehouse.reading() as (con, _):
         # A full rebuild: every dated snapshot is re-derived.
-        writer = update.TwinWriter(con, as_of, date.min)
+        writer = update.TwinWriter(con, as_of, date.min, config.half_life_days)
         for b in buckets:
             writer.write_state(pd.read_parquet(first.path("state", b)))
-        writer.write_priors(pd.read_parquet(first.shared("priors.parquet")))
+        writer.write_priors(pd.read_parquet(first.shared("priors.parquet")).assign(half_life_days=config.half_life_days))
         for b in buckets:
             writer.write_summary(pd.read_parquet(first.path("beliefs", b)), pd.read_parquet(first.path("twins", b)))
         belief_rows, twin_rows = writer.finish(config.state_retention_days)

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from dagster_twins.metadata import md_table
+from dagster_twins.metadata import md_table, table_metadata
 from dagster_twins.partitions import run_window, single_run
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
@@ -136,6 +136,7 @@ def build_purchase_asset(settings: Settings) -> dg.AssetsDefinition:
         with warehouse.reading() as (con, reader):
             window = run_landing_window(context, reader)
             day = update_purchases(con, reader, window, config, event_types, context.log.info)
+            table = table_metadata(con, PURCHASES_KEY) if day.fit is not None else {}
         frame = day.frame
         if day.fit is None:
             yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "as_of": str(day.as_of), "fit": day.fit_mode,
@@ -146,7 +147,7 @@ def build_purchase_asset(settings: Settings) -> dg.AssetsDefinition:
         h = max(config.horizons)
         bad = invalid_rows(frame, config.horizons)
         yield dg.MaterializeResult(metadata={
-            "dagster/row_count": len(frame), "as_of": str(day.as_of), "mode": day.mode, "fit": day.fit_mode,
+            **table, "dagster/row_count": len(frame), "as_of": str(day.as_of), "mode": day.mode, "fit": day.fit_mode,
             "purchases_folded": day.purchases_folded, "seconds": round(time.perf_counter() - started, 2),
             "population": md_table(pd.DataFrame([day.fit.row()]).drop(columns=["fitted_on", "model"]), floatfmt=".4g"),
             "mean_p_alive": float(frame["p_alive"].mean()) if len(frame) else float("nan"),

@@ -103,6 +103,10 @@ def exposure_day_count(first_day: pd.Series, as_of: date) -> np.ndarray:
 def exposure_days(first_day: pd.Series, as_of: date, half_life_days: float) -> np.ndarray:
     """Decayed days of exposure from ``first_day`` to ``as_of`` inclusive: the sum of 0.5^((as_of - d)/h),
     in closed form, so rates need no evidence row per user per day. 0 before ``first_day``."""
-    n = exposure_day_count(first_day, as_of)
+    return decayed_days(exposure_day_count(first_day, as_of), half_life_days)
+
+
+def decayed_days(n: np.ndarray | float, half_life_days: float) -> np.ndarray:
+    """The decayed weight of ``n`` consecutive days ending today: sum over k < n of 0.5^(k/h) = (1 - q^n) / (1 - q)."""
     q = float(decay_factor(1.0, half_life_days))
-    return (1 - q ** n) / (1 - q)
+    return (1 - q ** np.asarray(n, dtype=float)) / (1 - q)

@@ -8,9 +8,11 @@ import duckdb
 import pandas as pd
 
 from dagster_twins.twins.catalog import BELIEFS, evidence_sql
+from dagster_twins.twins.document_sql import documents_sql
+from dagster_twins.twins.families import decay_factor
 from dagster_twins.twins.state import STATE_COLUMNS
 from dagster_twins.warehouse.buckets import Bucket, BucketReader
-from dagster_twins.warehouse.sql import sql_literal
+from dagster_twins.warehouse.sql import quote_ident, sql_literal
 from dagster_twins.warehouse.tables import append_rows, registered, replace_rows, table_exists
 
 SCHEMA = "twins"
@@ -129,6 +131,128 @@ def prune_state(con: duckdb.DuckDBPyConnection, as_of: date, retention_days: int
         con.execute(f"delete from {SCHEMA}.{table} where as_of < ?", [as_of - timedelta(days=retention_days)])
 
 
+# The beliefs as stored and as read. ``belief_summaries`` holds each user's rows as of the day they were last
+# summarized (a run rewrites only the users with evidence in its window, and users new since the last run);
+# ``user_beliefs`` is a view that carries every row to the latest run's day: decay is a known function of time, so
+# the decayed statistics, the posterior parameters (under that day's priors) and the mean follow in closed form.
+SUMMARIES = "belief_summaries"
+
+
+def beliefs_view(as_of: date, half_life_days: float) -> str:
+    """``user_beliefs`` as of ``as_of``: every row of ``belief_summaries`` decayed from its own day (``summarized_on``)
+    by w = 0.5 ** (days / half-life), under the priors of ``as_of``. A rate's exposure grows by the decayed days in
+    between, (1 - w) / (1 - q) with q the decay of one day (``state.exposure_days`` in closed form). The 90% interval
+    and the confidence need inverse incomplete beta/gamma functions SQL lacks: they are those of ``summarized_on``
+    (the same day for every user with evidence in the run)."""
+    day, h = f"date '{as_of.isoformat()}'", repr(float(half_life_days))
+    w = f"pow(0.5, datediff('day', s.as_of, {day}) / {h})"
+    q = f"pow(0.5, 1 / {h})"
+    return f"""
+create or replace view {SCHEMA}.user_beliefs as
+with decayed as (
+    select s.user_id, s.belief, s.category, s.family, s.lower_90, s.upper_90, s.confidence, s.n_evidence,
+           s.last_evidence_day, s.as_of as summarized_on, p.param_1 as prior_1, p.param_2 as prior_2,
+           {w} * s.evidence_weighted as a,
+           case when s.family = 'gamma' then {w} * s.exposure_weighted + (1 - {w}) / (1 - {q})
+                else {w} * s.exposure_weighted end as b
+    from {SCHEMA}.{SUMMARIES} s
+    join {SCHEMA}.belief_priors p on p.belief = s.belief and p.category = s.category and p.as_of = {day}
+), posterior as (
+    select *, prior_1 + a as param_1,
+           case family when 'beta' then prior_2 + b - a when 'gamma' then prior_2 + b
+                else prior_2 + b - (prior_1 + a) end as param_2
+    from decayed
+)
+select user_id, belief, category, family, param_1, param_2,
+       case when family = 'gamma' then param_1 / param_2 else param_1 / (param_1 + param_2) end as mean,
+       lower_90, upper_90, confidence, a as evidence_weighted, b as exposure_weighted, n_evidence,
+       last_evidence_day, prior_1, prior_2, cast({day} as timestamp) as as_of, summarized_on
+from posterior
+"""
+
+
+def why_summarize_all(con: duckdb.DuckDBPyConnection, base_as_of: date, priors: pd.DataFrame,
+                      half_life_days: float) -> str | None:
+    """Why a run from the state of ``base_as_of`` with these ``priors`` (``Priors.frame``) must summarize every user,
+    or None when the stored summaries can be carried forward (then only users with new evidence are summarized):
+    the summaries must be older than the run, with the same half-life, and the priors cover the same beliefs and
+    categories (a new topic, or a first ticket in the population, gives every user new rows)."""
+    day = summaries_day(con)
+    if day is None:
+        return "no stored summaries"
+    if day > base_as_of:
+        return f"summaries of {day}, after the state of {base_as_of} (an older window is re-run)"
+    columns = {row[0] for row in con.execute(f"describe {SCHEMA}.belief_priors").fetchall()}
+    if "half_life_days" not in columns:
+        return "stored priors of an older release"
+    stored = con.execute(f"select distinct half_life_days, belief, category from {SCHEMA}.belief_priors "
+                         "where as_of = ?", [base_as_of]).fetchall()
+    if {row[0] for row in stored} != {float(half_life_days)}:
+        return "the half-life changed"
+    if {(b, c) for _, b, c in stored} != set(zip(priors["belief"], priors["category"], strict=True)):
+        return "the beliefs or share categories changed"
+    return None
+
+
+def summarized_users(con: duckdb.DuckDBPyConnection, user_ids: pd.Series) -> set[str]:
+    """Which of ``user_ids`` already have summarized rows (the others are new to the twins)."""
+    with registered(con, pd.DataFrame({"user_id": pd.unique(user_ids)}), "_known_users") as users:
+        return set(con.execute(f"select distinct s.user_id from {SCHEMA}.{SUMMARIES} s "
+                               f"semi join {users} u using (user_id)").df()["user_id"])
+
+
+def summaries_day(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The latest day any belief was summarized (None without summaries)."""
+    if not table_exists(con, SCHEMA, SUMMARIES):
+        return None
+    day = con.execute(f"select max(as_of) from {SCHEMA}.{SUMMARIES}").fetchone()[0]
+    return None if day is None else _day(day)
+
+
+def carry_state(con: duckdb.DuckDBPyConnection, base_as_of: date, as_of: date, half_life_days: float) -> int:
+    """The state of ``as_of`` for the users it lacks (no evidence since ``base_as_of``): their state of
+    ``base_as_of`` decayed, in one statement (no user goes through Python). Returns the rows carried."""
+    w = float(decay_factor(float((as_of - base_as_of).days), half_life_days))
+    return int(con.execute(f"""
+        insert into {SCHEMA}.belief_state
+        select ? as as_of, user_id, belief, category, stat_a * ?, stat_b * ?, n_evidence, last_evidence_day
+        from {SCHEMA}.belief_state b
+        where b.as_of = ? and not exists (
+            select 1 from {SCHEMA}.belief_state n where n.as_of = ? and n.user_id = b.user_id)""",
+        [as_of, w, w, base_as_of, as_of]).fetchone()[0])
+
+
+def moved_without_evidence(con: duckdb.DuckDBPyConnection, base_as_of: date, as_of: date, half_life_days: float,
+                           touched: set, sample: int = 100) -> int:
+    """State rows of users without new evidence (one user in ``sample``, by hash) that moved other than by decay
+    from ``base_as_of`` to ``as_of``, or went missing."""
+    w = float(decay_factor(float((as_of - base_as_of).days), half_life_days))
+    with registered(con, pd.DataFrame({"user_id": sorted(touched)}, dtype=object), "_touched_users") as users:
+        return int(con.execute(f"""
+            select count(*) from {SCHEMA}.belief_state b
+            left join {SCHEMA}.belief_state n on n.as_of = ? and n.user_id = b.user_id and n.belief = b.belief
+                and n.category = b.category
+            where b.as_of = ? and hash(b.user_id) % {sample} = 0
+              and b.user_id not in (select user_id from {users})
+              and (n.user_id is null or abs(n.stat_a - b.stat_a * ?) > 1e-9 * abs(b.stat_a) + 1e-12
+                   or abs(n.stat_b - b.stat_b * ?) > 1e-9 * abs(b.stat_b) + 1e-12)""",
+            [as_of, base_as_of, w, w]).fetchone()[0])
+
+
+def refresh_twin_purchases(con: duckdb.DuckDBPyConnection) -> None:
+    """Every twin's purchase columns from today's ``user_purchases`` (a twin keeps its roll-up from the day it was
+    summarized, but the purchase model scores everyone each day)."""
+    if not (table_exists(con, SCHEMA, USER_PURCHASES) and table_exists(con, SCHEMA, "user_twins")):
+        return
+    twins = {row[0] for row in con.execute(f"describe {SCHEMA}.user_twins").fetchall()}
+    columns = [row[0] for row in con.execute(f"describe {SCHEMA}.{USER_PURCHASES}").fetchall()
+               if row[0] in twins and row[0] not in ("user_id", "as_of")]
+    if columns:
+        sets = ", ".join(f"{quote_ident(c)} = p.{quote_ident(c)}" for c in columns)
+        con.execute(f"update {SCHEMA}.user_twins t set {sets} from {SCHEMA}.{USER_PURCHASES} p "
+                    "where t.user_id = p.user_id")
+
+
 # Purchases and value (purchase_state.py): the folded statistics, the population fits, the per-user beliefs.
 PURCHASE_STATE, PURCHASE_FITS, USER_PURCHASES = "purchase_state", "purchase_fits", "user_purchases"
 
@@ -141,10 +265,11 @@ def purchase_evidence(reader: BucketReader, after: date | None, end: date,
     frame = reader.frame(f"""
         select user_id, activity_date as day, count(*) as purchases,
                count(*) filter (where spend > 0) as spend_n,
-               coalesce(sum(cast(spend as double)) filter (where spend > 0), 0) as spend_sum
+               cast(coalesce(sum(spend) filter (where spend > 0), 0) as double) as spend_sum
         from marts.fct_events
         where {_landed(after, end)} and source = 'events' and interaction_type in ({types})
-        group by all""")
+        group by all
+        order by user_id, day""")  # summed exactly (decimal) and in one order: a re-run gives the same bits
     frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
     return frame
 
@@ -264,6 +389,21 @@ def explanations_view(con: duckdb.DuckDBPyConnection) -> str:
 
 
 DOCUMENTS = "user_documents"
+
+
+def documents_query(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> str:
+    """The query giving the twin documents of a bucket of users (``document_sql``; what ``document_inputs`` feeds
+    the Python builder, in one statement): the optional churn and scenario tables joined where they exist."""
+    where = "true" if bucket[1] == 1 else f"hash(user_id) % {bucket[1]} = {bucket[0]}"
+
+    def columns(schema: str, table: str) -> list[str] | None:
+        if not table_exists(con, schema, table):
+            return None
+        return [r[0] for r in con.execute(f"select * from {schema}.{table} limit 0").description]
+
+    return documents_sql(where, columns(SCHEMA, "user_twins") or [], columns("churn", "churn_predictions"),
+                         table_exists(con, "simulation", "scenario_user_effects")
+                         and table_exists(con, "simulation", "scenario_results"))
 
 
 def document_inputs(con: duckdb.DuckDBPyConnection, bucket: Bucket) -> dict[str, pd.DataFrame | None]:

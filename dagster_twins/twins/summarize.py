@@ -37,7 +37,7 @@ def _state_by_belief(state: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return dict(tuple(state.groupby("belief", sort=False))) if len(state) else {}
 
 
-def _summarized(categories: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+def summarized_beliefs(categories: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
     """The beliefs to summarize with their categories ("" for a scalar belief). A share needs two categories at
     least: over none it says nothing, and over one (a data set with a single channel) it is 1 for everyone, a
     degenerate Dirichlet whose prior cannot be estimated."""
@@ -63,7 +63,7 @@ class PriorInputs:
         self.as_of = as_of
         self.exposure = exposure_days(users["first_day"], as_of, half_life_days)
         self.raw_days = exposure_day_count(users["first_day"], as_of)
-        self.beliefs = _summarized(categories)
+        self.beliefs = summarized_beliefs(categories)
         self.stats: dict[str, dict[str, np.ndarray]] = {}
         for name, cats in self.beliefs:
             wanted = ("stat_a", "stat_b", "n_evidence") if BELIEFS[name].family == "beta" else ("stat_a",)
@@ -114,38 +114,49 @@ def posteriors(state: pd.DataFrame, users: pd.DataFrame, categories: dict[str, l
     exposure = exposure_days(users["first_day"], as_of, half_life_days)
     by_belief = _state_by_belief(state)
     frames = []
-    for name, cats in _summarized(categories):
+    for name, cats in summarized_beliefs(categories):
         if name not in priors.params:  # no evidence of this belief in the whole population
             continue
-        family = BELIEFS[name].family
         m = _matrices(by_belief.get(name, state.iloc[:0]), user_index, cats)
-        # A propensity needs trials and a share needs observations: a user with none has no row (rates need only
-        # time, so every user has one).
-        has_evidence = np.ones(len(user_index), dtype=bool) if family == "gamma" else m["n_evidence"].sum(axis=1) > 0
-        a = m["stat_a"]
-        b = {"beta": m["stat_b"], "gamma": exposure[:, None]}.get(family)
-        if b is None:  # dirichlet: the user's total over categories
-            b = np.repeat(a.sum(axis=1, keepdims=True), a.shape[1], axis=1)
-        p1, p2 = priors.params[name]
-        flat = {"stat_a": a.ravel(), "stat_b": np.broadcast_to(b, a.shape).ravel(),
-                "prior_1": np.broadcast_to(p1, a.shape).ravel(), "prior_2": np.broadcast_to(p2, a.shape).ravel()}
-        post = posterior(family, flat["stat_a"], flat["stat_b"], flat["prior_1"], flat["prior_2"])
-        zeros = np.zeros(a.size)
-        prior = posterior(family, zeros, zeros, flat["prior_1"], flat["prior_2"])
-        lo, hi = post.interval()
-        keep = np.repeat(has_evidence, len(cats))
+        columns, keep = belief_columns(name, m, exposure, priors.params[name])
         frames.append(pd.DataFrame({
             "user_id": np.repeat(user_index.to_numpy(), len(cats)), "belief": name,
-            "category": np.tile(np.asarray(cats, dtype=object), len(user_index)), "family": family,
-            "param_1": post.p1, "param_2": post.p2, "mean": post.mean, "lower_90": lo, "upper_90": hi,
-            "confidence": confidence(post, prior, (lo, hi)),
-            "evidence_weighted": flat["stat_a"], "exposure_weighted": flat["stat_b"],
-            "n_evidence": m["n_evidence"].ravel(), "last_evidence_day": m["last_evidence_day"].ravel(),
-            "prior_1": flat["prior_1"], "prior_2": flat["prior_2"],
+            "category": np.tile(np.asarray(cats, dtype=object), len(user_index)), "family": BELIEFS[name].family,
+            **columns,
         })[keep])
     beliefs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=BELIEF_COLUMNS)
     beliefs["as_of"] = pd.Timestamp(as_of)
     return beliefs
+
+
+def belief_columns(name: str, m: dict[str, np.ndarray], exposure: np.ndarray,
+                   params: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One belief's ``user_beliefs`` columns (param_1 .. prior_2) from its (users x categories) state matrices
+    ``m`` (``_matrices``), the users' decayed exposure days and the belief's prior parameters, flattened user by
+    user; and which of the flat rows to keep. The batch (``posteriors``, thousands of users) and the online refold
+    (``online_fold``, one user) both summarize through this function."""
+    family = BELIEFS[name].family
+    # A propensity needs trials and a share needs observations: a user with none has no row (rates need only
+    # time, so every user has one).
+    has_evidence = np.ones(len(exposure), dtype=bool) if family == "gamma" else m["n_evidence"].sum(axis=1) > 0
+    a = m["stat_a"]
+    b = {"beta": m["stat_b"], "gamma": exposure[:, None]}.get(family)
+    if b is None:  # dirichlet: the user's total over categories
+        b = np.repeat(a.sum(axis=1, keepdims=True), a.shape[1], axis=1)
+    p1, p2 = params
+    flat = {"stat_a": a.ravel(), "stat_b": np.broadcast_to(b, a.shape).ravel(),
+            "prior_1": np.broadcast_to(p1, a.shape).ravel(), "prior_2": np.broadcast_to(p2, a.shape).ravel()}
+    post = posterior(family, flat["stat_a"], flat["stat_b"], flat["prior_1"], flat["prior_2"])
+    zeros = np.zeros(a.size)
+    prior = posterior(family, zeros, zeros, flat["prior_1"], flat["prior_2"])
+    lo, hi = post.interval()
+    return {
+        "param_1": post.p1, "param_2": post.p2, "mean": post.mean, "lower_90": lo, "upper_90": hi,
+        "confidence": confidence(post, prior, (lo, hi)),
+        "evidence_weighted": flat["stat_a"], "exposure_weighted": flat["stat_b"],
+        "n_evidence": m["n_evidence"].ravel(), "last_evidence_day": m["last_evidence_day"].ravel(),
+        "prior_1": flat["prior_1"], "prior_2": flat["prior_2"],
+    }, np.repeat(has_evidence, a.shape[1])
 
 
 BELIEF_COLUMNS = ["user_id", "belief", "category", "family", "param_1", "param_2", "mean", "lower_90", "upper_90",

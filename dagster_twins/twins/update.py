@@ -16,10 +16,8 @@ import numpy as np
 import pandas as pd
 
 from dagster_twins.twins import store
-from dagster_twins.twins.families import decay_factor
-from dagster_twins.twins.state import KEY
 from dagster_twins.twins.summarize import Priors, posteriors, roll_up
-from dagster_twins.warehouse.tables import TableRewrite
+from dagster_twins.warehouse.tables import TableRewrite, append_rows, registered
 
 BELIEFS, TWINS = "user_beliefs", "user_twins"
 
@@ -49,15 +47,6 @@ class CheckTally:
         self.confidence = (np.inf, -np.inf)
         self.confidences: list[np.ndarray] = []
         self.preview = pd.DataFrame()
-
-    def folded(self, base: pd.DataFrame, base_as_of: date | None, state: pd.DataFrame, evidence: pd.DataFrame,
-               as_of: date, half_life: float) -> None:
-        """A user with no new evidence moved only by decay since the saved state."""
-        if base_as_of is None or not len(base):
-            return
-        quiet = base[~base["user_id"].isin(set(evidence["user_id"]))].merge(state, on=KEY, suffixes=("_old", "_new"))
-        w = float(decay_factor((as_of - base_as_of).days, half_life))
-        self.moved += int((~np.isclose(quiet["stat_a_old"] * w, quiet["stat_a_new"], rtol=1e-9, atol=1e-12)).sum())
 
     def summarized(self, beliefs: pd.DataFrame, twins: pd.DataFrame) -> None:
         self.twins += len(twins)
@@ -101,37 +90,70 @@ class CheckTally:
 class TwinWriter:
     """The one writer of the twins' tables for a run as of ``as_of``, in the order a run produces them: each
     bucket's state, the priors, each bucket's beliefs and twins, then ``finish``. Dated snapshots from
-    ``invalidate_from`` on are dropped first (a re-run of an older window makes later ones stale)."""
+    ``invalidate_from`` on are dropped first (a re-run of an older window makes later ones stale).
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: date, invalidate_from: date):
+    A full run replaces every user's summaries and twin. A daily increment (``write_priors(..., touched_only=True)``)
+    writes the summaries and twins of the users it is given only (those with evidence in the
+    window, and users new since the last run) and leaves every other user's rows as they are: the view
+    ``user_beliefs`` carries them to the run's day (``store.beliefs_view``)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: date, invalidate_from: date, half_life_days: float):
         self.con, self.as_of, self.invalidate_from = con, as_of, invalidate_from
+        self.half_life_days, self.touched_only = half_life_days, False
         self.tally = CheckTally()
+        self.summarized = 0
         con.execute(f"create schema if not exists {store.SCHEMA}")
         con.execute(store.STATE_DDL)
         store.clear_snapshots(con, "belief_state", as_of, invalidate_from)
-        self._beliefs = TableRewrite(con, store.SCHEMA, BELIEFS)
+        # A table of an older release (user_beliefs was a table) gives way to the view.
+        if con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                       [store.SCHEMA, BELIEFS]).fetchone()[0]:
+            con.execute(f"drop table {store.SCHEMA}.{BELIEFS}")
+        self._beliefs = TableRewrite(con, store.SCHEMA, store.SUMMARIES)
         self._twins = TableRewrite(con, store.SCHEMA, TWINS)
 
     def write_state(self, state: pd.DataFrame) -> None:
         """One bucket's belief state, saved as of the run's day (the next run's starting point)."""
         store.append_snapshot(self.con, "belief_state", state.assign(as_of=pd.Timestamp(self.as_of)))
 
-    def write_priors(self, priors: pd.DataFrame) -> None:
-        """The population priors (``Priors.frame``); the twins' history of the day is cleared for the summaries."""
+    def write_priors(self, priors: pd.DataFrame, touched_only: bool = False) -> None:
+        """The population priors (``Priors.frame``); the twins' history of the day is cleared for the summaries,
+        which are of every user or (``touched_only``) of the users the caller summarizes only."""
+        self.touched_only = touched_only
         store.save_snapshot(self.con, "belief_priors", priors, self.as_of, self.invalidate_from)
         store.clear_snapshots(self.con, "user_twins_history", self.as_of, self.invalidate_from)
 
     def write_summary(self, beliefs: pd.DataFrame, twins: pd.DataFrame) -> None:
-        """One bucket's beliefs and twins, and the twins into their daily history."""
+        """One bucket's beliefs and twins (of every user, or of the touched users only), and the twins into their
+        history (a row a user on each day they were summarized)."""
         twins = store.with_purchases(self.con, twins)
-        self._beliefs.write(beliefs)
-        self._twins.write(twins)
+        if self.touched_only:
+            with registered(self.con, twins[["user_id"]], "_touched_users") as users:
+                for table in (store.SUMMARIES, TWINS):
+                    self.con.execute(f"delete from {store.SCHEMA}.{table} where user_id in "
+                                     f"(select user_id from {users})")
+            append_rows(self.con, store.SCHEMA, store.SUMMARIES, beliefs)
+            append_rows(self.con, store.SCHEMA, TWINS, twins)
+        else:
+            self._beliefs.write(beliefs)
+            self._twins.write(twins)
         store.append_snapshot(self.con, "user_twins_history", twins.rename(columns={"last_updated": "as_of"}))
+        self.summarized += len(twins)
         self.tally.summarized(beliefs, twins)
 
     def finish(self, state_retention_days: int) -> tuple[int, int]:
         """Rows of user_beliefs and user_twins; state snapshots older than the retention are pruned."""
         store.prune_state(self.con, self.as_of, state_retention_days)
-        rows = self._beliefs.finish(), self._twins.finish()
+        if not self.touched_only:
+            self._beliefs.finish()
+            self._twins.finish()
+        else:
+            store.refresh_twin_purchases(self.con)
+        self.con.execute(store.beliefs_view(self.as_of, self.half_life_days))
         self.con.execute(store.explanations_view(self.con))
-        return rows
+        belief_rows, twin_rows, distinct = self.con.execute(
+            f"select (select count(*) from {store.SCHEMA}.{BELIEFS}), count(*), count(distinct user_id) "
+            f"from {store.SCHEMA}.{TWINS}").fetchone()
+        # The twin checks count every twin, summarized today or not.
+        self.tally.twins, self.tally.unique = int(twin_rows), bool(twin_rows == distinct)
+        return int(belief_rows), int(twin_rows)

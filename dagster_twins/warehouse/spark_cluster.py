@@ -94,8 +94,20 @@ def _wait_ready(processes: list[tuple[subprocess.Popen, Path]], marker: str, dea
             time.sleep(0.5)
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
-    """Workers first (their executors with them), then the master: SIGTERM to each group, SIGKILL if it lingers."""
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies, exited but not yet reaped, do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def _stop(processes: list[subprocess.Popen], settle_seconds: float = 30) -> None:
+    """Workers first (their executors with them), then the master: SIGTERM to each group, SIGKILL if it lingers.
+    Returns once no process of the groups runs (a killed executor can take a moment to go), or after
+    ``settle_seconds`` more."""
     for proc in reversed(processes):
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -105,6 +117,9 @@ def _stop(processes: list[subprocess.Popen]) -> None:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the group: executors a worker left behind too
         proc.wait()
+    deadline = time.monotonic() + settle_seconds
+    while any(_group_running(proc.pid) for proc in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @contextmanager

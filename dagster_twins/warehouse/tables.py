@@ -59,6 +59,12 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
                             [schema, table]).fetchone()[0])
 
 
+def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """A table or a view of that name (``twins.user_beliefs`` is a view)."""
+    return table_exists(con, schema, name) or bool(con.execute(
+        "select count(*) from duckdb_views() where schema_name = ? and view_name = ?", [schema, name]).fetchone()[0])
+
+
 @contextmanager
 def registered(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, name: str = "_rows_frame") -> Iterator[str]:
     """``frame`` visible to SQL as ``name`` for the block's duration."""

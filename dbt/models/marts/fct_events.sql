@@ -9,7 +9,9 @@
     )
 }}
 {#-
-    Every interaction, one row each, with topic and goal resolved. Processes the rows that landed in the
+    Every interaction, one row each, with topic and goal resolved. Free text is read here (topics and goals) but not
+    stored: nothing downstream reads it, and it was the widest column of the largest table (it stays in
+    intermediate.int_interactions and the staging views). Processes the rows that landed in the
     Dagster partition window, so late events are folded in whenever they land. A re-run replaces every row of
     the window's landing days first (pre_hook), so a corrected file's dropped or changed rows leave the mart as
     they left raw.
@@ -59,7 +61,6 @@ select
         ) then coalesce(l.value, 0)
         else 0
     end as decimal(18, 2)) as spend,
-    l.text,
     l.landing_date
 from landed as l
 left join topic_matches as tm on l.interaction_id = tm.interaction_id and tm.preference = 1

@@ -9,6 +9,10 @@
 {#-
     Per user and day, interaction counts by event type, topic, channel, content format and goal, in long
     form so the columns never depend on the data. Incremental exactly like fct_user_daily_features.
+    Already one pass on DuckDB: it materializes the `interactions` CTE (one scan of fct_events; see its plan) and
+    the five aggregates read that. Measured at 10,000 users x 180 days (2.9 million rows out, under load): these
+    five aggregates 3.8-4.2 s; one aggregate over a cross join with the dimensions' names 6.2-6.9 s, UNPIVOT
+    6.8-7.1 s, GROUPING SETS 5.7-6.2 s (same rows): a single wider aggregate costs more than five narrow ones.
 -#}
 with
 {{ touched_interactions_cte(ref('fct_events')) }},
