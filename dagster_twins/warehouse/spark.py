@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from dagster_twins.settings import DBT_PROJECT_DIR
+from dagster_twins.warehouse.spark_metastore import provision_metastore
 
 PROFILE_NAME = "dagster_twins"
 SPARK_TARGET = "spark"
@@ -101,10 +102,11 @@ def same_static_value(running: str | None, wanted: str | None) -> bool:
 
 
 def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None,
-                  overrides: Mapping[str, str] | None = None):
+                  overrides: Mapping[str, str] | None = None, provision: bool = True):
     """A SparkSession configured exactly like dbt's on the Spark target (``overrides``: the settings' TWINS_SPARK_*
     variables, as dbt gets them). A session this process already runs is reused when it has the same warehouse,
-    metastore and master, else stopped (with its JVM) and replaced."""
+    metastore and master, else stopped (with its JVM) and replaced. A new Spark folder first gets a copy of the
+    machine's template metastore (``spark_metastore.provision_metastore``; ``provision=False``: Hive creates it)."""
     try:
         from pyspark import SparkContext
         from pyspark.sql import SparkSession
@@ -119,6 +121,8 @@ def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None,
         stop_spark_session()
     for folder in ("warehouse", "metastore"):
         (spark_dir / folder).mkdir(parents=True, exist_ok=True)
+    if provision:
+        provision_metastore(spark_dir)
     builder = SparkSession.builder.enableHiveSupport()
     for key, value in conf.items():
         builder = builder.config(key, value)
