@@ -17,6 +17,12 @@ os.environ.update(OFFLINE_ENV)
 DEMO_END = date(2026, 3, 31)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--spark-master", default="cluster",
+                     help="where the Spark tests run dbt and the Python layers: 'cluster' (a standalone cluster on "
+                          "127.0.0.1, the default) or a Spark master URL such as local[2]")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001 (pytest's hook signature)
     # Dagster's dbt assets read the manifest at import time: parse the project before any test imports them.
     if not (DBT_PROJECT_DIR / "target" / "manifest.json").exists():

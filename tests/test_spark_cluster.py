@@ -60,3 +60,14 @@ def test_a_warehouse_dir_spark_rewrote_as_a_file_uri_is_the_same_warehouse():
     assert same_static_value("spark://127.0.0.1:7077", "spark://127.0.0.1:7077")
     assert not same_static_value("file:/tmp/other", "/tmp/spark/warehouse")
     assert not same_static_value(None, "local[2]")
+
+
+def test_workers_by_app_reads_the_workers_logs_and_a_replaced_executor_adds_no_worker(tmp_path):
+    from dagster_twins.warehouse.spark_cluster import LocalCluster
+
+    launch = "26/12/01 03:03:20 INFO Worker: Asked to launch executor {}/{} for dagster-twins\n"
+    (tmp_path / "worker-1.log").write_text(launch.format("app-1-0000", 0) + launch.format("app-1-0001", 0)
+                                           + launch.format("app-1-0001", 3))  # 0 lost, 3 its replacement
+    (tmp_path / "worker-2.log").write_text(launch.format("app-1-0000", 1))
+    cluster = LocalCluster("spark://127.0.0.1:1", tmp_path)
+    assert cluster.workers_by_app() == {"app-1-0000": {"worker-1", "worker-2"}, "app-1-0001": {"worker-1"}}

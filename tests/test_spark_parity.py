@@ -118,7 +118,14 @@ def differences(name: str, duck: pd.DataFrame, spark: pd.DataFrame, rtol: float 
 
 
 @pytest.fixture(scope="module")
-def parity(tmp_path_factory, spark_cluster):
+def spark_master(request) -> str:
+    """The master the Spark side runs on: the session's standalone cluster, or ``--spark-master`` (local[2])."""
+    master = request.config.getoption("--spark-master")
+    return request.getfixturevalue("spark_cluster").master_url if master == "cluster" else master
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory, spark_master):
     """Both engines built over the same raw tables in two steps: (DuckDB settings, Spark settings, run results)."""
     require_spark()
     from dagster_twins.demo import generate_demo
@@ -130,7 +137,7 @@ def parity(tmp_path_factory, spark_cluster):
     duck = make_settings(root)  # one DuckDB warehouse: ingestion's raw tables and DuckDB's marts
     # Spark's tables under root/spark, built by the cluster's executors: the folder is a local path every process
     # on this machine sees (on a real cluster, shared storage).
-    spark = replace(duck, dbt_target="spark", spark_master=spark_cluster.master_url)
+    spark = replace(duck, dbt_target="spark", spark_master=spark_master)
     split = demo.start_date + timedelta(days=FIRST_WINDOW_DAYS)
     results = []
     environ = dict(os.environ)  # the dbt asset hands dbt its variables through it: restored for later tests
@@ -160,11 +167,15 @@ def test_both_engines_build_every_model_and_pass_every_test(parity):
         assert [e.check_name for e in evaluations if not e.passed] == []
 
 
-def test_dbt_ran_on_the_cluster(parity, spark_cluster):  # noqa: ARG001 (parity: after both builds)
+def test_dbt_ran_on_the_cluster(parity, request):  # noqa: ARG001 (parity: after both builds)
     """Each dbt run on Spark was an application of the cluster with an executor on each worker."""
-    apps = spark_cluster.executors()
+    if request.config.getoption("--spark-master") != "cluster":
+        pytest.skip("--spark-master: not on the standalone cluster")
+    spark_cluster = request.getfixturevalue("spark_cluster")
+    apps = spark_cluster.workers_by_app()
     assert len(apps) >= 2, apps  # the two dbt builds (and the Python readers' sessions, when they ran first)
-    assert all(len(executors) == 2 for executors in apps.values()), apps
+    assert all(workers == {"worker-1", "worker-2"} for workers in apps.values()), apps
+    assert all(len(executors) >= 2 for executors in spark_cluster.executors().values())
 
 
 def test_every_table_is_the_same_on_spark(parity):
@@ -183,6 +194,9 @@ def test_every_table_is_the_same_on_spark(parity):
         assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
         assert spark.sparkContext.master == spark_settings.spark_master
         assert spark.conf.get("spark.sql.warehouse.dir").endswith(str(spark_settings.spark_dir / "warehouse"))
+        # The folder's metastore, a copy of the machine's template, locates `default` in the folder's warehouse.
+        location = dict(spark.sql("describe database default").collect())["Location"]
+        assert location.removeprefix("file:") == str(spark_settings.spark_dir / "warehouse"), location
     finally:
         con.close()
         stop_spark_session()
@@ -311,6 +325,33 @@ def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
             elif not duck[column].astype(str).equals(spark[column].astype(str)):
                 problems.append(f"{table}.{column}")
     assert problems == [], problems
+
+
+def test_the_twins_fold_runs_as_spark_tasks_a_bucket_each_with_duckdbs_result(parity):
+    """The twins' fold of every landed interaction, as Spark tasks over 3 user-hash buckets (the executors' Python
+    calling state.fold) into a Spark table, equals the fold of the same evidence on DuckDB's marts."""
+    from dagster_twins.twins import store
+    from dagster_twins.twins.spark_fold import STATE_TABLE, fold_on_spark
+    from dagster_twins.twins.state import STATE_COLUMNS, empty_state, fold
+    from dagster_twins.warehouse.buckets import DuckDBReader
+    from dagster_twins.warehouse.spark import spark_session, stop_spark_session
+
+    duck_settings, spark_settings, _ = parity
+    end = END + timedelta(days=1)
+    con = duckdb.connect(str(duck_settings.warehouse_path), read_only=True)
+    try:
+        evidence = store.landed_evidence(DuckDBReader(con), None, end)
+    finally:
+        con.close()
+    expected = fold(empty_state(), None, evidence, END, 60.0)[STATE_COLUMNS]
+    spark = spark_session(spark_settings.spark_dir, overrides=spark_settings.spark_environ())
+    try:
+        rows = fold_on_spark(spark, end, 60.0, buckets=3)
+        folded = normalized(spark.table(STATE_TABLE).toArrow())
+    finally:
+        stop_spark_session()
+    assert rows == len(expected) > 100
+    assert differences(STATE_TABLE, normalized(pa.Table.from_pandas(expected, preserve_index=False)), folded) == []
 
 
 def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,11 @@ def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None,
     builder = SparkSession.builder.enableHiveSupport()
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    # Python work in Spark tasks (warehouse/spark_tasks.py) runs in this interpreter's environment: PySpark gives
+    # each Python function the context's interpreter, else PYSPARK_PYTHON or whatever `python3` is on the PATH.
+    session.sparkContext.pythonExec = sys.executable
+    return session
 
 
 def stop_spark_session() -> None:

@@ -20,6 +20,7 @@ context kills every group, so nothing outlives it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,6 +51,15 @@ class LocalCluster:
         application ran on the cluster, not in its driver's JVM."""
         work = self.workdir / "work"
         return {app.name: sorted(e.name for e in app.iterdir()) for app in sorted(work.glob("app-*"))}
+
+    def workers_by_app(self) -> dict[str, set[str]]:
+        """The workers (``worker-<n>``) that launched an executor of each application, from their logs. An
+        executor lost and replaced (a worker that missed its heartbeats) adds no worker."""
+        out: dict[str, set[str]] = {}
+        for log in sorted(self.workdir.glob("worker-*.log")):
+            for app in re.findall(r"Asked to launch executor (app-[\w-]+)/\d+", log.read_text(errors="replace")):
+                out.setdefault(app, set()).add(log.stem)
+        return out
 
 
 def spark_class() -> Path:
@@ -124,14 +134,21 @@ def _stop(processes: list[subprocess.Popen], settle_seconds: float = 30) -> None
 
 @contextmanager
 def standalone_cluster(workdir: Path, workers: int = 2, cores: int = 1, memory: str = "1g",
-                       startup_seconds: float = 600) -> Iterator[LocalCluster]:
+                       startup_seconds: float = 600, daemon_memory: str = "256m",
+                       worker_timeout_seconds: int = 600) -> Iterator[LocalCluster]:
     """A master and ``workers`` workers (``cores`` cores and ``memory`` each) on 127.0.0.1, their logs and work
     folders under ``workdir``; yields the cluster (its master URL, ``spark://127.0.0.1:<port>``) once every worker
-    has registered, and stops them all on exit. ``startup_seconds`` bounds only the wait for a daemon that neither
-    comes up nor exits (a loaded machine takes tens of seconds)."""
+    has registered, and stops them all on exit. ``daemon_memory`` is each daemon's own heap; a worker missing its
+    heartbeats for ``worker_timeout_seconds`` is dropped by the master. ``startup_seconds`` bounds only the wait
+    for a daemon that neither comes up nor exits (a loaded machine takes tens of seconds)."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(workdir / "logs"),
-           "SPARK_WORKER_DIR": str(workdir / "work"), "SPARK_NO_DAEMONIZE": "1"}
+           "SPARK_WORKER_DIR": str(workdir / "work"), "SPARK_NO_DAEMONIZE": "1",
+           # The daemons themselves are small (the executors get ``memory``); their default heap is 1 GB each.
+           "SPARK_DAEMON_MEMORY": daemon_memory,
+           # On a machine this loaded (tests beside other work) the master once heard no worker heartbeat for 60 s,
+           # Spark's default, dropped both workers and relaunched every executor of the running build.
+           "SPARK_MASTER_OPTS": f"-Dspark.worker.timeout={worker_timeout_seconds}"}
     # The daemons have no use for the web UIs; they still need ports, so free ones rather than 8080/8081.
     port = free_port()
     master_url = f"spark://127.0.0.1:{port}"

@@ -117,7 +117,8 @@ def template(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
                 output = (built.stdout + built.stderr)[-3000:]
                 raise MetastoreError(f"Building the template metastore failed:\n{output}")
             # A clean shutdown: no recovery log to replay, no lock file, in every copy.
-            run_ij(_connect(metastore_db(spark_dir), shutdown="true") + "exit;\n", Path(work))
+            db_built = metastore_db(spark_dir)
+            run_ij(_connect(db_built) + _connect(db_built, shutdown="true") + "exit;\n", Path(work))
             (metastore_db(spark_dir) / "db.lck").unlink(missing_ok=True)
             staged = Path(work) / "done"
             staged.mkdir()
