@@ -3,14 +3,15 @@
 Spark here is a real standalone cluster (the ``spark_cluster`` session fixture: a master and two one-core workers
 on 127.0.0.1, started from the pinned pyspark's launchers and stopped after the session): the dbt runs and the
 Python layers' reads are applications on it, their tasks in the workers' executors. Run alone with
-``pytest -m spark``.
+``pytest -m spark``; ``--spark-master 'local[2]'`` runs the Spark side in a local session instead.
 
 A small demo (200 users, 45 days) is ingested and transformed in two steps, each through the Dagster job and the
 real dbt CLI (`dbt build`: every model, seed and test) on both engines: the first 30 landing days, then the last
 15 as an incremental run with the landing-day window the Dagster partitions pass (late rows of the first window
 land in the second, so the incremental models re-aggregate old days). Then every mart, the intermediate tables
 and the interaction stream are compared row by row: same rows, numbers within float tolerance, same timestamps.
-Spark's results are read through ``spark_engine.spark_session``, the session Python code uses.
+Spark's results are read through ``spark_engine.spark_session``, the session Python code uses. The Python layers
+run on both engines' marts, and the twins' fold runs as Spark tasks, a bucket each, against DuckDB's fold.
 
 Spark is an optional dependency group, but CI installs it (make test depends on make setup-spark): without
 pyspark or Java these tests fail, they do not skip.
