@@ -111,6 +111,9 @@ class Settings:
     # fitted on at most this many randomized users per campaign (a random sample; everyone is scored).
     uplift_horizon_days: int = 60
     uplift_max_fit_users: int = 200_000
+    # Campaign effects (simulation.campaign_effects) and per-user effects are re-estimated when their inputs
+    # changed and the stored estimate is this many days old; a day with unchanged inputs always reuses it.
+    effects_refit_every_days: int = 7
     # The raw tables' freshness checks (automation.build_source_freshness), as dbt's source rules: days since the
     # last load before a warning, and before an error.
     source_freshness_warn_days: int = 2
@@ -222,6 +225,7 @@ FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sourc
               "discount_rate": "discount_rate", "purchase_refit_every_days": "purchase_refit_every_days",
               "purchase_fit_max_users": "purchase_fit_max_users",
               "uplift_horizon_days": "uplift_horizon_days", "uplift_max_fit_users": "uplift_max_fit_users",
+              "effects_refit_every_days": "effects_refit_every_days",
               "source_freshness_warn_days": "source_freshness_warn_days",
               "source_freshness_error_days": "source_freshness_error_days",
               "api_host": "api_host", "api_port": "api_port", "api_token": "api_token", "online_dir": "online_dir",
@@ -238,8 +242,8 @@ _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING
 _PATHS = {"warehouse_path", "landing_dir", "sources_config", "scenarios_dir", "expectations_dir", "serving_path",
           "spark_dir_override", "online_dir", "api_read_store"}
 _POSITIVE_INTS = {"inactivity_days", "feature_window_days", "purchase_refit_every_days", "purchase_fit_max_users",
-                  "uplift_horizon_days", "uplift_max_fit_users", "source_freshness_warn_days",
-                  "source_freshness_error_days", "spark_shuffle_partitions"}
+                  "uplift_horizon_days", "uplift_max_fit_users", "effects_refit_every_days",
+                  "source_freshness_warn_days", "source_freshness_error_days", "spark_shuffle_partitions"}
 
 
 def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:

@@ -64,3 +64,24 @@ def test_planted_hazard_ratio_is_recovered():
     se = cox.coef_se[0] / design.sds["x"]
     assert per_unit - 2 * se < 0.7 < per_unit + 2 * se
     assert concordance(duration.to_numpy(), cox.linear_predictor(xs.to_numpy()), event.to_numpy()) > 0.6
+
+
+def test_top_drivers_name_the_largest_terms_as_the_row_loop_did():
+    """The vectorized drivers against the plain per-row reading of the definition."""
+    from dagster_twins.churn.forecast import CHURN, QuestionModel, readable, top_drivers
+
+    rng = np.random.default_rng(4)
+    columns = ["events_per_day", "days_since_last_active", "plan=pro", "open_tickets"]
+    model = SurvivalModel(kind="cox", columns=columns, coef=np.array([-0.8, 0.5, 0.0, 0.3]), center=np.zeros(4),
+                          baseline_times=np.arange(1.0, 10.0), baseline_cumhaz=0.01 * np.arange(1.0, 10.0))
+    x = rng.normal(size=(500, 4))
+    x[:50, 3] = 0.0  # a term of exactly zero is left out
+    drivers = top_drivers(QuestionModel(CHURN, model, None), x)
+    contrib = model.contributions(x)
+    for i in range(len(x)):
+        order = np.argsort(-np.abs(contrib[i]))[:3]
+        expected = "; ".join(f"{readable(columns[j], x[i, j] > 0)} "
+                             f"({'raises churn risk' if contrib[i, j] > 0 else 'lowers churn risk'})"
+                             for j in order if abs(contrib[i, j]) > 1e-9)
+        assert drivers[i] == expected
+    assert top_drivers(QuestionModel(CHURN, model, None), x[:0]) == []

@@ -56,12 +56,17 @@ def test_a_recent_fit_is_reused_for_daily_scoring(built_copy):
     """Refit weekly, score daily: a second run within refit_every_days scores with the stored fit."""
     copy, demo = built_copy
     before = _read(copy.warehouse_path, "select * from churn.churn_predictions order by user_id")
+    # The calibration plot is the fit's: drawn when the fit is made, reused by the days that score with it.
+    plot = copy.reports_dir / f"churn_calibration_{demo.end_date}.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    plot.write_bytes(b"drawn by the fit")
     result = run_pipeline(copy, demo.start_date, demo.end_date, instance=dg.DagsterInstance.ephemeral(), layer="churn")
     assert result.success
     modes = [m.metadata["mode"].value for m in
              (e.event_specific_data.materialization for e in result.get_asset_materialization_events())
              if "mode" in m.metadata]
     assert modes and modes[0].startswith("scored with the fit of")
+    assert plot.read_bytes() == b"drawn by the fit"
     assert len(_read(copy.warehouse_path, "select * from churn.churn_models")) == 1  # no second fit stored
     after = _read(copy.warehouse_path, "select * from churn.churn_predictions order by user_id")
     pd.testing.assert_frame_equal(before, after)

@@ -18,13 +18,16 @@ from dagster_twins.settings import DBT_PROJECT_DIR, OFFLINE_ENV
 KEY_TESTS = ["fct_events,test_name:unique", "fct_user_daily_dimension_counts,test_name:unique_combination_of_columns"]
 
 
-def _key_tests(settings, window: dict[str, str], target: Path) -> dict[str, str]:
-    """Run the two key tests with this window; each test's status by its model."""
+def _key_tests(settings, window: dict[str, str], target: Path, via: str = "vars") -> dict[str, str]:
+    """Run the two key tests with this window, given as dbt vars (by hand) or as Dagster passes it (``via``
+    "environment": TWINS_DBT_MIN_DATE / _MAX_DATE); each test's status by its model."""
     dbt = Path(sys.executable).parent / "dbt"
-    command = [str(dbt), "test", "--select", *KEY_TESTS, "--vars", json.dumps(window), "--profiles-dir", ".",
-               "--target-path", str(target), "--log-path", str(target)]
+    given = {f"TWINS_DBT_{k.upper()}": v for k, v in window.items()} if via == "environment" else {}
+    command = [str(dbt), "test", "--select", *KEY_TESTS, "--vars", json.dumps({} if given else window),
+               "--profiles-dir", ".", "--target-path", str(target), "--log-path", str(target)]
     done = subprocess.run(command, cwd=DBT_PROJECT_DIR, capture_output=True, text=True,
-                          env={**os.environ, **OFFLINE_ENV, **settings.dbt_environ()})
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("TWINS_DBT_")},
+                               **OFFLINE_ENV, **settings.dbt_environ(), **given})
     results = [r for r in json.loads((target / "run_results.json").read_text())["results"]
                if r["unique_id"].startswith("test.")]  # not the on-run-start hook
     assert len(results) == 2, done.stdout[-2000:]
@@ -43,6 +46,8 @@ def test_key_tests_read_the_rows_the_run_wrote(built_copy, tmp_path):
                 "where activity_date = ? limit 1", [demo.start_date])
     con.close()
     assert _key_tests(settings, day, tmp_path / "day") == {"fct_events": "pass", "dimension_counts": "pass"}
+    assert _key_tests(settings, day, tmp_path / "day_env", via="environment") == {"fct_events": "pass",
+                                                                                   "dimension_counts": "pass"}
     assert _key_tests(settings, {}, tmp_path / "all") == {"fct_events": "fail", "dimension_counts": "fail"}
 
     # The same duplicates within the window: the day's tests see them.
@@ -52,3 +57,26 @@ def test_key_tests_read_the_rows_the_run_wrote(built_copy, tmp_path):
                 "where activity_date = ? limit 1", [last])
     con.close()
     assert _key_tests(settings, day, tmp_path / "day_again") == {"fct_events": "fail", "dimension_counts": "fail"}
+    assert _key_tests(settings, day, tmp_path / "day_env_again", via="environment") == {"fct_events": "fail",
+                                                                                         "dimension_counts": "fail"}
+
+
+def test_a_build_leaves_its_parse_state_to_the_next_and_the_window_outside_dbt_vars(tmp_path):
+    # The next build parses only what changed when it starts from this build's state (same vars and profile);
+    # the window goes through the environment, so the vars stay the same from day to day.
+    from types import SimpleNamespace
+
+    from dagster_twins.transform.assets import dbt_window_env, keep_partial_parse
+
+    build, project = tmp_path / "build", tmp_path / "project"
+    build.mkdir()
+    project.mkdir()
+    keep_partial_parse(SimpleNamespace(target_path=build), project)  # a failed parse leaves nothing: no-op
+    assert not (project / "partial_parse.msgpack").exists()
+    (build / "partial_parse.msgpack").write_bytes(b"state")
+    keep_partial_parse(SimpleNamespace(target_path=build), project)
+    assert (project / "partial_parse.msgpack").read_bytes() == b"state" and list(project.iterdir()) == [
+        project / "partial_parse.msgpack"]  # no temporary file left
+    tags = {"dagster/asset_partition_range_start": "2026-03-01", "dagster/asset_partition_range_end": "2026-03-02"}
+    assert dbt_window_env(tags) == {"TWINS_DBT_MIN_DATE": "2026-03-01", "TWINS_DBT_MAX_DATE": "2026-03-03"}
+    assert dbt_window_env({}) == {}

@@ -58,6 +58,33 @@ def test_row_counts_are_held_against_the_previous_run():
     assert not row_count_verdict(events, 1, 1, (1_000, 1))["success"]
 
 
+def test_an_updated_suite_validates_the_rows_the_run_wrote_and_counts_the_table(tmp_path):
+    # The twins' suites validate the users a run summarized (a day's run: those with new evidence); the row count
+    # held against the previous run stays the whole table's.
+    from datetime import date
+
+    from dagster_twins.quality.checks import _rows_to_validate
+
+    suite = load_suite_file(PROJECT_ROOT / "expectations" / "twins_user_twins.json")
+    assert (suite.rows, suite.updated_column) == ("updated", "last_updated")
+    con = connect(tmp_path / "w.duckdb")
+    try:
+        con.execute("create schema twins")
+        con.execute("create table twins.user_twins as select 'u' || i as user_id, "
+                    "timestamp '2026-03-01' + to_days(i % 3) as last_updated from range(9) t(i)")
+        frame, rows, _ = _rows_to_validate(con, suite, (date(2026, 3, 3), date(2026, 3, 4)))
+        assert rows == 9 and sorted(frame["user_id"]) == ["u2", "u5", "u8"]
+        frame, rows, _ = _rows_to_validate(con, suite, None)  # a run without days: every row
+        assert rows == len(frame) == 9
+    finally:
+        con.close()
+    raw = json.loads((PROJECT_ROOT / "expectations" / "twins_user_twins.json").read_text())
+    del raw["meta"]["dagster_twins"]["updated_column"]
+    (tmp_path / "bad.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="updated_column"):
+        load_suite_file(tmp_path / "bad.json")
+
+
 def test_the_run_reports_every_check_and_the_browser_renders_it(built):
     settings, result, _ = built
     evaluations = result.get_asset_check_evaluations()

@@ -156,8 +156,9 @@ def _differences(sql, ref, path="") -> list[str]:
 
 
 def test_the_columnar_documents_equal_the_python_builder_on_every_user(built):
-    # The asset builds every document in DuckDB SQL (document_sql.py); the Python builder (the online refold's and
-    # the as-of route's) is the reference: same fields, same order of categories and scenarios, same text.
+    # The asset builds every document in DuckDB SQL (document_sql.py): parts and a view; the Python builder (the
+    # online refold's and the as-of route's) is the reference: same fields, same order of categories and
+    # scenarios, same text.
     from dagster_twins.twins import store
     from dagster_twins.twins.document import build_documents
 
@@ -165,7 +166,7 @@ def test_the_columnar_documents_equal_the_python_builder_on_every_user(built):
     con = connect(settings.warehouse_path, read_only=True)
     try:
         stored = dict(con.sql("select user_id, document from twins.user_documents").fetchall())
-        halves = [con.sql(store.documents_query(con, (k, 2))).df() for k in range(2)]
+        halves = [con.sql(store.documents_query(con, f"hash(user_id) % 2 = {k}")).df() for k in range(2)]
         reference = {d["user_id"]: d for d in build_documents(**store.document_inputs(con, (0, 1)))}
     finally:
         con.close()
@@ -174,3 +175,52 @@ def test_the_columnar_documents_equal_the_python_builder_on_every_user(built):
     assert differences == [], differences[:10]
     sample = next(iter(reference.values()))
     assert stored[sample["user_id"]] == to_json(json.loads(stored[sample["user_id"]]))  # sorted keys, compact
+
+
+def test_a_day_rebuilds_the_document_parts_of_the_users_summarized_again_only(built_copy):
+    # A day's documents cost the users with new evidence: the others' parts (beliefs and roll-up as of their last
+    # update) are kept byte for byte, and every document still equals the Python builder's.
+    from datetime import timedelta
+
+    import dagster as dg
+
+    from dagster_twins.location import build_definitions
+    from dagster_twins.twins import store
+    from dagster_twins.twins.document import build_documents
+
+    local, demo = built_copy
+    job = build_definitions(local).resolve_job_def("twins_pipeline")
+    keys = [dg.AssetKey(["twins", "user_beliefs"]), dg.AssetKey(["twins", "user_twins"])]
+
+    def twins_then_parts(tags: dict[str, str], since: date | None) -> tuple[int, pd.DataFrame]:
+        assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=keys,
+                                      tags=tags).success
+        con = connect(local.warehouse_path)
+        try:
+            stale = store.stale_document_users(con, since)
+            assert sum(store.write_document_parts(con, (k, 2)) for k in range(2)) == stale
+            store.create_documents_view(con)
+            return stale, con.sql(f"select * from twins.{store.PARTS} order by user_id").df()
+        finally:
+            con.close()
+
+    day_before = demo.end_date - timedelta(days=1)
+    _, before = twins_then_parts({"dagster/asset_partition_range_start": demo.start_date.isoformat(),
+                                  "dagster/asset_partition_range_end": day_before.isoformat()}, None)
+    stale, after = twins_then_parts({"dagster/partition": demo.end_date.isoformat()}, demo.end_date)
+    con = connect(local.warehouse_path)
+    try:
+        touched = {r[0] for r in con.execute("select user_id from twins.user_twins where last_updated = ?",
+                                             [demo.end_date]).fetchall()}
+        stored = dict(con.sql("select user_id, document from twins.user_documents").fetchall())
+        reference = {d["user_id"]: d for d in build_documents(**store.document_inputs(con, (0, 1)))}
+        assert store.stale_document_users(con, demo.end_date + timedelta(days=1)) == 0  # nothing left to rebuild
+    finally:
+        con.close()
+    assert 0 < stale == len(touched) < len(after)
+    kept = before[~before["user_id"].isin(touched)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, after[~after["user_id"].isin(touched)].reset_index(drop=True))
+    assert (after.loc[after["user_id"].isin(touched), "as_of"] == pd.Timestamp(demo.end_date)).all()
+    assert sorted(stored) == sorted(reference)
+    differences = [d for user, doc in reference.items() for d in _differences(json.loads(stored[user]), doc)]
+    assert differences == [], differences[:10]

@@ -39,6 +39,7 @@ class DayFit:
     metrics: pd.DataFrame
     fitted_on: date
     mode: str
+    new: bool = False  # made in this run (not a stored fit)
 
 
 def current_fit(con: duckdb.DuckDBPyConnection, reader: BucketReader, as_of: date, policy: RefitPolicy,
@@ -57,7 +58,7 @@ def current_fit(con: duckdb.DuckDBPyConnection, reader: BucketReader, as_of: dat
     store.save_fit(con, fit, as_of)
     mode = (f"refit on {fit.run.training_rows:,} landmark rows of {fit.sampled_users:,} sampled users "
             f"(1 of {fit.sample_buckets} user buckets; {fit.population:,} users known), {fit.run.landmarks} landmarks")
-    return DayFit(fit.forecast, fit.run.metrics, as_of, mode)
+    return DayFit(fit.forecast, fit.run.metrics, as_of, mode, new=True)
 
 
 class ScoreTally:

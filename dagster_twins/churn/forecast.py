@@ -255,10 +255,17 @@ def top_drivers(qm: QuestionModel, x: np.ndarray, k: int = 3) -> list[str]:
     order = np.argsort(-np.abs(contrib), axis=1)[:, :k]
     effect = {CHURN: ("raises churn risk", "lowers churn risk"), RETURN: ("makes a return likelier",
                                                                          "makes a return less likely")}[qm.question]
-    names = qm.model.columns
-    out = []
-    for i in range(len(x)):
-        parts = [f"{readable(names[j], z[i, j] > 0)} ({effect[0] if contrib[i, j] > 0 else effect[1]})"
-                 for j in order[i] if abs(contrib[i, j]) > 1e-9]
-        out.append("; ".join(parts))
-    return out
+    # Every (column, above the centre, raises) phrase once, picked per row by index: no Python loop over users
+    # (the loop took about 5% of daily scoring; 0.5 s a day at 100,000 users).
+    phrases = np.array([f"{readable(name, above)} ({effect[0] if raises else effect[1]})"
+                        for name in qm.model.columns for above in (False, True) for raises in (False, True)],
+                       dtype=object)
+    rows = np.arange(len(x))[:, None]
+    picked = contrib[rows, order]
+    code = order * 4 + (z[rows, order] > 0) * 2 + (picked > 0)
+    parts = np.where(np.abs(picked) > 1e-9, phrases[code], "")
+    out = parts[:, 0] if len(x) else np.array([], dtype=object)
+    for j in range(1, parts.shape[1]):
+        nxt = parts[:, j]
+        out = np.where(nxt == "", out, np.where(out == "", nxt, out + "; " + nxt))
+    return list(out)

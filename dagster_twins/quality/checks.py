@@ -14,6 +14,7 @@ from dagster_twins.metadata import md_table
 from dagster_twins.partitions import run_window, window_dates
 from dagster_twins.quality.gx import SuiteFile, load_suite_files, row_count_verdict, validate
 from dagster_twins.warehouse.resources import WarehouseResource
+from dagster_twins.warehouse.sql import quote_ident
 from dagster_twins.warehouse.tables import relation_exists, replace_rows, table_exists
 
 SCHEMA = "quality"
@@ -28,15 +29,22 @@ def gx_store_dir(warehouse: WarehouseResource) -> Path:
 
 def _rows_to_validate(con: duckdb.DuckDBPyConnection, suite: SuiteFile,
                       window: tuple[date, date] | None) -> tuple[pd.DataFrame, int, int]:
-    """The rows the suite validates (a sample above MAX_VALIDATED_ROWS), their exact count and landing days."""
+    """The rows the suite validates (a sample above MAX_VALIDATED_ROWS), the table's exact count (of the window's
+    rows for a ``landing_window`` suite) and landing days. An ``updated`` suite validates the rows the run wrote
+    (``updated_column`` on or after the window's first day; every row without a window): a daily run's twins are
+    the users with new evidence, the others' rows were validated when they were written."""
     where, params = "1 = 1", []
     if suite.rows == "landing_window" and window is not None:
         where, params = f"{RAW_LANDING_DATE} >= ? and {RAW_LANDING_DATE} < ?", list(window)
+    elif suite.rows == "updated" and window is not None:
+        where, params = f"{quote_ident(suite.updated_column)} >= ?", [window[0]]
     rows, days = con.execute(
         f"select count(*), count(distinct {RAW_LANDING_DATE}) from {suite.table} where {where}"
-        if suite.rows == "landing_window" else f"select count(*), 1 from {suite.table}", params).fetchone()
+        if suite.rows == "landing_window" else f"select count(*), 1 from {suite.table}",
+        params if suite.rows == "landing_window" else []).fetchone()
     query = f"select * from {suite.table} where {where}"
-    if rows > MAX_VALIDATED_ROWS:
+    chosen = rows if suite.rows != "updated" else con.execute(f"select count(*) from ({query})", params).fetchone()[0]
+    if chosen > MAX_VALIDATED_ROWS:
         query = f"select * from ({query}) using sample reservoir({MAX_VALIDATED_ROWS} rows) repeatable (7)"
     return con.execute(query, params).df(), int(rows), int(days)
 

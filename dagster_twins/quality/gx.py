@@ -30,7 +30,8 @@ class SuiteFile:
     table: str
     asset: list[str]
     blocking: bool
-    rows: str = "all"
+    rows: str = "all"  # all, landing_window (raw tables) or updated (the rows the run wrote: updated_column)
+    updated_column: str = ""
     optional: bool = False  # its asset may be absent (built from configuration, e.g. only with scenario specs)
     why: str = ""
     row_count_vs_previous: dict = field(default_factory=dict)
@@ -41,10 +42,14 @@ def load_suite_file(path: Path) -> SuiteFile:
     settings = raw.get("meta", {}).get("dagster_twins")
     if not settings or "table" not in settings or "asset" not in settings:
         raise ValueError(f"{path}: meta.dagster_twins.table and .asset are required")
+    rows = settings.get("rows", "all")
+    if rows not in ("all", "landing_window", "updated") or (rows == "updated") != bool(settings.get("updated_column")):
+        raise ValueError(f"{path}: meta.dagster_twins.rows is all, landing_window, or updated with updated_column "
+                         f"(the column of the day a row was written); got rows={rows!r}")
     return SuiteFile(name=raw["name"], path=path, expectations=raw["expectations"], table=settings["table"],
                      asset=list(settings["asset"]), blocking=bool(settings.get("blocking", False)),
-                     rows=settings.get("rows", "all"), optional=bool(settings.get("optional", False)),
-                     why=settings.get("why", ""),
+                     rows=rows, updated_column=settings.get("updated_column", ""),
+                     optional=bool(settings.get("optional", False)), why=settings.get("why", ""),
                      row_count_vs_previous=settings.get("row_count_vs_previous", {}))
 
 

@@ -2,7 +2,10 @@
 per scenario spec, and the policy ranking across them."""
 
 
+import json
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -12,12 +15,24 @@ from dagster_twins.churn.store import covariates_as_of, latest_forecast
 from dagster_twins.metadata import md_image, md_table, rounded, table_metadata
 from dagster_twins.settings import Settings
 from dagster_twins.simulation import store
-from dagster_twins.simulation.effects import estimate_campaign_effects
+from dagster_twins.simulation.effects import experiments_day, refresh_campaign_effects
 from dagster_twins.simulation.plots import scenario_plot, targeting_plot, uplift_plot
 from dagster_twins.simulation.scenario import policy_ranking, result_frame, run_scenario, value_note
 from dagster_twins.simulation.specs import ScenarioSpec, load_specs, naming_file
 from dagster_twins.simulation.targeting import run_targeting
-from dagster_twins.simulation.uplift import CampaignEffects, UpliftConfig, UpliftUnavailable, campaign_user_effects
+from dagster_twins.simulation.uplift import (
+    FITTED,
+    CampaignEffects,
+    UpliftConfig,
+    UpliftUnavailable,
+    fit_campaign,
+    fit_fingerprint,
+    model_to_json,
+    reuse_mode,
+    stored_fit,
+    thin_reason,
+    with_active,
+)
 from dagster_twins.warehouse.resources import WarehouseResource
 
 GROUP = "simulation"
@@ -28,51 +43,80 @@ RANKING_KEY = dg.AssetKey([SCHEMA, "scenario_policy_ranking"])
 EXPERIMENTS_KEY = dg.AssetKey(["marts", "fct_campaign_experiment_assignments"])
 USER_EFFECTS_KEY = dg.AssetKey([SCHEMA, "user_treatment_effects"])
 CURVES_KEY = dg.AssetKey([SCHEMA, "uplift_curves"])
+EXPERIMENTS_SQL = "select * from marts.fct_campaign_experiment_assignments"
 RESULTS_TABLE = f"{SCHEMA}.scenario_results"  # every scenario's (and targeting policy's) rows
 # Other layers' outputs, by name: the segments read them as tables.
 PREDICTIONS_KEY = dg.AssetKey(["churn", "churn_predictions"])
 TWINS_KEY = dg.AssetKey(["twins", "user_twins"])
 
-@dg.asset(
-    key=EFFECTS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[EXPERIMENTS_KEY],
-    description="Each randomized campaign's hazard ratio on churn (treatment vs control, Cox model adjusted for "
-                "engagement before the send) with 90% and 95% intervals, over 30, 60 and 90 days of follow-up and "
-                "over all of it (followup_days empty).",
-    check_specs=[dg.AssetCheckSpec("estimates_finite_and_ordered", asset=EFFECTS_KEY,
-                                   description="Each estimable ratio is finite and > 0, inside its intervals, and "
-                                               "the 95% interval contains the 90% one.")],
-)
-def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    with warehouse.reading() as (con, reader):
-        experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
-        effects = estimate_campaign_effects(experiments)
-        if effects.empty:
-            context.log.warning("no randomized campaign (both a treatment and a control group) in the data: scenarios "
-                                "cannot use an estimated effect")
-            effects = pd.DataFrame(columns=["campaign_id", "followup_days", "estimable", "hazard_ratio"])
-        store.save_effects(con, effects)
-        table = table_metadata(con, EFFECTS_KEY)
-    estimable = effects[effects["estimable"].astype(bool)] if len(effects) else effects
-    ordered = bool(len(estimable) == 0 or (
-        (estimable["hazard_ratio"] > 0)
-        & (estimable["lower_95"] <= estimable["lower_90"]) & (estimable["lower_90"] <= estimable["hazard_ratio"])
-        & (estimable["hazard_ratio"] <= estimable["upper_90"]) & (estimable["upper_90"] <= estimable["upper_95"])
-    ).all())
-    shown = ["campaign_id", "followup_days", "hazard_ratio", "lower_90", "upper_90", "treatment_users",
-             "control_users", "treatment_churned", "control_churned", "p_value"]
-    yield dg.MaterializeResult(metadata={
-        **table, "dagster/row_count": len(effects), "randomized_campaigns": int(effects["campaign_id"].nunique()),
-        "estimates": md_table(effects[[c for c in shown if c in effects]]),
-    })
-    yield dg.AssetCheckResult(check_name="estimates_finite_and_ordered", passed=ordered,
-                              metadata={"estimable_rows": len(estimable)})
+def build_campaign_effects_asset(refit_every_days: int = 7) -> dg.AssetsDefinition:
+    """Each randomized campaign's hazard ratio, re-estimated only where its inputs changed and the stored estimate
+    is ``refit_every_days`` old (``effects.refresh_campaign_effects``)."""
+
+    @dg.asset(
+        key=EFFECTS_KEY, group_name=GROUP, kinds={"python", "duckdb"}, deps=[EXPERIMENTS_KEY],
+        description="Each randomized campaign's hazard ratio on churn (treatment vs control, Cox model adjusted for "
+                    "engagement before the send) with 90% and 95% intervals, over 30, 60 and 90 days of follow-up "
+                    "and over all of it (followup_days empty). A row is re-estimated when its inputs changed and "
+                    f"its estimate is {refit_every_days} days old (setting effects_refit_every_days); estimated_on "
+                    "says the day of each estimate, mode how it came.",
+        check_specs=[dg.AssetCheckSpec("estimates_finite_and_ordered", asset=EFFECTS_KEY,
+                                       description="Each estimable ratio is finite and > 0, inside its intervals, "
+                                                   "and the 95% interval contains the 90% one.")],
+    )
+    def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        started = time.perf_counter()
+        with warehouse.reading() as (con, reader):
+            experiments = reader.frame(EXPERIMENTS_SQL)
+            if experiments.empty:
+                context.log.warning("no randomized campaign (both a treatment and a control group) in the data: "
+                                    "scenarios cannot use an estimated effect")
+                effects = pd.DataFrame(columns=["campaign_id", "followup_days", "estimable", "hazard_ratio",
+                                                "estimated_on", "mode"])
+            else:
+                effects = refresh_campaign_effects(experiments, experiments_day(experiments),
+                                                   store.campaign_effects(con), refit_every_days)
+            store.save_effects(con, effects)
+            table = table_metadata(con, EFFECTS_KEY)
+        estimable = effects[effects["estimable"].astype(bool)] if len(effects) else effects
+        ordered = bool(len(estimable) == 0 or (
+            (estimable["hazard_ratio"] > 0)
+            & (estimable["lower_95"] <= estimable["lower_90"]) & (estimable["lower_90"] <= estimable["hazard_ratio"])
+            & (estimable["hazard_ratio"] <= estimable["upper_90"]) & (estimable["upper_90"] <= estimable["upper_95"])
+        ).all())
+        modes = effects["mode"].value_counts().to_dict() if len(effects) else {}
+        context.log.info(f"campaign effects: {len(effects)} rows, " + (", ".join(
+            f"{n} {mode}" for mode, n in modes.items()) or "none"))
+        shown = ["campaign_id", "followup_days", "hazard_ratio", "lower_90", "upper_90", "treatment_users",
+                 "control_users", "treatment_churned", "control_churned", "p_value", "estimated_on", "mode"]
+        yield dg.MaterializeResult(metadata={
+            **table, "dagster/row_count": len(effects), "randomized_campaigns": int(effects["campaign_id"].nunique()),
+            "mode": effect_modes(effects), "refit_every_days": refit_every_days,
+            "seconds": round(time.perf_counter() - started, 2),
+            "estimates": md_table(effects[[c for c in shown if c in effects]]),
+        })
+        yield dg.AssetCheckResult(check_name="estimates_finite_and_ordered", passed=ordered,
+                                  metadata={"estimable_rows": len(estimable)})
+
+    return campaign_effects
+
+
+def effect_modes(effects: pd.DataFrame) -> str:
+    """How each row came, in one line: 'estimated 4; reused: inputs unchanged 3 (estimated on 2026-06-28)'."""
+    if effects.empty:
+        return "no randomized campaign"
+    parts = []
+    for mode, rows in effects.groupby("mode", sort=True):
+        days = ", ".join(sorted({str(pd.Timestamp(d).date()) for d in rows["estimated_on"]}))
+        parts.append(f"{mode} {len(rows)} (estimated on {days})")
+    return "; ".join(parts)
 
 
 @dg.asset(
     key=SEGMENT_BASE_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[PREDICTIONS_KEY, TWINS_KEY],
-    description="View: one row per active user with what scenario segments filter on (churn prediction and its "
-                "percentile, twin, recent behaviour, open tickets). Query it to size a segment before writing a "
-                "spec.",
+    description="One row per active user with what scenario segments filter on (churn prediction and its "
+                "percentile, twin, recent behaviour, open tickets), as of the predictions' day: a table written "
+                "once a run, which every scenario reads. Query it to size a segment before writing a spec.",
 )
 def user_segment_base(warehouse: WarehouseResource) -> dg.MaterializeResult:
     con = warehouse.connect()
@@ -133,14 +177,14 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
                 raise dg.Failure("no stored churn model for the current predictions: materialize churn first")
             forecast, fitted_on, as_of = latest
             segment_base = store.segment_base(con)
-            experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
             buckets = warehouse.buckets(store.scored_users(con))
             context.log.info(f"{spec.name}: {spec.draws} draws of the churn model fitted on "
                              f"{fitted_on.date()} over {len(segment_base):,} active users, read in {buckets} "
                              f"bucket(s)")
             with naming_file(path):
                 run = run_scenario(spec, forecast.churn_model, forecast.churn_matrix,
-                                   store.active_covariates(con, buckets), segment_base, experiments)
+                                   store.active_covariates(con, buckets), segment_base,
+                                   lambda: reader.frame(EXPERIMENTS_SQL), store.campaign_effects(con), as_of.date())
             if run.result["status"] == "skipped":  # the reason names the spec's file, as its errors do
                 run.result["status_reason"] = f"{path.name}: {run.result['status_reason']}"
             stamp = {"as_of": as_of, "fitted_on": fitted_on}
@@ -181,28 +225,67 @@ def build_scenario_asset(spec: ScenarioSpec, path: Path) -> dg.AssetsDefinition:
     return _scenario
 
 
-def estimate_user_effects(reader, experiments: pd.DataFrame, active: pd.DataFrame, buckets: int,
-                          config: UpliftConfig, log) -> tuple[list[tuple[str, CampaignEffects]], dict[str, str]]:
-    """Every randomized campaign's per-user effects, from each user's covariates as of its send day: the
-    (campaign, effects) estimated and the campaigns skipped, with the reason."""
+def estimate_user_effects(reader, experiments: pd.DataFrame, active: pd.DataFrame | Callable[[], pd.DataFrame],
+                          buckets: int, config: UpliftConfig, log, stored: dict[str, dict] | None = None,
+                          refit_every_days: int = 1) -> tuple[list[tuple[str, CampaignEffects]], dict[str, str]]:
+    """Every randomized campaign's per-user effects: the (campaign, effects) estimated and the campaigns skipped,
+    with the reason. A campaign's ``stored`` fit (``store.stored_uplift_fits``) is reused when ``uplift.reuse_mode``
+    allows (its info says how: ``fit``); else it is fitted from each user's covariates as of its send day (a pass
+    over the population's history, skipped when the campaign is too thin whatever they are). Either way today's
+    active users (``active``, or a function reading them: called only when a campaign has a fit) are scored with
+    the campaign's model."""
     results, skipped = [], {}
+    today = pd.Timestamp(experiments_day(experiments))
+    loaded: list[pd.DataFrame] = []
+
+    def active_users() -> pd.DataFrame:
+        if not loaded:
+            loaded.append(active() if callable(active) else active)
+        return loaded[0]
+
     for campaign_id, experiment in experiments.groupby("campaign_id"):
+        campaign_id = str(campaign_id)
         send_day = pd.Timestamp(experiment["sent_at"].min()).date()
-        log.info(f"{campaign_id}: {len(experiment):,} randomized users, covariates as of {send_day}; "
-                 f"{config.folds}-fold cross-fitting")
-        at_send = pd.concat(list(covariates_as_of(reader, send_day, buckets)), ignore_index=True)
-        try:
-            results.append((str(campaign_id), campaign_user_effects(str(campaign_id), experiment, at_send, active,
-                                                                    config)))
-        except UpliftUnavailable as exc:  # a gap in the data, not an error: said, and the run goes on
-            log.warning(f"skipped: {exc}")
-            skipped[str(campaign_id)] = str(exc)
+        fingerprint = fit_fingerprint(experiment, config)
+        old = (stored or {}).get(campaign_id)
+        mode = reuse_mode(old, fingerprint, today, refit_every_days)
+        if mode is not None:
+            fit = stored_fit(old)
+            log.info(f"{campaign_id}: {mode}: the fit of {fit.fitted_on.date()} scores today's active users")
+        else:
+            reason = thin_reason(campaign_id, experiment, config)
+            if reason:
+                log.warning(f"skipped: {reason}")
+                skipped[campaign_id] = reason
+                continue
+            log.info(f"{campaign_id}: {len(experiment):,} randomized users, covariates as of {send_day}; "
+                     f"{config.folds}-fold cross-fitting")
+            at_send = pd.concat(list(covariates_as_of(reader, send_day, buckets)), ignore_index=True)
+            try:
+                fit = fit_campaign(campaign_id, experiment, at_send, config, today)
+            except UpliftUnavailable as exc:  # a gap in the data, not an error: said, and the run goes on
+                log.warning(f"skipped: {exc}")
+                skipped[campaign_id] = str(exc)
+                continue
+            fit = replace(fit, info={**fit.info, "inputs_fingerprint": fingerprint})
+            mode = FITTED
+        effects = with_active(fit, active_users(), config)
+        results.append((campaign_id, replace(effects, info={**effects.info, "fit": f"{mode} (fitted on "
+                                                                                   f"{fit.fitted_on.date()})"})))
     return results, skipped
 
 
-def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
+def uplift_model_rows(results: list[tuple[str, CampaignEffects]]) -> pd.DataFrame:
+    """simulation.uplift_models: the fit behind each campaign's effects, for a later day's reuse."""
+    rows = [{"campaign_id": cid, "fitted_on": r.fit.fitted_on, "inputs_fingerprint": r.fit.info["inputs_fingerprint"],
+             "model_json": model_to_json(r.fit.model), "info_json": json.dumps(r.fit.info, default=str)}
+            for cid, r in results if r.fit is not None]
+    return pd.DataFrame(rows)
+
+
+def build_user_effects_asset(config: UpliftConfig, refit_every_days: int = 7) -> dg.AssetsDefinition:
     """Per-user effects of every randomized campaign, and the uplift curves that check them (one step, two
-    tables)."""
+    tables). A campaign's fit is reused while its inputs are unchanged, or for ``refit_every_days`` days."""
 
     @dg.multi_asset(
         specs=[
@@ -212,7 +295,10 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
                                      f"{config.horizon_days} days (P treated - P untreated; negative: the campaign "
                                      "keeps them) with a 90% interval: randomized users cross-fitted from their "
                                      "covariates as of the send (population 'randomized', with their group and "
-                                     "outcome), active users as of today (population 'active')."),
+                                     "outcome), active users as of today (population 'active'). A campaign's "
+                                     "fit (simulation.uplift_models) is reused while its inputs are unchanged or "
+                                     f"for {refit_every_days} days (setting effects_refit_every_days); fitted_on "
+                                     "says its day."),
             dg.AssetSpec(CURVES_KEY, group_name=GROUP, kinds={"duckdb"}, deps=[USER_EFFECTS_KEY],
                          description="Qini and uplift curves of targeting by estimated benefit, by churn risk and "
                                      "at random, on held-out randomized users, with 90% bootstrap bands; "
@@ -225,10 +311,11 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
     def user_treatment_effects(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         started = time.perf_counter()
         with warehouse.reading() as (con, reader):
-            experiments = reader.frame("select * from marts.fct_campaign_experiment_assignments")
+            experiments = reader.frame(EXPERIMENTS_SQL)
             buckets = warehouse.buckets(store.scored_users(con))
-            active = pd.concat(list(store.active_covariates(con, buckets)), ignore_index=True)
-            results, skipped = estimate_user_effects(reader, experiments, active, buckets, config, context.log)
+            results, skipped = estimate_user_effects(
+                reader, experiments, lambda: pd.concat(list(store.active_covariates(con, buckets)), ignore_index=True),
+                buckets, config, context.log, store.stored_uplift_fits(con), refit_every_days)
             if results:
                 effects = pd.concat([r.effects for _, r in results], ignore_index=True)
                 curves = pd.concat([r.curves for _, r in results], ignore_index=True)
@@ -237,6 +324,7 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
                 context.log.warning("no randomized campaign with enough follow-up in the data: no per-user effects")
                 effects = curves = summary = pd.DataFrame()
             store.save_user_effects(con, effects, curves, summary)
+            store.save_uplift_models(con, uplift_model_rows(results))
             tables = {key: table_metadata(con, key) for key in (USER_EFFECTS_KEY, CURVES_KEY)}
         seconds = round(time.perf_counter() - started, 2)
         plots = {f"qini_{cid}": uplift_plot(r.curves, warehouse.reports_folder / f"uplift_{cid}.png",
@@ -247,6 +335,8 @@ def build_user_effects_asset(config: UpliftConfig) -> dg.AssetsDefinition:
             **tables[USER_EFFECTS_KEY], "dagster/row_count": len(effects), "campaigns": len(results),
             "seconds": seconds,
             "horizon_days": config.horizon_days, "max_fit_users": config.max_fit_users,
+            "mode": "; ".join(f"{cid}: {r.info['fit']}" for cid, r in results) or "no campaign fitted",
+            "refit_every_days": refit_every_days,
             "fit_on_a_sample": ", ".join(cid for cid, r in results if r.info["fit_sampled"]) or "no",
             "skipped": "; ".join(skipped.values()) or "none",
             "counts": md_table(info, index=True) if len(info) else "none",
@@ -353,7 +443,8 @@ def simulation_assets(scenarios_dir: Path, settings: Settings | None = None) -> 
     specs = load_specs(scenarios_dir)
     config = UpliftConfig() if settings is None else UpliftConfig(horizon_days=settings.uplift_horizon_days,
                                                                   max_fit_users=settings.uplift_max_fit_users)
-    assets = [campaign_effects, user_segment_base, build_user_effects_asset(config)]
+    refit = Settings.effects_refit_every_days if settings is None else settings.effects_refit_every_days
+    assets = [build_campaign_effects_asset(refit), user_segment_base, build_user_effects_asset(config, refit)]
     assets += [build_targeting_asset(spec, path) if spec.targeting else build_scenario_asset(spec, path)
                for spec, path in specs.values()]
     if specs:

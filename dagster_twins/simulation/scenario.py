@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -60,12 +61,14 @@ def describe_filter(spec: ScenarioSpec) -> str:
     return " and ".join(parts) or "every active user"
 
 
-def resolve_effect(spec: ScenarioSpec, experiments: pd.DataFrame) -> HazardRatioDistribution | None:
+def resolve_effect(spec: ScenarioSpec, experiments: pd.DataFrame | Callable[[], pd.DataFrame],
+                   stored: pd.DataFrame | None = None, as_of: date | None = None) -> HazardRatioDistribution | None:
     """The hazard ratio's distribution, or None for a covariate shift (the model carries the effect). Raises
-    EffectUnavailable when the data cannot give an estimated effect."""
+    EffectUnavailable when the data cannot give an estimated effect. An estimated effect comes from ``stored``
+    (simulation.campaign_effects) when it has the campaign over the spec's horizon, estimated by ``as_of``."""
     effect = spec.intervention.effect
     if effect.kind == "estimated":
-        return estimated_distribution(experiments, effect.campaign_id, spec.horizon_days)
+        return estimated_distribution(experiments, effect.campaign_id, spec.horizon_days, stored, as_of)
     if effect.kind == "assumed":
         hr = effect.hazard_ratio
         return HazardRatioDistribution.from_interval(hr.median, hr.lower_90, hr.upper_90,
@@ -98,13 +101,17 @@ def scenario_identity(spec: ScenarioSpec, users: int, model: str) -> dict:
 def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
                  to_matrix: Callable[[pd.DataFrame], np.ndarray],
                  covariates: pd.DataFrame | Iterable[pd.DataFrame], segment_base: pd.DataFrame,
-                 experiments: pd.DataFrame) -> ScenarioRun:
+                 experiments: pd.DataFrame | Callable[[], pd.DataFrame],
+                 stored_effects: pd.DataFrame | None = None,
+                 as_of: date | None = None) -> ScenarioRun:
     """``model``: the churn model, a hazard in days since the as-of day; ``to_matrix``: its columns from raw
     covariates (the churn layer's ``Forecast.churn_matrix``); ``covariates``: the active users' raw covariates as of
     that day, whole or as disjoint buckets of users (each bucket is simulated with the same parameter draws, then
     combined); ``segment_base``: one row per active user (predictions, twin, covariates) that segments filter;
-    ``experiments``: the randomized campaign frame. A spec the data cannot serve raises ScenarioSpecError naming the
-    field (the caller names the file)."""
+    ``experiments``: the randomized campaign frame (or a function reading it); ``stored_effects``:
+    simulation.campaign_effects, whose estimate is used where it has the spec's campaign and horizon
+    (``resolve_effect``). A spec the data cannot serve raises ScenarioSpecError naming the field (the caller names
+    the file)."""
     base = segment_base.sort_values("user_id", kind="stable").reset_index(drop=True)
     value_column = value_column_for(base.columns, spec.horizon_days)
     value_of = base.set_index("user_id")[value_column] if value_column else None
@@ -114,7 +121,7 @@ def run_scenario(spec: ScenarioSpec, model: HazardModel | None,
         if model is None:
             raise EffectUnavailable("the churn layer has no model to simulate with (too few churn events to fit "
                                     "one; churn.churn_model_metrics says how many)")
-        effect = resolve_effect(spec, experiments)
+        effect = resolve_effect(spec, experiments, stored_effects, as_of)
     except EffectUnavailable as exc:
         # Not an error in the spec but a gap in the data (own data without the campaign, say): recorded as
         # skipped with the reason, so the rest of the pipeline still runs and the gap is visible.

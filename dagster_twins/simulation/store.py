@@ -1,4 +1,4 @@
-"""The simulation layer's tables: campaign effects, the segment base view, each scenario's results, their history
+"""The simulation layer's tables: campaign effects, the segment base, each scenario's results, their history
 and per-user effects, and the policy ranking. The other layers' tables it reads are named here, in SQL."""
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from dagster_twins.warehouse.tables import replace_rows, table_exists
 SCHEMA = "simulation"
 
 
-def segment_base_view(churn_horizons: list[int], purchase_columns: list[str] = ()) -> str:
+def segment_base_sql(churn_horizons: list[int], purchase_columns: list[str] = ()) -> str:
     """What segments can filter on: each active user's churn prediction at every horizon (and its percentile),
-    twin (with its purchase beliefs: ``purchase_columns`` of twins.user_twins) and recent behaviour."""
+    twin (with its purchase beliefs: ``purchase_columns`` of twins.user_twins) and recent behaviour. Written as a
+    table once a day: every scenario reads it (as a view, each of them re-ran its joins and window sorts: 0.10 s a
+    read against 0.025 s from the table at 10,000 users, loaded machine)."""
     purchases = "".join(f"t.{c}, " for c in purchase_columns)
     probabilities = ", ".join(f"p.p_churn_{h}d, percent_rank() over (order by p.p_churn_{h}d) as "
                               f"p_churn_{h}d_percentile" for h in churn_horizons)
     return f"""
-create or replace view {SCHEMA}.user_segment_base as
+create or replace table {SCHEMA}.user_segment_base as
 select
     p.user_id, p.tenure_days, {probabilities},
     p.risk_tier, p.log_hazard_ratio,
@@ -57,9 +59,14 @@ def purchase_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def refresh_segment_base(con: duckdb.DuckDBPyConnection, preview_rows: int = 5) -> tuple[int, pd.DataFrame]:
-    """(Re)create the segment base view for the churn layer's current horizons: its rows and a preview."""
+    """(Re)write the segment base table for the churn layer's current horizons: its rows and a preview. (A
+    warehouse from before it was a table has a view of that name: replaced.)"""
     con.execute(f"create schema if not exists {SCHEMA}")
-    con.execute(segment_base_view(churn_horizons(con), purchase_columns(con)))
+    kind = con.execute("select table_type from information_schema.tables where table_schema = ? and table_name = "
+                       "'user_segment_base'", [SCHEMA]).fetchone()
+    if kind is not None and kind[0] == "VIEW":
+        con.execute(f"drop view {SCHEMA}.user_segment_base")
+    con.execute(segment_base_sql(churn_horizons(con), purchase_columns(con)))
     rows = int(con.execute(f"select count(*) from {SCHEMA}.user_segment_base").fetchone()[0])
     return rows, con.execute(f"select * from {SCHEMA}.user_segment_base limit {int(preview_rows)}").df()
 
@@ -82,6 +89,13 @@ def active_covariates(con: duckdb.DuckDBPyConnection, buckets: int) -> Iterator[
 
 def save_effects(con: duckdb.DuckDBPyConnection, effects: pd.DataFrame) -> None:
     replace_rows(con, SCHEMA, "campaign_effects", effects)
+
+
+def campaign_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    """simulation.campaign_effects as it stands (None before the first run)."""
+    if not table_exists(con, SCHEMA, "campaign_effects"):
+        return None
+    return con.sql(f"select * from {SCHEMA}.campaign_effects").df()
 
 
 def save_scenario(con: duckdb.DuckDBPyConnection, name: str, result: pd.DataFrame, users: pd.DataFrame,
@@ -118,6 +132,38 @@ def save_user_effects(con: duckdb.DuckDBPyConnection, effects: pd.DataFrame, cur
     replace_rows(con, SCHEMA, "user_treatment_effects", effects)
     replace_rows(con, SCHEMA, "uplift_curves", curves)
     replace_rows(con, SCHEMA, "uplift_summary", summary)
+
+
+def save_uplift_models(con: duckdb.DuckDBPyConnection, models: pd.DataFrame) -> None:
+    """The fit behind each campaign's current per-user effects (campaign_id, fitted_on, inputs_fingerprint,
+    model_json, info_json): what a later day needs to reuse it. Replaced whole, as the effects are."""
+    if models.empty:
+        if table_exists(con, SCHEMA, "uplift_models"):
+            con.execute(f"delete from {SCHEMA}.uplift_models")
+        return
+    replace_rows(con, SCHEMA, "uplift_models", models)
+
+
+def stored_uplift_fits(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """Per campaign, its stored fit as the tables hold it: the uplift_models row (with ``fitted_on``, the model's
+    JSON, the fingerprint of its inputs) and its randomized users' rows, curves and summary of the same fit; a
+    campaign whose rows do not all carry that fit's day is left out (refitted, never mixed)."""
+    names = ("uplift_models", "user_treatment_effects", "uplift_curves", "uplift_summary")
+    if not all(table_exists(con, SCHEMA, t) for t in names):
+        return {}
+    if "fitted_on" not in {row[0] for row in con.execute(f"describe {SCHEMA}.user_treatment_effects").fetchall()}:
+        return {}  # effects from before fits were stored
+    out = {}
+    for row in con.sql(f"select * from {SCHEMA}.uplift_models").df().to_dict("records"):
+        key = [row["campaign_id"], row["fitted_on"]]
+        where = "where campaign_id = ? and fitted_on = ?"
+        randomized = con.execute(f"select * from {SCHEMA}.user_treatment_effects {where} and population = "
+                                 "'randomized'", key).df()
+        curves = con.execute(f"select * from {SCHEMA}.uplift_curves {where}", key).df()
+        summary = con.execute(f"select * from {SCHEMA}.uplift_summary {where}", key).df()
+        if len(randomized) and len(curves) and len(summary):
+            out[str(row["campaign_id"])] = {**row, "randomized": randomized, "curves": curves, "summary": summary}
+    return out
 
 
 def user_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -25,6 +25,8 @@ their bootstrap intervals are widened for that (``within_fold_ranks``, ``CROSS_F
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -403,7 +405,22 @@ def policy_scores(effects: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 EFFECT_COLUMNS = ["user_id", "campaign_id", "population", "horizon_days", "effect", "lower_90", "upper_90",
-                  "p_churn_control", "p_churn_treated", "treated", "retained", "fold", "cross_fitted", "as_of"]
+                  "p_churn_control", "p_churn_treated", "treated", "retained", "fold", "cross_fitted", "as_of",
+                  "fitted_on"]
+
+
+@dataclass(frozen=True)
+class CampaignFit:
+    """What fitting one campaign leaves, all of it fixed by the randomized users' covariates at the send and their
+    outcome within the horizon (``fit_fingerprint``): the model, the cross-fitted randomized users' rows, the
+    curves and summaries that check them, counts."""
+
+    model: UpliftModel
+    randomized: pd.DataFrame  # EFFECT_COLUMNS rows of population "randomized"
+    curves: pd.DataFrame
+    summary: pd.DataFrame
+    info: dict
+    fitted_on: pd.Timestamp  # the day the fit was made (as of the data it read)
 
 
 @dataclass(frozen=True)
@@ -412,28 +429,64 @@ class CampaignEffects:
     curves: pd.DataFrame  # uplift / Qini curves per policy on a grid of shares
     summary: pd.DataFrame  # per policy: Qini coefficient and AUUC with 90% intervals
     info: dict  # counts for metadata
+    fit: CampaignFit | None = None  # the fit behind them (stored, so a later day can reuse it)
 
 
-def campaign_user_effects(campaign_id: str, experiment: pd.DataFrame, at_send: pd.DataFrame,
-                          active: pd.DataFrame, config: UpliftConfig, replicates: int = 200) -> CampaignEffects:
-    """One randomized campaign: ``experiment`` its rows of marts.fct_campaign_experiment_assignments,
-    ``at_send`` every user's covariates as of the send day, ``active`` the active users' covariates today (scored
-    by the model fitted on all randomized users, or its bounded sample)."""
-    send_day = pd.Timestamp(experiment["sent_at"].min()).normalize()
-    usable = experiment[~experiment["churned_before_send"].astype(bool) & ~experiment["in_both_groups"].astype(bool)]
-    frame = usable[["user_id", "treated", "days_followed", "churned"]].merge(
-        at_send.drop(columns=["landmark_day"], errors="ignore"), on="user_id", how="inner").reset_index(drop=True)
+def _usable(experiment: pd.DataFrame) -> pd.DataFrame:
+    return experiment[~experiment["churned_before_send"].astype(bool) & ~experiment["in_both_groups"].astype(bool)]
+
+
+def _thin(campaign_id: str, frame: pd.DataFrame, config: UpliftConfig, of: str) -> str | None:
+    """Why ``frame`` (randomized users with ``treated``, ``days_followed``, ``churned``) is too thin to fit, or
+    None."""
     _, event = outcome(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(), config.horizon_days)
     treated = frame["treated"].to_numpy() == 1
     fewest = min(int(event[treated].sum()), int(event[~treated].sum()))
     if fewest < config.min_events_per_group:
-        raise UpliftUnavailable(f"campaign {campaign_id!r}: {fewest} churn event(s) within {config.horizon_days} days "
-                                f"of the send in its smaller group, fewer than {config.min_events_per_group} "
-                                f"(of {len(frame):,} randomized users known at the send)")
+        return (f"campaign {campaign_id!r}: {fewest} churn event(s) within {config.horizon_days} days of the send in "
+                f"its smaller group, fewer than {config.min_events_per_group} (of {len(frame):,} {of})")
     followed = int((frame["days_followed"].to_numpy(float) >= config.horizon_days).sum())
     if followed < config.min_events_per_group:
-        raise UpliftUnavailable(f"campaign {campaign_id!r}: {followed} user(s) followed for {config.horizon_days} "
-                                "days after the send so far: too soon to measure whom it keeps")
+        return (f"campaign {campaign_id!r}: {followed} user(s) followed for {config.horizon_days} days after the "
+                "send so far: too soon to measure whom it keeps")
+    return None
+
+
+def thin_reason(campaign_id: str, experiment: pd.DataFrame, config: UpliftConfig) -> str | None:
+    """Why a campaign cannot be fitted whatever its users' covariates at the send (too few churn events or users
+    followed over the horizon among all its usable randomized users), or None: checked before the covariates are
+    read, which costs a pass over the population's history."""
+    return _thin(campaign_id, _usable(experiment), config, "usable randomized users")
+
+
+def fit_fingerprint(experiment: pd.DataFrame, config: UpliftConfig) -> str:
+    """A digest of everything ``fit_campaign`` reads of a campaign apart from the covariates at the send (which
+    only the send day fixes: they use what was known by then): the send day, the configuration, and each usable
+    randomized user's group and outcome within the horizon. Equal digests, equal fits. The outcome stops changing
+    once every user has been followed for the horizon (or churned within it)."""
+    usable = _usable(experiment).sort_values("user_id", kind="stable")
+    duration, event = outcome(usable["days_followed"].to_numpy(), usable["churned"].to_numpy(), config.horizon_days)
+    frame = pd.DataFrame({"user_id": usable["user_id"].astype(str).to_numpy(),
+                          "treated": usable["treated"].to_numpy(float), "duration": duration, "event": event})
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    send_day = pd.Timestamp(experiment["sent_at"].min()).normalize()
+    digest.update(repr((str(send_day.date()), len(experiment), config)).encode())
+    return digest.hexdigest()[:32]
+
+
+def fit_campaign(campaign_id: str, experiment: pd.DataFrame, at_send: pd.DataFrame, config: UpliftConfig,
+                 fitted_on: pd.Timestamp | None = None, replicates: int = 200) -> CampaignFit:
+    """Fit one randomized campaign: ``experiment`` its rows of marts.fct_campaign_experiment_assignments,
+    ``at_send`` every user's covariates as of the send day. Cross-fitted effects of the randomized users, the
+    model fitted on all of them (or its bounded sample), and the curves on held-out users."""
+    send_day = pd.Timestamp(experiment["sent_at"].min()).normalize()
+    usable = _usable(experiment)
+    frame = usable[["user_id", "treated", "days_followed", "churned"]].merge(
+        at_send.drop(columns=["landmark_day"], errors="ignore"), on="user_id", how="inner").reset_index(drop=True)
+    reason = _thin(campaign_id, frame, config, "randomized users known at the send")
+    if reason:
+        raise UpliftUnavailable(reason)
+    fitted_on = pd.Timestamp(fitted_on) if fitted_on is not None else pd.NaT
     fit = cross_fit(frame, config)
     retained, known = retained_known(frame["days_followed"].to_numpy(), frame["churned"].to_numpy(),
                                      config.horizon_days)
@@ -443,12 +496,7 @@ def campaign_user_effects(campaign_id: str, experiment: pd.DataFrame, at_send: p
                                                                          "p_churn_control", "p_churn_treated")},
                                "treated": frame["treated"].to_numpy(float),
                                "retained": np.where(known, retained, np.nan), "fold": fit.effects["fold"].to_numpy(),
-                               "cross_fitted": True, "as_of": send_day})
-    scored = score(fit.model, active, config)
-    today = pd.Timestamp(active["as_of"].max()) if "as_of" in active and len(active) else pd.NaT
-    current = pd.DataFrame({"user_id": active["user_id"].to_numpy(), **common, "population": "active",
-                            **{c: scored[c].to_numpy() for c in scored.columns}, "treated": np.nan,
-                            "retained": np.nan, "fold": -1, "cross_fitted": False, "as_of": today})
+                               "cross_fitted": True, "as_of": send_day, "fitted_on": fitted_on})
     evaluated = randomized[known]
     curves, summary = uplift_curves(policy_scores(evaluated), evaluated["treated"].to_numpy(),
                                     evaluated["retained"].to_numpy(), replicates=replicates, seed=config.seed,
@@ -458,12 +506,81 @@ def campaign_user_effects(campaign_id: str, experiment: pd.DataFrame, at_send: p
     random = first.assign(policy="random", qini=first["random_qini"], qini_lower_90=np.nan, qini_upper_90=np.nan,
                           cumulative_uplift=first["cumulative_uplift"].iloc[-1] * first["share_targeted"],
                           uplift_rate=overall, uplift_rate_lower_90=np.nan, uplift_rate_upper_90=np.nan)
-    curves = pd.concat([curves, random], ignore_index=True).assign(**common)
+    curves = pd.concat([curves, random], ignore_index=True).assign(**common, fitted_on=fitted_on)
     summary = pd.concat([summary, pd.DataFrame([{"policy": "random", "users": len(evaluated), "qini_coefficient": 0.0,
-                                                 "auuc_over_random": 0.0}])], ignore_index=True).assign(**common)
+                                                 "auuc_over_random": 0.0}])], ignore_index=True).assign(
+        **common, fitted_on=fitted_on)
     info = {"randomized_users": len(experiment), "usable_users": len(usable), "modelled_users": len(frame),
             "unknown_at_send": len(usable) - len(frame), "evaluated_users": int(known.sum()),
             "censored_before_horizon": int((~known).sum()), "fitted_users": fit.model.fitted_users,
-            "fit_sampled": fit.sampled, "active_users_scored": len(current), "send_day": str(send_day.date()),
+            "fit_sampled": fit.sampled, "send_day": str(send_day.date()),
             "model_columns": ", ".join(fit.model.columns)}
-    return CampaignEffects(pd.concat([randomized, current], ignore_index=True)[EFFECT_COLUMNS], curves, summary, info)
+    return CampaignFit(fit.model, randomized[EFFECT_COLUMNS], curves, summary, info, fitted_on)
+
+
+def score_active(campaign_id: str, model: UpliftModel, active: pd.DataFrame, config: UpliftConfig,
+                 fitted_on: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The active users' effects today (``active``: their covariates as of today) from a campaign's model."""
+    scored = score(model, active, config)
+    today = pd.Timestamp(active["as_of"].max()) if "as_of" in active and len(active) else pd.NaT
+    return pd.DataFrame({"user_id": active["user_id"].to_numpy(), "campaign_id": campaign_id,
+                         "population": "active", "horizon_days": config.horizon_days,
+                         **{c: scored[c].to_numpy() for c in scored.columns}, "treated": np.nan,
+                         "retained": np.nan, "fold": -1, "cross_fitted": False, "as_of": today,
+                         "fitted_on": pd.Timestamp(fitted_on) if fitted_on is not None else pd.NaT})[EFFECT_COLUMNS]
+
+
+def with_active(fit: CampaignFit, active: pd.DataFrame, config: UpliftConfig) -> CampaignEffects:
+    """A campaign's fit (new or stored) with today's active users scored by its model."""
+    current = score_active(str(fit.curves["campaign_id"].iloc[0]), fit.model, active, config, fit.fitted_on)
+    return CampaignEffects(pd.concat([fit.randomized, current], ignore_index=True)[EFFECT_COLUMNS], fit.curves,
+                           fit.summary, {**fit.info, "active_users_scored": len(current)}, fit)
+
+
+def stored_fit(stored: dict) -> CampaignFit:
+    """A fit back from its tables (``simulation.store.stored_uplift_fits``' entry for one campaign)."""
+    info = json.loads(stored["info_json"])
+    return CampaignFit(model_from_json(stored["model_json"]), stored["randomized"][EFFECT_COLUMNS],
+                       stored["curves"], stored["summary"], info, pd.Timestamp(stored["fitted_on"]))
+
+
+REUSED_UNCHANGED = "reused: inputs unchanged"
+REUSED_CADENCE = "reused: within the refit cadence"
+FITTED = "fitted"
+
+
+def reuse_mode(stored: dict | None, fingerprint: str, as_of: pd.Timestamp, refit_every_days: int) -> str | None:
+    """How a campaign's stored fit may serve as of ``as_of``: unchanged inputs (the same fit a refit would give),
+    within the refit cadence (a fit fewer than ``refit_every_days`` days old), or None (refit). A fit made after
+    ``as_of`` (a backfill of an earlier day) never serves: no look-ahead."""
+    if stored is None or pd.isna(stored["fitted_on"]) or pd.Timestamp(stored["fitted_on"]) > as_of:
+        return None
+    if stored["inputs_fingerprint"] == fingerprint:
+        return REUSED_UNCHANGED
+    if (as_of - pd.Timestamp(stored["fitted_on"])).days < refit_every_days:
+        return REUSED_CADENCE
+    return None
+
+
+def campaign_user_effects(campaign_id: str, experiment: pd.DataFrame, at_send: pd.DataFrame,
+                          active: pd.DataFrame, config: UpliftConfig, replicates: int = 200,
+                          fitted_on: pd.Timestamp | None = None) -> CampaignEffects:
+    """One randomized campaign: ``experiment`` its rows of marts.fct_campaign_experiment_assignments,
+    ``at_send`` every user's covariates as of the send day, ``active`` the active users' covariates today (scored
+    by the model fitted on all randomized users, or its bounded sample)."""
+    return with_active(fit_campaign(campaign_id, experiment, at_send, config, fitted_on, replicates), active, config)
+
+
+def model_to_json(model: UpliftModel) -> str:
+    """A fitted model as JSON (stored beside its effects, so a later day can score with it)."""
+    return json.dumps({"columns": model.columns, "means": model.means.tolist(), "sds": model.sds.tolist(),
+                       "params": model.params.tolist(), "covariance": model.covariance.tolist(),
+                       "baseline_at_horizon": model.baseline_at_horizon, "horizon_days": model.horizon_days,
+                       "fitted_users": model.fitted_users})
+
+
+def model_from_json(text: str) -> UpliftModel:
+    d = json.loads(text)
+    return UpliftModel(list(d["columns"]), np.asarray(d["means"], float), np.asarray(d["sds"], float),
+                       np.asarray(d["params"], float), np.asarray(d["covariance"], float),
+                       float(d["baseline_at_horizon"]), int(d["horizon_days"]), int(d["fitted_users"]))

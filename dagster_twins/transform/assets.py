@@ -4,7 +4,9 @@
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -67,15 +69,36 @@ translator = TwinsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_ass
                                                                      enable_code_references=True))
 
 
-def dbt_window_vars(tags: Mapping[str, str]) -> dict[str, str]:
-    """The run's landing-day window as dbt vars: landing dates in [min_date, max_date).
+WINDOW_ENV = ("TWINS_DBT_MIN_DATE", "TWINS_DBT_MAX_DATE")  # read by dbt/macros/window.sql's window_bound
+
+
+def dbt_window_env(tags: Mapping[str, str]) -> dict[str, str]:
+    """The run's landing-day window for dbt: landing dates in [TWINS_DBT_MIN_DATE, TWINS_DBT_MAX_DATE).
 
     dbt models are not partitioned themselves (Dagster would record every model once per day of a
     backfill, which costs more than the models); they take the window of the partitioned run they are part
-    of. Materialized on their own, without a window, the incremental models reprocess everything.
+    of. Materialized on their own, without a window, the incremental models reprocess everything. The window goes
+    through the environment, not ``--vars``: vars are part of what dbt's partial parsing depends on, so a new
+    window every day made every run parse the whole project again.
     """
     window = run_window(tags)
-    return {"min_date": window[0].isoformat(), "max_date": window[1].isoformat()} if window else {}
+    return dict(zip(WINDOW_ENV, (window[0].isoformat(), window[1].isoformat()), strict=True)) if window else {}
+
+
+def keep_partial_parse(invocation: Any, project_target: Path) -> None:
+    """The build's parse state becomes the project's, so that the next build (dagster-dbt copies the project's
+    ``partial_parse.msgpack`` into each invocation's own target folder) parses only what changed: the state of
+    ``dbt parse`` at set-up was made without the settings' vars, and any change of vars parses everything.
+    Replaced atomically (runs may overlap); best effort, since a read-only project only loses the speed."""
+    made = Path(invocation.target_path) / "partial_parse.msgpack"
+    if not made.exists():
+        return
+    try:
+        tmp = project_target / f".partial_parse.{os.getpid()}.tmp"
+        shutil.copyfile(made, tmp)
+        os.replace(tmp, project_target / "partial_parse.msgpack")
+    except OSError:
+        pass
 
 
 DBT_OUTPUT_TAG = "twins/dbt_output"  # "file": dbt's console output goes to a file in reports/ (the CLI's default)
@@ -95,26 +118,30 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         # dbt runs in a subprocess that inherits this environment, and its profile can read nothing else: the
         # warehouse (and memory cap, Spark folder) reach it here.
-        os.environ.update(settings.dbt_environ())
-        window = dbt_window_vars(context.run.tags)
+        window = dbt_window_env(context.run.tags)
+        for key in WINDOW_ENV:
+            os.environ.pop(key, None)
+        os.environ.update({**settings.dbt_environ(), **window})
         if window:
-            context.log.info(f"dbt build for landing days {window['min_date']} .. {window['max_date']} (exclusive)")
+            context.log.info(f"dbt build for landing days {window[WINDOW_ENV[0]]} .. {window[WINDOW_ENV[1]]} "
+                             "(exclusive)")
         else:
             context.log.info("dbt build over all landed data (no landing-day window in this run)")
         if is_spark_target(dbt.target):
             prepare_spark(context, warehouse)
-        invocation = dbt.cli(["build", "--vars", json.dumps({**settings.dbt_vars(), **window})], context=context)
+        invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars())], context=context)
         events = invocation.stream() if is_spark_target(dbt.target) else with_tables(context, warehouse,
                                                                                     invocation.stream())
         if context.run.tags.get(DBT_OUTPUT_TAG) != "file":
             yield from events
-            return
-        # The command line keeps its console to progress and the summary: dbt's own output goes to a file.
-        path = warehouse.reports_folder / f"dbt_output_{context.run_id[:8]}.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        context.log.info(f"dbt's output: {path}")
-        with path.open("w") as sink, contextlib.redirect_stdout(sink):
-            yield from events
+        else:
+            # The command line keeps its console to progress and the summary: dbt's own output goes to a file.
+            path = warehouse.reports_folder / f"dbt_output_{context.run_id[:8]}.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            context.log.info(f"dbt's output: {path}")
+            with path.open("w") as sink, contextlib.redirect_stdout(sink):
+                yield from events
+        keep_partial_parse(invocation, dbt_project.project_dir / dbt_project.target_path)
 
     return dbt_models
 

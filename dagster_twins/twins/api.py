@@ -61,7 +61,7 @@ from dagster_twins.twins.online import (
 )
 from dagster_twins.twins.online_fold import refold_document, state_from_rows
 from dagster_twins.twins.state import STATE_COLUMNS
-from dagster_twins.warehouse.tables import connect, table_exists
+from dagster_twins.warehouse.tables import connect, relation_exists, table_exists
 
 BODY_LIMIT = 64 * 1024
 SEGMENT_PAGE = 1000  # most users a segment page returns
@@ -90,7 +90,7 @@ class Snapshot:
         self.con = connect(path, read_only=True)
         self._local = threading.local()
         self._priors: dict[date, Any] = {}
-        self.has_documents = table_exists(self.con, "twins", "user_documents")
+        self.has_documents = relation_exists(self.con, "twins", "user_documents")  # a view
         self.as_of: date | None = None
         if self.has_documents:
             value = self.con.execute("select max(as_of) from twins.user_documents").fetchone()[0]

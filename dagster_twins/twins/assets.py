@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 
 from dagster_twins.metadata import md_table, table_metadata
-from dagster_twins.partitions import single_run
+from dagster_twins.partitions import run_window, single_run
 from dagster_twins.run_config import with_defaults
 from dagster_twins.settings import Settings
 from dagster_twins.twins import store
@@ -19,7 +19,6 @@ from dagster_twins.twins.summarize import PriorInputs
 from dagster_twins.twins.update import BELIEFS, TWINS, CheckOutcome, TwinWriter, summarize_bucket
 from dagster_twins.warehouse.buckets import all_buckets
 from dagster_twins.warehouse.resources import WarehouseResource
-from dagster_twins.warehouse.tables import TableRewrite
 
 GROUP = "twins"
 BELIEFS_KEY = dg.AssetKey(["twins", BELIEFS])
@@ -177,7 +176,9 @@ def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         deps=list(dict.fromkeys([TWINS_KEY, *upstream])),
         description="One JSON document per user for products and AI agents: beliefs with mean, 90% interval, "
                     "confidence, evidence and why; goals, interests and preferences; churn or return probability at "
-                    "each horizon with drivers; the scenarios that would help. Schema: "
+                    "each horizon with drivers; the scenarios that would help. A view: each user's parts as of their "
+                    "last update (twins.document_parts, rebuilt only for the users summarized again) joined with the "
+                    "day's churn, value and scenarios. Schema: "
                     "dagster_twins/twins/schema/twin-document.v1.json; served by `dagster-twins serve`.",
         check_specs=[dg.AssetCheckSpec("one_valid_document_per_twin", asset=DOCUMENTS_KEY,
                                        description="Every twin has exactly one document, and a sample of 200 "
@@ -188,37 +189,36 @@ def build_documents_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
 
         started = time.perf_counter()
         validator = jsonschema.Draft202012Validator(load_schema())
+        window = run_window(context.run.tags)
         con = warehouse.connect()
         try:
             twins_count = int(con.execute(f"select count(*) from {store.SCHEMA}.{TWINS}").fetchone()[0])
-            buckets = warehouse.buckets(twins_count)
-            rewrite = TableRewrite(con, store.SCHEMA, store.DOCUMENTS)
-            sample, invalid, sizes = [], 0, []
-            for bucket in all_buckets(buckets):
-                frame = con.sql(store.documents_query(con, bucket)).df()  # columnar (document_sql.py)
-                rewrite.write(frame)
-                sizes.append(frame["document"].str.len().to_numpy())
-                for text in frame["document"].head(max(0, 200 - len(sample))):
-                    sample.append(text)
-                    invalid += 0 if validator.is_valid(json.loads(text)) else 1
-                context.log.info(f"documents of bucket {bucket[0] + 1}/{buckets}: {len(frame):,} "
+            # Only the users summarized again get new parts (their beliefs and roll-up); the view adds every user's
+            # members of the day (churn, value, what helps) when it is read.
+            stale = store.stale_document_users(con, window[0] if window else None)
+            buckets = warehouse.buckets(stale)
+            for bucket in all_buckets(buckets) if stale else ():
+                written = store.write_document_parts(con, bucket)
+                context.log.info(f"document parts of bucket {bucket[0] + 1}/{buckets}: {written:,} users "
                                  f"({time.perf_counter() - started:.0f} s so far)")
-            rows = rewrite.finish()
-            unique = int(con.execute(f"select count(distinct user_id) from {store.SCHEMA}.{store.DOCUMENTS}")
-                         .fetchone()[0]) if rows else 0
+            store.create_documents_view(con)
+            rows, unique = con.execute(f"select count(*), count(distinct user_id) from {store.SCHEMA}."
+                                       f"{store.DOCUMENTS}").fetchone()
+            sample = store.sample_documents(con, 200)
+            invalid = sum(0 if validator.is_valid(json.loads(text)) else 1 for text in sample)
             table = table_metadata(con, DOCUMENTS_KEY)
         finally:
             con.close()
-        size = np.concatenate(sizes) if sizes else np.zeros(0)
         yield dg.MaterializeResult(metadata={
-            **table, "dagster/row_count": rows, "schema_version": SCHEMA_VERSION, "user_buckets": buckets,
-            "median_bytes": int(np.median(size)) if len(size) else 0, "max_bytes": int(size.max()) if len(size) else 0,
+            **table, "dagster/row_count": int(rows), "schema_version": SCHEMA_VERSION,
+            "users_rebuilt": stale, "user_buckets": buckets,
+            "median_bytes_in_sample": int(np.median([len(t) for t in sample])) if sample else 0,
             "seconds": round(time.perf_counter() - started, 2),
             "context_example": sample and context_block(json.loads(sample[0])) or "",
         })
         yield dg.AssetCheckResult(check_name="one_valid_document_per_twin",
                                   passed=bool(rows == twins_count == unique and invalid == 0),
-                                  metadata={"documents": rows, "twins": twins_count, "distinct_users": unique,
+                                  metadata={"documents": int(rows), "twins": twins_count, "distinct_users": int(unique),
                                             "sampled": len(sample), "invalid_in_sample": invalid})
 
     return user_documents

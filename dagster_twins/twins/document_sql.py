@@ -1,9 +1,11 @@
 """The twin documents of many users at once, in DuckDB SQL: the same JSON as ``document.build_document``.
 
 ``build_document`` assembles one user's document from Python dicts: 1.7 ms a user, half an hour for a million.
-The daily asset builds every document with one query instead (a bucket of users at a time): each object is text
-put together by ``concat_ws``, which skips NULL parts, so a field without evidence is absent exactly as
-``document._pruned`` leaves it out, and the keys are written in sorted order, as ``document.to_json`` writes them.
+The daily asset builds them in SQL instead, in two halves: ``document_parts_sql`` the members that change only when a
+user is summarized again (rebuilt for those users, a bucket at a time), ``documents_sql`` the view joining them with
+the day's churn, value and scenarios. Each object is text put together by ``concat_ws``, which skips NULL parts,
+so a field without evidence is absent exactly as ``document._pruned`` leaves it out, and the keys are written in
+sorted order, as ``document.to_json`` writes them.
 The Python builder stays the reference: the online refold and the as-of route build one document with it, and a
 test holds the two equal on every document of a built warehouse.
 
@@ -43,11 +45,22 @@ def day(expr: str) -> str:
     return f"'\"' || strftime(cast({expr} as date), '%Y-%m-%d') || '\"'"
 
 
+def members(fields: Iterable[tuple[str, str]]) -> str:
+    """The members of a JSON object, keys sorted, without the braces (a part of a document that ``concat_ws``
+    joins with others); a NULL value leaves its key out."""
+    parts = [member(k, v) for k, v in sorted(fields)]
+    return f"concat_ws(',', {', '.join(parts)})"
+
+
+def member(key: str, value: str) -> str:
+    """One member of a JSON object, NULL when the value is (``concat_ws`` then leaves it out)."""
+    return f"'{json.dumps(key)}:' || ({value})"
+
+
 def obj(fields: Iterable[tuple[str, str]], keep_empty: bool = False) -> str:
     """A JSON object of (key, JSON text) pairs, keys sorted; a NULL value leaves its key out, and an object with
     no key left is NULL (unless ``keep_empty``), as ``document._pruned`` does."""
-    parts = [f"'{json.dumps(k)}:' || ({v})" for k, v in sorted(fields)]
-    body = f"concat_ws(',', {', '.join(parts)})"
+    body = members(fields)
     return f"('{{' || {body} || '}}')" if keep_empty else f"nullif('{{' || {body} || '}}', '{{}}')"
 
 
@@ -107,11 +120,19 @@ def _ranked(name: str) -> str:
             f"filter (where belief = {_lit(name)}))[1:{TOP_CATEGORIES}], ',') || ']', '[]')")
 
 
-def documents_sql(where: str, twin_columns: Sequence[str], prediction_columns: Sequence[str] | None,
-                  with_effects: bool) -> str:
-    """One query giving ``twins.user_documents`` rows (user_id, as_of, schema_version, document) of the users of
-    ``twins.user_twins`` matching ``where``; ``prediction_columns`` are ``churn.churn_predictions``' (None: no
-    table), ``with_effects`` whether the scenario tables exist."""
+PARTS = "document_parts"
+# The document's members in key order, split by what they change with: the parts of the user's last update (the
+# twin's roll-up and beliefs, ``document_parts``) and the parts of every day (churn, value, what helps).
+HEAD_KEYS, TAIL_KEYS = ("as_of", "beliefs"), ("last_evidence_day", "overall_confidence", "schema_version", "summary",
+                                              "user_id")
+
+
+def document_parts_sql(users: str) -> str:
+    """The ``twins.document_parts`` rows of the users ``users`` (a query of user_id): per user, the members of their
+    document that change only when their twin is summarized again, as of that day (``user_twins.last_updated``):
+    ``head`` (as_of, beliefs) and ``tail`` (last_evidence_day, overall_confidence, schema_version, summary,
+    user_id), each the text between two commas of the document. The beliefs are the user's ``belief_summaries``
+    rows, the posterior as of their last update (``user_beliefs`` decays them to each day for BI)."""
     # Beliefs: one JSON object a (user, belief); a share's categories ranked by mean, then name.
     scalar = obj([*_head("family", "description_json"), *_estimate_fields(with_why=True)], keep_empty=True)
     category = obj([("category", text("category")), *_estimate_fields(with_why=False)], keep_empty=True)
@@ -125,9 +146,17 @@ def documents_sql(where: str, twin_columns: Sequence[str], prediction_columns: S
                  ("evidence", obj([("exposure_weighted", num(_first("exposure_weighted"), 2)),
                                    ("raw", num("sum(n_evidence)", 2))])),
                  ("categories", f"'[' || array_to_string(list({category} order by mean desc, category), ',') || ']'")])
-    beliefs = f"""
+    summary = obj([("interests", "interests"), ("goals", "goals"),
+                   ("preferred_channel", text("t.preferred_channel")),
+                   ("preferred_format", text("t.preferred_format"))])
+    fields = {"as_of": day("t.last_updated"), "beliefs": "coalesce(beliefs.j, '{}')",
+              "last_evidence_day": day("t.last_evidence_day"), "overall_confidence": num("t.overall_confidence"),
+              "schema_version": f"'\"{SCHEMA_VERSION}\"'", "summary": summary, "user_id": text("t.user_id")}
+    return f"""
+        with chosen as ({users}),
         described as (select b.*, coalesce(d.description_json, to_json(b.belief)::varchar) as description_json
-                      from twins.user_beliefs b left join ({_descriptions()}) d using (belief) where {where}),
+                      from twins.belief_summaries b left join ({_descriptions()}) d using (belief)
+                      where b.user_id in (select user_id from chosen)),
         scalar_beliefs as (
             select user_id, belief, {scalar} as j from described where family <> 'dirichlet'),
         share_beliefs as (
@@ -138,9 +167,22 @@ def documents_sql(where: str, twin_columns: Sequence[str], prediction_columns: S
         beliefs as (
             select user_id, '{{' || array_to_string(list(to_json(belief)::varchar || ':' || j order by belief), ',')
                    || '}}' as j
-            from (select * from scalar_beliefs union all select * from share_beliefs) group by user_id)"""
-    ctes = [beliefs.strip()]
-    joins = ["left join beliefs using (user_id)", "left join ranked using (user_id)"]
+            from (select * from scalar_beliefs union all select * from share_beliefs) group by user_id)
+        select cast(t.user_id as varchar) as user_id, cast(t.last_updated as timestamp) as as_of,
+               {members((k, fields[k]) for k in HEAD_KEYS)} as head,
+               {members((k, fields[k]) for k in TAIL_KEYS)} as tail
+        from twins.user_twins t left join beliefs using (user_id) left join ranked using (user_id)
+        where t.user_id in (select user_id from chosen)"""
+
+
+def documents_sql(where: str, twin_columns: Sequence[str], prediction_columns: Sequence[str] | None,
+                  with_effects: bool) -> str:
+    """The ``twins.user_documents`` rows (user_id, as_of, schema_version, document) of the users matching
+    ``where`` (on ``user_id``; the view's is ``true``): each user's ``document_parts`` and, between them in key
+    order, the members of the day: churn (``prediction_columns`` are ``churn.churn_predictions``'; None: no
+    table), value (``twin_columns`` of ``twins.user_twins``, refreshed daily) and what helps (``with_effects``:
+    whether the scenario tables exist). ``where`` is applied inside each part, so a few users cost a few rows."""
+    ctes, joins = [], []
     churn = "null"
     if prediction_columns is not None:
         horizons = sorted({(int(m.group(2)), m.group(1)) for c in prediction_columns if (m := _HORIZON.match(c))})
@@ -159,7 +201,7 @@ def documents_sql(where: str, twin_columns: Sequence[str], prediction_columns: S
                          ("horizons", array(items) if items else "null"), ("drivers", drivers),
                          *optional.items()])
         ctes.append(f"churn as (select user_id, {churn_obj} as churn from churn.churn_predictions "
-                    f"where {where} qualify row_number() over (partition by user_id) = 1)")
+                    ")")
         joins.append("left join churn using (user_id)")
         churn = "churn.churn"
     helps = "null"
@@ -178,16 +220,11 @@ def documents_sql(where: str, twin_columns: Sequence[str], prediction_columns: S
         helps = "helps.helps"
     value = obj([(c, num(f"t.{c}")) for c in twin_columns if c.startswith(VALUE_PREFIXES)]) \
         if any(c.startswith(VALUE_PREFIXES) for c in twin_columns) else "null"
-    summary = obj([("interests", "interests"), ("goals", "goals"),
-                   ("preferred_channel", text("t.preferred_channel")),
-                   ("preferred_format", text("t.preferred_format"))])
-    document = obj([("schema_version", f"'\"{SCHEMA_VERSION}\"'"), ("user_id", text("t.user_id")),
-                    ("as_of", day("t.last_updated")), ("last_evidence_day", day("t.last_evidence_day")),
-                    ("overall_confidence", num("t.overall_confidence")), ("summary", summary),
-                    ("beliefs", "coalesce(beliefs.j, '{}')"), ("churn", churn), ("what_helps", helps),
-                    ("value", value)], keep_empty=True)
-    return (f"with {', '.join(ctes)} "
-            f"select cast(t.user_id as varchar) as user_id, cast(t.last_updated as timestamp) as as_of, "
-            f"'{SCHEMA_VERSION}' as schema_version, {document} as document "
-            f"from twins.user_twins t {' '.join(joins)} where {where.replace('user_id', 't.user_id')} "
-            f"order by t.user_id")
+    # Every part in key order: the head's keys come before churn's, the tail's between churn and value.
+    document = ("'{' || concat_ws(',', p.head, " + ", ".join([member("churn", churn), "p.tail",
+                                                             member("value", value), member("what_helps", helps)])
+                + ") || '}'")
+    with_clause = f"with {', '.join(ctes)} " if ctes else ""
+    return (f"{with_clause}select user_id, p.as_of, '{SCHEMA_VERSION}' as schema_version, {document} as document "
+            f"from twins.{PARTS} p join twins.user_twins t using (user_id) {' '.join(joins)} "
+            f"where {where.replace('user_id', 'p.user_id')}")

@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from dagster_twins.twins.state import STATE_COLUMNS
-from dagster_twins.warehouse.tables import table_exists
+from dagster_twins.warehouse.tables import relation_exists, table_exists
 
 BATCH_ROWS = 5_000
 # A user's state in the store: one JSON array of [belief, category, stat_a, stat_b, n_evidence, last_evidence_day]
@@ -38,7 +38,7 @@ def build(con: duckdb.DuckDBPyConnection, as_of: date | None, data_start, path: 
     started = time.perf_counter()
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    present = {"documents": table_exists(con, "twins", "user_documents"),
+    present = {"documents": relation_exists(con, "twins", "user_documents"),
                "state": table_exists(con, "twins", "belief_state") and as_of is not None,
                "users": table_exists(con, "marts", "dim_users")}
     parts = {"documents": "select user_id, document from twins.user_documents",

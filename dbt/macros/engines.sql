@@ -79,8 +79,8 @@
 {#- Spark's Parquet tables have no delete: drop the window's landing-day partitions (insert_overwrite then
     rewrites those that have rows). Runs the statements itself and renders nothing. -#}
 {% macro spark__clear_landing_window(relation) -%}
-    {%- set min_date = var('min_date', none) -%}
-    {%- set max_date = var('max_date', none) -%}
+    {%- set min_date = window_bound('min_date') -%}
+    {%- set max_date = window_bound('max_date') -%}
     {%- if min_date and max_date -%}
         {%- set first = modules.datetime.date.fromisoformat(min_date) -%}
         {%- set days = (modules.datetime.date.fromisoformat(max_date) - first).days -%}

@@ -1,7 +1,19 @@
+{#- A bound of the Dagster partition window (landing dates in [min_date, max_date)), 'YYYY-MM-DD' or none: the var
+    (dbt run by hand, unit tests), else TWINS_DBT_MIN_DATE / TWINS_DBT_MAX_DATE, how Dagster passes a run's window.
+    The environment is read only when executing: a new window every day then leaves dbt's partial parsing valid
+    (vars, and environment variables read while parsing, are part of what a parse depends on). -#}
+{% macro window_bound(name) -%}
+    {%- set value = var(name, none) -%}
+    {%- if value is none and execute -%}
+        {%- set value = env_var('TWINS_DBT_' ~ (name | upper), '') or none -%}
+    {%- endif -%}
+    {{- return(value) -}}
+{%- endmacro %}
+
 {#- The Dagster partition window (landing dates in [min_date, max_date)) as a predicate; 1 = 1 when unset. -#}
 {% macro landing_window_filter(column) -%}
-    {%- set min_date = var('min_date', none) -%}
-    {%- set max_date = var('max_date', none) -%}
+    {%- set min_date = window_bound('min_date') -%}
+    {%- set max_date = window_bound('max_date') -%}
     {%- if min_date and max_date -%}
         {{ column }} >= cast('{{ min_date }}' as date) and {{ column }} < cast('{{ max_date }}' as date)
     {%- else -%}
@@ -11,7 +23,7 @@
 
 {#- The moment the data is observed at: the end of the partition window, else the latest interaction. -#}
 {% macro as_of_timestamp() -%}
-    {%- set max_date = var('max_date', none) -%}
+    {%- set max_date = window_bound('max_date') -%}
     {%- if max_date -%}
         cast('{{ max_date }}' as {{ dbt.type_timestamp() }})
     {%- else -%}
@@ -95,7 +107,7 @@ interactions as (
 {%- endmacro %}
 
 {% macro written_rows(date_column) -%}
-    {%- if flags.FULL_REFRESH or not (var('min_date', none) and var('max_date', none)) -%}
+    {%- if flags.FULL_REFRESH or not (window_bound('min_date') and window_bound('max_date')) -%}
         1 = 1
     {%- elif date_column == 'landing_date' -%}
         {{ landing_window_filter('landing_date') }}
