@@ -87,14 +87,19 @@ def bucket_users(reader: BucketReader, bucket: Bucket | None = None) -> pd.Serie
     return reader.table_frame("marts.dim_users", ["user_id"], bucket=bucket)["user_id"]
 
 
+# A user's first day of exposure (sign-up, but not before the data starts) and when they became known, over
+# marts.dim_users: SQL both engines run (known_users; the Spark summary's tasks, twins/spark_fold.py).
+FIRST_DAY = ("cast(greatest(coalesce(signed_up_at, first_seen_at), (select min(occurred_at) from marts.fct_events)) "
+             "as date)")
+KNOWN_BY = "coalesce(signed_up_at, first_seen_at)"
+
+
 def known_users(reader: BucketReader, as_of: date, buckets: int = 1) -> pd.DataFrame:
     """Users known by ``as_of`` with the first day of their exposure (sign-up, but not before the data
     starts) and their bucket of ``buckets``, in user_id order."""
     users = reader.frame(
-        "select user_id, cast(greatest(coalesce(signed_up_at, first_seen_at), "
-        "(select min(occurred_at) from marts.fct_events)) as date) as first_day, "
-        f"{reader.bucket_of(buckets)} as bucket from marts.dim_users "
-        "where coalesce(signed_up_at, first_seen_at) < ? order by user_id",
+        f"select user_id, {FIRST_DAY} as first_day, {reader.bucket_of(buckets)} as bucket from marts.dim_users "
+        f"where {KNOWN_BY} < ? order by user_id",
         [as_of + timedelta(days=1)],
     )
     users["first_day"] = pd.to_datetime(users["first_day"])
