@@ -11,7 +11,7 @@ real dbt CLI (`dbt build`: every model, seed and test) on both engines: the firs
 land in the second, so the incremental models re-aggregate old days). Then every mart, the intermediate tables
 and the interaction stream are compared row by row: same rows, numbers within float tolerance, same timestamps.
 Spark's results are read through ``spark_engine.spark_session``, the session Python code uses. The Python layers
-run on both engines' marts, and the twins' fold runs as Spark tasks, a bucket each, against DuckDB's fold.
+run on both engines' marts, and the twins' fold and summary run as Spark tasks, a bucket each, against DuckDB's.
 
 Spark is an optional dependency group, but CI installs it (make test depends on make setup-spark): without
 pyspark or Java these tests fail, they do not skip.
