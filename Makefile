@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 USERS ?= 2000
 DAYS  ?= 180
 
-.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev docs source-freshness ui-screenshots test lint bench bench-1m bench-spark bench-simulation bench-churn bench-api bench-purchases bench-uplift bench-daily uplift-quality model-quality purchases-quality dq-screenshot clean
+.PHONY: setup setup-spark browser bi bi-setup bi-screenshots demo run dev docs source-freshness ui-screenshots test test-spark lint bench bench-1m bench-spark bench-simulation bench-churn bench-api bench-purchases bench-uplift bench-daily uplift-quality model-quality purchases-quality dq-screenshot clean
 
 $(BIN)/dagster-twins: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -83,6 +83,9 @@ bi-screenshots: setup bi-setup browser  ## docs/img/bi-*.png from the current se
 
 test: lint setup-spark browser bi-setup  ## lint, then the whole test suite (Spark parity and the BI browser test included)
 	$(BIN)/python -m pytest
+
+test-spark: setup-spark  ## the Spark tests alone: dbt and the Python layers on a local standalone cluster against DuckDB
+	$(BIN)/python -m pytest -m spark
 
 # Both offline and deterministic: sqlfluff renders the models with its jinja templater (no dbt, no warehouse).
 lint: setup  ## ruff over the Python, sqlfluff over the dbt models (.sqlfluff; pre-commit runs the same)

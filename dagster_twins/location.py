@@ -41,7 +41,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(path=str(settings.warehouse_path), serving_path=str(settings.serving_file),
                                        engine="spark" if settings.dbt_target.startswith("spark") else "duckdb",
                                        user_buckets=settings.user_buckets, spark_dir=str(settings.spark_dir),
-                                       memory_limit=settings.duckdb_memory_limit),
+                                       memory_limit=settings.duckdb_memory_limit,
+                                       spark_master=settings.spark_master,
+                                       spark_shuffle_partitions=settings.spark_shuffle_partitions),
         "landing": LandingResource.from_settings(settings),
         "dbt": ProjectDbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),

@@ -19,6 +19,8 @@ variables, for deployments and tests:
 | TWINS_DUCKDB_MEMORY_LIMIT | duckdb_memory_limit | 3GB |
 | TWINS_USER_BUCKETS | user_buckets | 0 (auto: about 50,000 users a bucket) |
 | TWINS_SPARK_DIR | spark_dir | spark/ beside the warehouse |
+| TWINS_SPARK_MASTER | spark_master | local[2] (a cluster: spark://host:7077; docs/scaling-out.md) |
+| TWINS_SPARK_SHUFFLE_PARTITIONS | spark_shuffle_partitions | 2 (partitions after a shuffle: small for small data) |
 | TWINS_API_HOST | api_host | 127.0.0.1 (the twin API of `dagster-twins serve`) |
 | TWINS_API_PORT | api_port | 8765 |
 | TWINS_API_TOKEN | api_token | none (no token required; set one to require `Authorization: Bearer <token>`) |
@@ -28,8 +30,8 @@ variables, for deployments and tests:
 What the data means (file only; dbt, the twins and churn all read these): ``inactivity_days``,
 ``purchase_event_types``, ``feature_window_days``, ``half_life_days``, ``horizons``, ``text_taxonomy``, and the
 purchase model's ``purchase_horizons``, ``discount_rate``, ``purchase_refit_every_days``,
-``purchase_fit_max_users``. The Spark session's own variables (TWINS_SPARK_MASTER, _DRIVER_MEMORY,
-_SHUFFLE_PARTITIONS) are read by dbt's ``spark`` profile.
+``purchase_fit_max_users``. The Spark settings reach dbt's ``spark`` profile as the TWINS_SPARK_* variables
+``dbt_environ`` sets (TWINS_SPARK_DRIVER_MEMORY is read there directly).
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class Settings:
     user_buckets: int = 0  # 0: enough buckets for about 50,000 users each (dagster_twins.warehouse.buckets)
     spark_dir_override: Path | None = None  # None: default_spark_dir(warehouse_path), which follows the warehouse
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    spark_master: str = "local[2]"  # the Spark session's spark.master, dbt's and Python's: local[n] or spark://...
+    spark_shuffle_partitions: int = 2  # spark.sql.shuffle.partitions (adaptive execution coalesces them further)
     # The source mapping written in the settings file itself (``sources:`` as a mapping), else None.
     sources: Mapping[str, Any] | None = None
     # What the data means, read by dbt (vars), the twins and the churn layer alike.
@@ -144,7 +148,12 @@ class Settings:
     def dbt_environ(self) -> dict[str, str]:
         """The variables dbt's profile reads (dbt runs in a subprocess; its profile can read only the environment)."""
         return {"TWINS_WAREHOUSE": str(self.warehouse_path), "TWINS_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
-                "TWINS_SPARK_DIR": str(self.spark_dir)}
+                **self.spark_environ()}
+
+    def spark_environ(self) -> dict[str, str]:
+        """The variables dbt's ``spark`` profile reads, which the Python assets' session is rendered from too."""
+        return {"TWINS_SPARK_DIR": str(self.spark_dir), "TWINS_SPARK_MASTER": self.spark_master,
+                "TWINS_SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions)}
 
     def described(self) -> dict[str, str]:
         """Every setting by its key in the settings file, as text with where its value came from: for the run's
@@ -209,6 +218,7 @@ FILE_KEYS = {"warehouse": "warehouse_path", "landing_dir": "landing_dir", "sourc
               "partition_start": "partition_start", "dbt_target": "dbt_target", "scenarios_dir": "scenarios_dir",
               "expectations_dir": "expectations_dir", "serving_path": "serving_path", "user_buckets": "user_buckets",
               "spark_dir": "spark_dir_override", "duckdb_memory_limit": "duckdb_memory_limit",
+              "spark_master": "spark_master", "spark_shuffle_partitions": "spark_shuffle_partitions",
               "inactivity_days": "inactivity_days", "purchase_event_types": "purchase_event_types",
               "feature_window_days": "feature_window_days", "half_life_days": "half_life_days",
               "horizons": "horizons", "text_taxonomy": "text_taxonomy", "purchase_horizons": "purchase_horizons",
@@ -226,13 +236,14 @@ _ENV_NAMES = {"warehouse_path": "TWINS_WAREHOUSE", "landing_dir": "TWINS_LANDING
               "expectations_dir": "TWINS_EXPECTATIONS_DIR", "serving_path": "TWINS_SERVING_PATH",
               "user_buckets": "TWINS_USER_BUCKETS", "spark_dir_override": "TWINS_SPARK_DIR",
               "duckdb_memory_limit": "TWINS_DUCKDB_MEMORY_LIMIT", "api_host": "TWINS_API_HOST",
+              "spark_master": "TWINS_SPARK_MASTER", "spark_shuffle_partitions": "TWINS_SPARK_SHUFFLE_PARTITIONS",
               "api_port": "TWINS_API_PORT", "api_token": "TWINS_API_TOKEN", "online_dir": "TWINS_ONLINE_DIR",
               "api_read_store": "TWINS_API_READ_STORE"}
 _PATHS = {"warehouse_path", "landing_dir", "sources_config", "scenarios_dir", "expectations_dir", "serving_path",
           "spark_dir_override", "online_dir", "api_read_store"}
 _POSITIVE_INTS = {"inactivity_days", "feature_window_days", "purchase_refit_every_days", "purchase_fit_max_users",
                   "uplift_horizon_days", "uplift_max_fit_users", "effects_refit_every_days",
-                  "source_freshness_warn_days", "source_freshness_error_days"}
+                  "source_freshness_warn_days", "source_freshness_error_days", "spark_shuffle_partitions"}
 
 
 def _coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:

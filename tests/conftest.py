@@ -17,6 +17,12 @@ os.environ.update(OFFLINE_ENV)
 DEMO_END = date(2026, 3, 31)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--spark-master", default="cluster",
+                     help="where the Spark tests run dbt and the Python layers: 'cluster' (a standalone cluster on "
+                          "127.0.0.1, the default) or a Spark master URL such as local[2]")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001 (pytest's hook signature)
     # Dagster's dbt assets read the manifest at import time: parse the project before any test imports them.
     if not (DBT_PROJECT_DIR / "target" / "manifest.json").exists():
@@ -72,3 +78,14 @@ def built_copy(built, tmp_path):
     settings, _, demo = built
     shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
     return replace(settings, warehouse_path=tmp_path / "warehouse.duckdb"), demo
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A Spark standalone cluster on 127.0.0.1, a master and two workers of one core each (the machine's two),
+    started from the pinned pyspark's launchers once per session and always stopped (every daemon's process
+    group killed, executors included): a ``LocalCluster`` (``master_url``, ``executors()``)."""
+    from dagster_twins.warehouse.spark_cluster import standalone_cluster
+
+    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster"), workers=2, cores=1, memory="1g") as cluster:
+        yield cluster

@@ -432,7 +432,7 @@ def test_the_code_location_loads_the_command_lines_settings(tmp_path):
                                                  "text_taxonomy": "false"})
     loaded = Settings.load(write_settings_file(given, tmp_path / "cli-settings"), environ={})
     fields = ("warehouse_path", "landing_dir", "sources_config", "partition_start", "dbt_target", "scenarios_dir",
-              "expectations_dir", "serving_file", "user_buckets", "spark_dir", "duckdb_memory_limit",
+              "expectations_dir", "serving_file", "user_buckets", "spark_dir", "duckdb_memory_limit", "spark_master",
               "inactivity_days", "purchase_event_types", "feature_window_days", "half_life_days", "horizons",
               "text_taxonomy")
     assert {f: getattr(loaded, f) for f in fields} == {f: getattr(given, f) for f in fields}

@@ -1,11 +1,17 @@
 """Parity: dbt on Spark builds the same tables as dbt on DuckDB.
 
+Spark here is a real standalone cluster (the ``spark_cluster`` session fixture: a master and two one-core workers
+on 127.0.0.1, started from the pinned pyspark's launchers and stopped after the session): the dbt runs and the
+Python layers' reads are applications on it, their tasks in the workers' executors. Run alone with
+``pytest -m spark``; ``--spark-master 'local[2]'`` runs the Spark side in a local session instead.
+
 A small demo (200 users, 45 days) is ingested and transformed in two steps, each through the Dagster job and the
 real dbt CLI (`dbt build`: every model, seed and test) on both engines: the first 30 landing days, then the last
 15 as an incremental run with the landing-day window the Dagster partitions pass (late rows of the first window
 land in the second, so the incremental models re-aggregate old days). Then every mart, the intermediate tables
 and the interaction stream are compared row by row: same rows, numbers within float tolerance, same timestamps.
-Spark's results are read through ``spark_engine.spark_session``, the session Python code uses.
+Spark's results are read through ``spark_engine.spark_session``, the session Python code uses. The Python layers
+run on both engines' marts, and the twins' fold and summary run as Spark tasks, a bucket each, against DuckDB's.
 
 Spark is an optional dependency group, but CI installs it (make test depends on make setup-spark): without
 pyspark or Java these tests fail, they do not skip.
@@ -13,6 +19,7 @@ pyspark or Java these tests fail, they do not skip.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import replace
 from datetime import UTC, date, timedelta
@@ -28,7 +35,7 @@ import yaml
 
 from dagster_twins.ingestion.raw_schema import ensure_raw_schema
 from dagster_twins.pipeline import run_pipeline
-from dagster_twins.settings import DBT_PROJECT_DIR
+from dagster_twins.settings import DBT_PROJECT_DIR, Settings
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.spark
@@ -112,7 +119,14 @@ def differences(name: str, duck: pd.DataFrame, spark: pd.DataFrame, rtol: float 
 
 
 @pytest.fixture(scope="module")
-def parity(tmp_path_factory):
+def spark_master(request) -> str:
+    """The master the Spark side runs on: the session's standalone cluster, or ``--spark-master`` (local[2])."""
+    master = request.config.getoption("--spark-master")
+    return request.getfixturevalue("spark_cluster").master_url if master == "cluster" else master
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory, spark_master):
     """Both engines built over the same raw tables in two steps: (DuckDB settings, Spark settings, run results)."""
     require_spark()
     from dagster_twins.demo import generate_demo
@@ -122,9 +136,12 @@ def parity(tmp_path_factory):
     demo = generate_demo(root / "demo", n_users=USERS, n_days=DAYS, end_date=END, seed=23)
     shutil.copytree(demo.landing_dir, root / "landing")
     duck = make_settings(root)  # one DuckDB warehouse: ingestion's raw tables and DuckDB's marts
-    spark = replace(duck, dbt_target="spark")  # Spark's tables under root/spark
+    # Spark's tables under root/spark, built by the cluster's executors: the folder is a local path every process
+    # on this machine sees (on a real cluster, shared storage).
+    spark = replace(duck, dbt_target="spark", spark_master=spark_master)
     split = demo.start_date + timedelta(days=FIRST_WINDOW_DAYS)
     results = []
+    environ = dict(os.environ)  # the dbt asset hands dbt its variables through it: restored for later tests
     try:
         for start, end in ((demo.start_date, split - timedelta(days=1)), (split, demo.end_date)):
             results.append(run_pipeline(duck, start, end, layer="ingestion", instance=dg.DagsterInstance.ephemeral()))
@@ -134,6 +151,8 @@ def parity(tmp_path_factory):
         yield duck, spark, results
     finally:
         stop_spark_session()
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def test_spark_is_installed():
@@ -149,12 +168,23 @@ def test_both_engines_build_every_model_and_pass_every_test(parity):
         assert [e.check_name for e in evaluations if not e.passed] == []
 
 
+def test_dbt_ran_on_the_cluster(parity, request):  # noqa: ARG001 (parity: after both builds)
+    """Each dbt run on Spark was an application of the cluster with an executor on each worker."""
+    if request.config.getoption("--spark-master") != "cluster":
+        pytest.skip("--spark-master: not on the standalone cluster")
+    spark_cluster = request.getfixturevalue("spark_cluster")
+    apps = spark_cluster.workers_by_app()
+    assert len(apps) >= 2, apps  # the two dbt builds (and the Python readers' sessions, when they ran first)
+    assert all(workers == {"worker-1", "worker-2"} for workers in apps.values()), apps
+    assert all(len(executors) >= 2 for executors in spark_cluster.executors().values())
+
+
 def test_every_table_is_the_same_on_spark(parity):
     from dagster_twins.warehouse.spark import spark_session, stop_spark_session
 
     duck_settings, spark_settings, _ = parity
     con = duckdb.connect(str(duck_settings.warehouse_path), read_only=True)
-    spark = spark_session(spark_settings.spark_dir)
+    spark = spark_session(spark_settings.spark_dir, overrides=spark_settings.spark_environ())
     try:
         problems = []
         for relation in COMPARED:
@@ -163,7 +193,11 @@ def test_every_table_is_the_same_on_spark(parity):
             problems += differences(relation, duck, normalized(spark.sql(f"select * from {relation}").toArrow()))
         # The session Python reads with is dbt's: its tables, in UTC.
         assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+        assert spark.sparkContext.master == spark_settings.spark_master
         assert spark.conf.get("spark.sql.warehouse.dir").endswith(str(spark_settings.spark_dir / "warehouse"))
+        # The folder's metastore, a copy of the machine's template, locates `default` in the folder's warehouse.
+        location = dict(spark.sql("describe database default").collect())["Location"]
+        assert location.removeprefix("file:") == str(spark_settings.spark_dir / "warehouse"), location
     finally:
         con.close()
         stop_spark_session()
@@ -294,6 +328,55 @@ def test_python_layers_read_spark_through_the_bucket_reader(parity, tmp_path):
     assert problems == [], problems
 
 
+def test_the_twins_fold_and_summary_run_as_spark_tasks_a_bucket_each_with_duckdbs_result(parity, record_property):
+    """The twins' fold of every landed interaction, as Spark tasks over 3 user-hash buckets (the executors' Python
+    calling state.fold) into a Spark table, equals the fold of the same evidence on DuckDB's marts; the summary
+    after it (priors on the driver from the state read a bucket at a time, then posteriors and the roll-up as Spark
+    tasks) equals summarize.summarize and roll_up over DuckDB's whole population at once. Each stage's seconds go
+    to the JUnit report (``--junitxml``): what docs/benchmarks.md quotes per bucket."""
+    import time
+
+    from dagster_twins.twins import spark_fold, store
+    from dagster_twins.twins.state import STATE_COLUMNS, empty_state, fold
+    from dagster_twins.twins.summarize import roll_up, summarize
+    from dagster_twins.warehouse.buckets import DuckDBReader
+    from dagster_twins.warehouse.spark import spark_session, stop_spark_session
+
+    duck_settings, spark_settings, _ = parity
+    end = END + timedelta(days=1)
+    con = duckdb.connect(str(duck_settings.warehouse_path), read_only=True)
+    try:
+        reader = DuckDBReader(con)
+        evidence = store.landed_evidence(reader, None, end)
+        users, categories = store.known_users(reader, END), store.belief_categories(reader)
+    finally:
+        con.close()
+    expected = fold(empty_state(), None, evidence, END, 60.0)[STATE_COLUMNS]
+    beliefs, priors = summarize(expected, users, categories, END, 60.0)
+    twins = roll_up(beliefs, END)
+    spark = spark_session(spark_settings.spark_dir, overrides=spark_settings.spark_environ())
+    try:
+        started = time.perf_counter()
+        rows = spark_fold.fold_on_spark(spark, end, 60.0, buckets=3)
+        record_property("fold_seconds", round(time.perf_counter() - started, 1))
+        folded = normalized(spark.table(spark_fold.STATE_TABLE).toArrow())
+        started = time.perf_counter()
+        summary = spark_fold.summarize_on_spark(spark, end, 60.0, buckets=3)
+        record_property("summary_seconds", round(time.perf_counter() - started, 1))
+        on_spark = {t: normalized(spark.table(t).toArrow()) for t in (spark_fold.BELIEFS_TABLE, spark_fold.TWINS_TABLE)}
+    finally:
+        stop_spark_session()
+    assert rows == len(expected) > 100
+    assert differences(spark_fold.STATE_TABLE, normalized(pa.Table.from_pandas(expected, preserve_index=False)),
+                       folded) == []
+    assert (summary.users, summary.belief_rows, summary.twin_rows) == (len(users), len(beliefs), len(twins))
+    assert len(twins) == len(users) > 100 and len(beliefs) > 5 * len(users)
+    assert differences("priors", normalized(pa.Table.from_pandas(priors, preserve_index=False)),
+                       normalized(pa.Table.from_pandas(summary.priors.frame, preserve_index=False))) == []
+    for table, frame in ((spark_fold.BELIEFS_TABLE, beliefs), (spark_fold.TWINS_TABLE, twins)):
+        assert differences(table, normalized(pa.Table.from_pandas(frame, preserve_index=False)), on_spark[table]) == []
+
+
 def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, monkeypatch):
     """spark_conf renders dbt's own profile entries: the warehouse and metastore are absolute paths under the
     settings' Spark folder whatever the working directory, the session runs in UTC, dbt-spark's forced setting
@@ -311,7 +394,14 @@ def test_spark_conf_is_dbts_with_absolute_paths_under_the_spark_dir(tmp_path, mo
     assert f"-Dderby.system.home={spark_dir}/metastore" in conf["spark.driver.extraJavaOptions"]
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert "-Duser.timezone=UTC" in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC"  # a cluster's executors too
     assert conf["spark.master"] == "local[2]" and conf["spark.ui.enabled"] == "false"
     assert conf["spark.sql.ansi.enabled"] == "false"
     assert spark_conf(settings.spark_dir, environ={"TWINS_SPARK_MASTER": "local[4]"})["spark.master"] == "local[4]"
+    # The settings' master and shuffle width reach the session as they reach dbt (over the environment's).
+    cluster = replace(settings, spark_master="spark://127.0.0.1:7077", spark_shuffle_partitions=8)
+    conf = spark_conf(settings.spark_dir, environ={"TWINS_SPARK_MASTER": "local[4]"},
+                      overrides=cluster.spark_environ())
+    assert conf["spark.master"] == "spark://127.0.0.1:7077" and conf["spark.sql.shuffle.partitions"] == "8"
+    assert Settings.load(environ={"TWINS_SPARK_MASTER": "spark://h:7077"}).spark_master == "spark://h:7077"
     assert is_spark_target("spark") and not is_spark_target("duckdb")

@@ -19,6 +19,7 @@ from dagster_twins.transform.lake import export_raw_lake
 from dagster_twins.transform.project import dbt_project
 from dagster_twins.warehouse.resources import WarehouseResource
 from dagster_twins.warehouse.spark import is_spark_target, stop_spark_session
+from dagster_twins.warehouse.spark_metastore import metastore_db, provision_metastore
 
 
 class TwinsDbtTranslator(DagsterDbtTranslator):
@@ -184,6 +185,9 @@ def prepare_spark(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     session this process still holds (a Python asset of an earlier run) is stopped: its JVM keeps the Derby
     metastore, which dbt's own session must open."""
     stop_spark_session()
+    if provision_metastore(warehouse.spark_folder):
+        context.log.info(f"A new Spark folder: its metastore copied from the machine's template "
+                         f"({metastore_db(warehouse.spark_folder)})")
     con = warehouse.connect(read_only=True)
     try:
         export = export_raw_lake(con, warehouse.spark_folder, run_window(context.run.tags))

@@ -69,10 +69,10 @@ def state_of(con: duckdb.DuckDBPyConnection, as_of: date, half_life_days: float,
 
 
 def landed_interactions(reader: BucketReader, after: date | None, end: date) -> int:
-    return int(reader.scalars(f"select count(*) from marts.fct_events where {_landed(after, end)}")[0])
+    return int(reader.scalars(f"select count(*) from marts.fct_events where {landed_filter(after, end)}")[0])
 
 
-def _landed(after: date | None, end: date) -> str:
+def landed_filter(after: date | None, end: date) -> str:
     landing_filter = f"landing_date < date '{end.isoformat()}'"
     if after is not None:
         landing_filter += f" and landing_date > date '{after.isoformat()}'"
@@ -83,11 +83,17 @@ def landed_evidence(reader: BucketReader, after: date | None, end: date,
                     bucket: Bucket | None = None) -> pd.DataFrame:
     """Daily evidence from interactions that landed after ``after`` (exclusive) and before ``end``, for one
     bucket of users or all of them."""
-    frame = reader.frame(evidence_sql("marts.fct_events", f"{_landed(after, end)} and {reader.bucket_filter(bucket)}"))
-    # A row can be dated after the day it landed (a source's clock ahead of the export's); its evidence counts
-    # from the last landed day, since a state cannot hold evidence from its future.
-    frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
-    return frame
+    where = f"{landed_filter(after, end)} and {reader.bucket_filter(bucket)}"
+    frame = reader.frame(evidence_sql("marts.fct_events", where))
+    return clip_to_landed(frame, end)
+
+
+def clip_to_landed(evidence: pd.DataFrame, end: date) -> pd.DataFrame:
+    """Evidence rows with their day no later than the last landed day (``end`` exclusive), in place: a row can be
+    dated after the day it landed (a source's clock ahead of the export's); its evidence counts from the last
+    landed day, since a state cannot hold evidence from its future."""
+    evidence["day"] = pd.to_datetime(evidence["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))
+    return evidence
 
 
 def user_count(reader: BucketReader) -> int:
@@ -100,14 +106,19 @@ def bucket_users(reader: BucketReader, bucket: Bucket | None = None) -> pd.Serie
     return reader.table_frame("marts.dim_users", ["user_id"], bucket=bucket)["user_id"]
 
 
+# A user's first day of exposure (sign-up, but not before the data starts) and when they became known, over
+# marts.dim_users: SQL both engines run (known_users; the Spark summary's tasks, twins/spark_fold.py).
+FIRST_DAY = ("cast(greatest(coalesce(signed_up_at, first_seen_at), (select min(occurred_at) from marts.fct_events)) "
+             "as date)")
+KNOWN_BY = "coalesce(signed_up_at, first_seen_at)"
+
+
 def known_users(reader: BucketReader, as_of: date, buckets: int = 1) -> pd.DataFrame:
     """Users known by ``as_of`` with the first day of their exposure (sign-up, but not before the data
     starts) and their bucket of ``buckets``, in user_id order."""
     users = reader.frame(
-        "select user_id, cast(greatest(coalesce(signed_up_at, first_seen_at), "
-        "(select min(occurred_at) from marts.fct_events)) as date) as first_day, "
-        f"{reader.bucket_of(buckets)} as bucket from marts.dim_users "
-        "where coalesce(signed_up_at, first_seen_at) < ? order by user_id",
+        f"select user_id, {FIRST_DAY} as first_day, {reader.bucket_of(buckets)} as bucket from marts.dim_users "
+        f"where {KNOWN_BY} < ? order by user_id",
         [as_of + timedelta(days=1)],
     )
     users["first_day"] = pd.to_datetime(users["first_day"])
@@ -284,7 +295,7 @@ def purchase_evidence(reader: BucketReader, after: date | None, end: date,
                count(*) filter (where spend > 0) as spend_n,
                cast(coalesce(sum(spend) filter (where spend > 0), 0) as double) as spend_sum
         from marts.fct_events
-        where {_landed(after, end)} and source = 'events' and interaction_type in ({types})
+        where {landed_filter(after, end)} and source = 'events' and interaction_type in ({types})
         group by all
         order by user_id, day""")  # summed exactly (decimal) and in one order: a re-run gives the same bits
     frame["day"] = pd.to_datetime(frame["day"]).clip(upper=pd.Timestamp(end - timedelta(days=1)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +133,12 @@ class SparkReader(BucketReader):
     # dbt starts its own session on the local Derby metastore, which admits one JVM.
 
 
-def reader_for(engine: str, con: duckdb.DuckDBPyConnection, spark_dir: Path) -> BucketReader:
-    """The reader for the engine dbt builds on; ``con`` serves DuckDB, ``spark_dir`` is the Spark target's folder."""
+def reader_for(engine: str, con: duckdb.DuckDBPyConnection, spark_dir: Path,
+               spark_environ: Mapping[str, str] | None = None) -> BucketReader:
+    """The reader for the engine dbt builds on; ``con`` serves DuckDB, ``spark_dir`` is the Spark target's folder
+    and ``spark_environ`` the settings' TWINS_SPARK_* variables (its master, shuffle partitions)."""
     if engine == "spark":
         from dagster_twins.warehouse.spark import spark_session  # optional dependency: pip install '.[spark]'
 
-        return SparkReader(spark_session(spark_dir))
+        return SparkReader(spark_session(spark_dir, overrides=spark_environ))
     return DuckDBReader(con)

@@ -19,7 +19,8 @@ class WarehouseResource(dg.ConfigurableResource):
     read-only copy published for BI tools at the end of a run (empty: serving/ beside the warehouse).
     ``engine`` is where dbt builds the marts the Python assets read (duckdb or spark), ``user_buckets`` how many
     user-hash buckets they read them in (0: about 50,000 users a bucket). ``spark_dir`` is the Spark target's
-    folder (its tables, metastore and raw Parquet lake). Built from ``Settings``, which holds the defaults."""
+    folder (its tables, metastore and raw Parquet lake), ``spark_master`` and ``spark_shuffle_partitions`` its
+    session's master and shuffle width. Built from ``Settings``, which holds the defaults."""
 
     path: str
     serving_path: str
@@ -27,6 +28,8 @@ class WarehouseResource(dg.ConfigurableResource):
     engine: str = "duckdb"
     user_buckets: int = 0
     memory_limit: str = DEFAULT_MEMORY_LIMIT
+    spark_master: str = "local[2]"
+    spark_shuffle_partitions: int = 2
 
     @property
     def spark_folder(self) -> Path:
@@ -50,7 +53,9 @@ class WarehouseResource(dg.ConfigurableResource):
         con = self.connect()
         reader = None
         try:
-            reader = reader_for(self.engine, con, self.spark_folder)
+            reader = reader_for(self.engine, con, self.spark_folder, {
+                "TWINS_SPARK_MASTER": self.spark_master,
+                "TWINS_SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions)})
             yield con, reader
         finally:
             if reader is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from dagster_twins.settings import DBT_PROJECT_DIR
+from dagster_twins.warehouse.spark_metastore import provision_metastore
 
 PROFILE_NAME = "dagster_twins"
 SPARK_TARGET = "spark"
@@ -45,10 +47,11 @@ def is_spark_target(target: str, profiles_dir: Path = DBT_PROJECT_DIR) -> bool:
     return (_profile_outputs(profiles_dir).get(target) or {}).get("type") == "spark"
 
 
-def spark_environ(spark_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment dbt's profile is rendered in: ``environ`` (default os.environ: the Spark session's own
-    TWINS_SPARK_* variables, which dbt's profile reads too) with TWINS_SPARK_DIR set to ``spark_dir``."""
-    env = dict(os.environ if environ is None else environ)
+def spark_environ(spark_dir: Path, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment dbt's profile is rendered in: ``environ`` (default os.environ), then ``overrides`` (the
+    settings' TWINS_SPARK_* variables, ``Settings.spark_environ``), with TWINS_SPARK_DIR set to ``spark_dir``."""
+    env = {**(os.environ if environ is None else environ), **(overrides or {})}
     env["TWINS_SPARK_DIR"] = str(spark_dir.resolve())
     return env
 
@@ -68,25 +71,43 @@ def _render(value: Any, env: Mapping[str, str]) -> str:
 
 
 def spark_conf(spark_dir: Path, environ: Mapping[str, str] | None = None,
-               profiles_dir: Path = DBT_PROJECT_DIR, target: str = SPARK_TARGET) -> dict[str, str]:
+               profiles_dir: Path = DBT_PROJECT_DIR, target: str = SPARK_TARGET,
+               overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every Spark parameter dbt's ``target`` session gets (the profile's server_side_parameters, rendered for
     the Spark folder ``spark_dir``, plus what dbt-spark forces), as strings."""
     profile = _profile_outputs(profiles_dir)[target]
     if profile.get("method") != "session":
         raise ValueError(f"dbt target {target!r} is not a local Spark session (method: {profile.get('method')})")
-    env = spark_environ(spark_dir, environ)
+    env = spark_environ(spark_dir, environ, overrides)
     conf = {str(k): _render(v, env) for k, v in (profile.get("server_side_parameters") or {}).items()}
     conf.update(DBT_SPARK_FORCED)
     return conf
 
 
-# Settings fixed when the JVM starts: a session of this process started with others is for another warehouse.
-STATIC_KEYS = ("spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.ConnectionURL")
+# Settings fixed when the JVM starts: a session of this process started with others is for another warehouse
+# (or another cluster).
+STATIC_KEYS = ("spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.ConnectionURL", "spark.master")
 
 
-def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None):
-    """A SparkSession configured exactly like dbt's on the Spark target. A session this process already runs is
-    reused when it has the same warehouse and metastore, else stopped (with its JVM) and replaced."""
+def same_static_value(running: str | None, wanted: str | None) -> bool:
+    """Whether a running session's static setting is the one wanted. Once the catalog is used, Spark rewrites
+    ``spark.sql.warehouse.dir`` as a ``file:`` URI; compared raw, every later call restarted the JVM (a new
+    application per asset on a cluster)."""
+    def plain(value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.removeprefix("file://").removeprefix("file:")
+        return value.rstrip("/") or "/"
+
+    return plain(running) == plain(wanted)
+
+
+def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, str] | None = None, provision: bool = True):
+    """A SparkSession configured exactly like dbt's on the Spark target (``overrides``: the settings' TWINS_SPARK_*
+    variables, as dbt gets them). A session this process already runs is reused when it has the same warehouse,
+    metastore and master, else stopped (with its JVM) and replaced. A new Spark folder first gets a copy of the
+    machine's template metastore (``spark_metastore.provision_metastore``; ``provision=False``: Hive creates it)."""
     try:
         from pyspark import SparkContext
         from pyspark.sql import SparkSession
@@ -94,16 +115,23 @@ def spark_session(spark_dir: Path, environ: Mapping[str, str] | None = None):
         raise ImportError("pyspark is not installed: pip install -r requirements-spark.lock "
                           "(or pip install '.[spark]')") from exc
 
-    conf = spark_conf(spark_dir, environ)
+    conf = spark_conf(spark_dir, environ, overrides=overrides)
     running = SparkContext._active_spark_context
-    if running is not None and any(running.getConf().get(k) != conf.get(k) for k in STATIC_KEYS):
+    if running is not None and any(not same_static_value(running.getConf().get(k), conf.get(k))
+                                   for k in STATIC_KEYS):
         stop_spark_session()
     for folder in ("warehouse", "metastore"):
         (spark_dir / folder).mkdir(parents=True, exist_ok=True)
+    if provision:
+        provision_metastore(spark_dir)
     builder = SparkSession.builder.enableHiveSupport()
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    # Python work in Spark tasks (warehouse/spark_tasks.py) runs in this interpreter's environment: PySpark gives
+    # each Python function the context's interpreter, else PYSPARK_PYTHON or whatever `python3` is on the PATH.
+    session.sparkContext.pythonExec = sys.executable
+    return session
 
 
 def stop_spark_session() -> None:
