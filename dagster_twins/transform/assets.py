@@ -114,12 +114,16 @@ def prune_invocations(invocation: Any, keep: int = KEEP_INVOCATIONS, min_age_day
     ``min_age_days``; best effort. Returns how many were removed."""
     current = Path(invocation.target_path)
     prefix = current.name.split("-", 1)[0] + "-"
-    siblings = sorted((p for p in current.parent.glob(prefix + "*") if p.is_dir() and p != current),
-                      key=lambda p: p.stat().st_mtime, reverse=True)
+    folders: list[tuple[float, Path]] = []
+    for path in current.parent.glob(prefix + "*"):
+        with contextlib.suppress(OSError):  # removed meanwhile by another run's build
+            if path.is_dir() and path != current:
+                folders.append((path.stat().st_mtime, path))
+    folders.sort(reverse=True)
     cutoff = time.time() - min_age_days * 86400
     removed = 0
-    for folder in siblings[max(keep - 1, 0):]:
-        if folder.stat().st_mtime < cutoff:
+    for modified, folder in folders[max(keep - 1, 0):]:
+        if modified < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
