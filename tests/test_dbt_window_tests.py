@@ -80,3 +80,33 @@ def test_a_build_leaves_its_parse_state_to_the_next_and_the_window_outside_dbt_v
     tags = {"dagster/asset_partition_range_start": "2026-03-01", "dagster/asset_partition_range_end": "2026-03-02"}
     assert dbt_window_env(tags) == {"TWINS_DBT_MIN_DATE": "2026-03-01", "TWINS_DBT_MAX_DATE": "2026-03-03"}
     assert dbt_window_env({}) == {}
+
+
+def test_a_build_removes_earlier_builds_folders_beyond_the_newest_few(tmp_path):
+    # dagster-dbt leaves a target folder per build (about 9 MB each); the newest are kept, and none from the last day
+    # (an overlapping run's build may still be writing it), nor anything that is not this asset's build folder.
+    import os
+    import time
+    from types import SimpleNamespace
+
+    from dagster_twins.transform.assets import prune_invocations
+
+    now = time.time()
+    current = tmp_path / "dbt_models-aaaaaaa-0000000"
+    current.mkdir()
+    ages = {f"dbt_models-{i:07d}-old": 2 * 86400 + i * 60 for i in range(22)}
+    ages |= {f"dbt_models-{i:07d}-new": 3600 + i for i in range(3)}
+    for name, age in ages.items():
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (now - age, now - age))
+    (tmp_path / "other_op-1234567-old").mkdir()
+    os.utime(tmp_path / "other_op-1234567-old", (now - 9 * 86400, now - 9 * 86400))
+    (tmp_path / "partial_parse.msgpack").write_bytes(b"state")
+
+    assert prune_invocations(SimpleNamespace(target_path=current), keep=20) == 6
+    left = {p.name for p in tmp_path.iterdir()}
+    assert current.name in left and "other_op-1234567-old" in left and "partial_parse.msgpack" in left
+    assert {n for n in ages if n.endswith("-new")} <= left  # recent: kept whatever their rank
+    # The 16 newest of the old ones are kept (20 with the current build and the three recent ones).
+    assert sorted(n for n in left if n.endswith("-old") and n.startswith("dbt_models")) == sorted(
+        f"dbt_models-{i:07d}-old" for i in range(16))

@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,33 @@ def keep_partial_parse(invocation: Any, project_target: Path) -> None:
         pass
 
 
+# dagster-dbt gives every build its own target folder in the project's (``dbt_models-<run>-<uuid>``: manifest, run
+# results, compiled SQL, about 9 MB at the demo's size) and never removes one: a year of daily runs is 3 GB.
+KEEP_INVOCATIONS = 20
+KEEP_INVOCATIONS_DAYS = 1  # never a folder this recent: a build of an overlapping run may still be writing it
+
+
+def prune_invocations(invocation: Any, keep: int = KEEP_INVOCATIONS, min_age_days: float = KEEP_INVOCATIONS_DAYS
+                      ) -> int:
+    """Remove the target folders of earlier builds of this asset beyond the newest ``keep``, if older than
+    ``min_age_days``; best effort. Returns how many were removed."""
+    current = Path(invocation.target_path)
+    prefix = current.name.split("-", 1)[0] + "-"
+    folders: list[tuple[float, Path]] = []
+    for path in current.parent.glob(prefix + "*"):
+        with contextlib.suppress(OSError):  # removed meanwhile by another run's build
+            if path.is_dir() and path != current:
+                folders.append((path.stat().st_mtime, path))
+    folders.sort(reverse=True)
+    cutoff = time.time() - min_age_days * 86400
+    removed = 0
+    for modified, folder in folders[max(keep - 1, 0):]:
+        if modified < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 DBT_OUTPUT_TAG = "twins/dbt_output"  # "file": dbt's console output goes to a file in reports/ (the CLI's default)
 
 
@@ -142,6 +170,7 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
             with path.open("w") as sink, contextlib.redirect_stdout(sink):
                 yield from events
         keep_partial_parse(invocation, dbt_project.project_dir / dbt_project.target_path)
+        prune_invocations(invocation)
 
     return dbt_models
 
