@@ -93,3 +93,13 @@ def test_readers_of_a_copy_decay_with_the_half_life_its_priors_were_saved_with()
     state = store.state_sql("date '2026-03-11'")
     got = con.execute(f"select stat_a from ({state}) where belief = 'rec_click'").fetchone()[0]
     assert got == 4.0 * 0.25  # ten days at a half-life of five
+
+
+def test_a_run_starts_from_the_last_runs_day_even_when_that_day_saved_no_state():
+    # Day 1's run folded users; day 2's run had no evidence (no state rows) but ran and saved its priors.
+    con = _state_table([(1, "u1", 4.0)])
+    con.execute("create table twins.belief_priors as select * from (values (timestamp '2026-03-02', 10.0), "
+                "(timestamp '2026-03-03', 10.0)) t(as_of, half_life_days)")
+    assert store.saved_state_day(con, START + timedelta(days=3)) == START + timedelta(days=2)
+    assert store.saved_state_day(con, START + timedelta(days=1)) is None
+    assert store.saved_state_day(duckdb.connect(), START) is None  # a new warehouse

@@ -31,10 +31,15 @@ def _day(value) -> date:
 
 
 def saved_state_day(con: duckdb.DuckDBPyConnection, before: date) -> date | None:
-    """The day of the latest saved state taken before ``before``."""
+    """The day of the latest run before ``before`` whose state is saved: the day of its priors, which a run writes
+    once every bucket's state is. Not the latest day with state rows: the state is sparse (``state_sql``), and a day
+    on which nobody had evidence saves none, yet later days start from it."""
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(STATE_DDL)
-    return con.execute(f"select max(as_of) from {SCHEMA}.belief_state where as_of < ?", [before]).fetchone()[0]
+    if not table_exists(con, SCHEMA, "belief_priors"):
+        return None
+    day = con.execute(f"select max(as_of) from {SCHEMA}.belief_priors where as_of < ?", [before]).fetchone()[0]
+    return None if day is None else _day(day)
 
 
 # The belief state is kept sparse: a run saves the state of the users it folds (those with evidence in its window;
